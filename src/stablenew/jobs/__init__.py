@@ -1,0 +1,1 @@
+"""What a job is: JobSpec, Job, JobStatus, prompt packs, and the CancelToken every layer honours."""

@@ -1,0 +1,1 @@
+"""The reference backend: an A1111-compatible HTTP server that misbehaves on demand."""

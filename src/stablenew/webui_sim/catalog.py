@@ -1,0 +1,182 @@
+"""What the reference backend pretends to have installed: checkpoints, VAEs, samplers, upscalers.
+
+Names, shapes and aliases follow A1111 v1.10 (see shared/reference/a1111_api.md §1.7).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+VERSION = "v1.10.1-stablenew-sim"
+ADETAILER_VERSION = "25.3.0"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    filename: str  # path relative to the models dir, as A1111's `name`
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.filename.encode()).hexdigest()
+
+    @property
+    def shorthash(self) -> str:
+        return self.sha256[:10]
+
+    @property
+    def model_name(self) -> str:
+        return self.filename.rsplit(".", 1)[0].replace("/", "_").replace("\\", "_")
+
+    @property
+    def title(self) -> str:
+        return f"{self.filename} [{self.shorthash}]"
+
+    def aliases(self) -> set[str]:
+        stem = self.filename.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        return {
+            self.title,
+            self.filename,
+            self.model_name,
+            stem,
+            self.shorthash,
+            self.sha256,
+            self.sha256[:8],
+        }
+
+    def as_api(self) -> dict[str, object]:
+        return {
+            "title": self.title,
+            "model_name": self.model_name,
+            "hash": self.shorthash,
+            "sha256": self.sha256,
+            "filename": f"/models/Stable-diffusion/{self.filename}",
+            "config": None,
+        }
+
+
+CHECKPOINTS: tuple[Checkpoint, ...] = (
+    Checkpoint("sim-v15-base.safetensors"),
+    Checkpoint("sim-xl-photo.safetensors"),
+    Checkpoint("anime/sim-toon-mix.safetensors"),
+)
+
+VAES: tuple[str, ...] = ("sim-vae-ft-mse.safetensors", "sim-xl-vae.safetensors")
+
+SAMPLERS: tuple[str, ...] = (
+    "DPM++ 2M",
+    "DPM++ SDE",
+    "DPM++ 2M SDE",
+    "DPM++ 2M SDE Heun",
+    "DPM++ 2S a",
+    "DPM++ 3M SDE",
+    "Euler a",
+    "Euler",
+    "LMS",
+    "Heun",
+    "DPM2",
+    "DPM2 a",
+    "DPM fast",
+    "DPM adaptive",
+    "Restart",
+    "DDIM",
+    "DDIM CFG++",
+    "PLMS",
+    "UniPC",
+    "LCM",
+)
+
+SCHEDULERS: tuple[tuple[str, str], ...] = (
+    ("automatic", "Automatic"),
+    ("uniform", "Uniform"),
+    ("karras", "Karras"),
+    ("exponential", "Exponential"),
+    ("polyexponential", "Polyexponential"),
+    ("sgm_uniform", "SGM Uniform"),
+    ("kl_optimal", "KL Optimal"),
+    ("align_your_steps", "Align Your Steps"),
+    ("simple", "Simple"),
+    ("normal", "Normal"),
+    ("ddim", "DDIM"),
+    ("beta", "Beta"),
+)
+
+
+@dataclass(frozen=True)
+class Upscaler:
+    name: str
+    scale: float
+    model: bool  # a model upscaler works in tiles; plain resamplers do not
+    sharpen: bool = False
+
+
+UPSCALERS: tuple[Upscaler, ...] = (
+    Upscaler("None", 1.0, model=False),
+    Upscaler("Lanczos", 4.0, model=False),
+    Upscaler("Nearest", 4.0, model=False),
+    Upscaler("R-ESRGAN 4x+", 4.0, model=True, sharpen=True),
+    Upscaler("R-ESRGAN 4x+ Anime6B", 4.0, model=True, sharpen=True),
+    Upscaler("ESRGAN_4x", 4.0, model=True, sharpen=True),
+)
+
+ADETAILER_MODELS: tuple[str, ...] = (
+    "face_yolov8n.pt",
+    "face_yolov8s.pt",
+    "hand_yolov8n.pt",
+    "person_yolov8n-seg.pt",
+    "mediapipe_face_full",
+)
+
+
+def find_checkpoint(name: str) -> Checkpoint | None:
+    return next((c for c in CHECKPOINTS if name in c.aliases()), None)
+
+
+def find_upscaler(name: str | None) -> Upscaler | None:
+    wanted = (name or "None").lower()
+    return next((u for u in UPSCALERS if u.name.lower() == wanted), None)
+
+
+def resolve_sampler(sampler_name: str | None, scheduler: str | None) -> tuple[str, str]:
+    """Return (sampler, schedule label) the way A1111 1.10 resolves them: never an error.
+
+    A legacy combined name ("DPM++ 2M Karras") is split; an unknown sampler silently becomes the
+    first one; an unknown scheduler becomes Automatic.
+    """
+    sampler = sampler_name or "Euler"
+    label = "Automatic"
+    if sampler not in SAMPLERS:
+        for _, sched_label in SCHEDULERS:
+            base = sampler.removesuffix(f" {sched_label}")
+            if base != sampler and base in SAMPLERS:
+                sampler, label = base, sched_label
+                break
+        else:
+            sampler = SAMPLERS[0]
+    if scheduler:
+        for name, sched_label in SCHEDULERS:
+            if scheduler.lower() in (name, sched_label.lower()):
+                label = sched_label
+                break
+    return sampler, label
+
+
+def default_options() -> dict[str, object]:
+    return {
+        "sd_model_checkpoint": CHECKPOINTS[0].title,
+        "sd_checkpoint_hash": CHECKPOINTS[0].sha256,
+        "sd_vae": "Automatic",
+        "CLIP_stop_at_last_layers": 1,
+        "samples_format": "png",
+        "ESRGAN_tile": 192,
+        "ESRGAN_tile_overlap": 8,
+        "DAT_tile": 192,
+        "DAT_tile_overlap": 8,
+        "live_previews_enable": True,
+        "show_progress_every_n_steps": 10,
+        "return_grid": True,
+        "enable_pnginfo": True,
+        "api_enable_requests": True,
+        "api_forbid_local_requests": True,
+        "upscaling_max_images_in_cache": 5,
+    }

@@ -1,0 +1,81 @@
+"""Start the reference backend: A1111-shaped boot lines, a pre-bound socket, uvicorn.
+
+The socket is bound before uvicorn starts so `--port 0` works: the real port is printed in the
+`Running on local URL:` line, which is how a supervisor (or a test) learns where to connect.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+import time
+
+import uvicorn
+
+from stablenew.webui_sim import catalog
+from stablenew.webui_sim.backend import SimBackend, SimConfig
+from stablenew.webui_sim.server import create_app
+
+
+def serve(
+    config: SimConfig,
+    host: str = "127.0.0.1",
+    port: int = 7861,
+    slow_start: float = 0.0,
+    fail_start: bool = False,
+) -> int:
+    started = time.monotonic()
+    print(f"Launching API server with arguments: {' '.join(sys.argv[1:])}", flush=True)
+    if fail_start:
+        print("RuntimeError: simulated start-up failure (fail_start)", file=sys.stderr, flush=True)
+        return 1
+    if slow_start > 0:
+        time.sleep(slow_start)
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        print(f"ERROR: cannot bind {host}:{port}: {exc}", file=sys.stderr, flush=True)
+        return 1
+    sock.listen(128)
+    actual_port = sock.getsockname()[1]
+
+    backend = SimBackend(config)
+    app = create_app(backend)
+    checkpoint = catalog.CHECKPOINTS[0]
+    print(f"Loading weights [{checkpoint.shorthash}] from {checkpoint.filename}", flush=True)
+    # Like A1111, the model loads in the background: the API answers at once, generation waits.
+    loaded = threading.Event()
+
+    def load_model() -> None:
+        with backend.queue_lock:
+            load_started = time.monotonic()
+            loaded.set()
+            if config.model_load_ms > 0:
+                time.sleep(config.model_load_ms / 1000)
+            took = time.monotonic() - load_started
+            print(f"Model loaded in {took:.1f}s (load weights from disk: {took:.1f}s).", flush=True)
+
+    threading.Thread(target=load_model, name="model-load", daemon=True).start()
+    loaded.wait()
+    print(f"Startup time: {time.monotonic() - started:.1f}s (import torch: 0.0s).", flush=True)
+    print(f"Running on local URL:  http://{host}:{actual_port}", flush=True)
+
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=1,
+            timeout_keep_alive=30,
+        )
+    )
+    try:
+        server.run(sockets=[sock])
+    finally:
+        # Frees calls stuck in a hang fault so no worker thread outlives the server.
+        backend.shutdown.set()
+    return 0
