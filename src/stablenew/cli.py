@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from stablenew.webui_sim.faults import FaultSpec, merge, parse_fault_flag
@@ -67,6 +69,45 @@ def webui_sim(
         nowebui=nowebui,
     )
     raise typer.Exit(serve(config, host, port, slow_start=slow_start, fail_start=fail_start))
+
+
+@app.command()
+def generate(
+    prompt: str = typer.Argument(..., help="What to draw."),
+    out: Path = typer.Option(Path("outputs"), help="Folder the image is written to."),
+    seed: int = typer.Option(-1, help="Seed; -1 picks one."),
+    steps: int = typer.Option(20, help="Sampling steps."),
+    size: int = typer.Option(512, help="Width and height in pixels."),
+) -> None:
+    """Start the reference backend, generate one image through it, write it with its infotext."""
+    from stablenew.webui.client import WebUIClient
+    from stablenew.webui.process import (
+        BackendStartError,
+        LaunchConfig,
+        WebUIProcessManager,
+        reference_backend_command,
+    )
+
+    manager = WebUIProcessManager(
+        LaunchConfig(command=reference_backend_command(0)),
+        probe=lambda url: WebUIClient(url).is_healthy(),
+    )
+    try:
+        url = manager.start()
+        with WebUIClient(url) as client:
+            result = client.txt2img(
+                {"prompt": prompt, "seed": seed, "steps": steps, "width": size, "height": size}
+            )
+        image = result.images[0]
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"{image.seed}.{image.format}"
+        path.write_bytes(image.data)
+        typer.echo(f"wrote {path} ({size}x{size}, seed {image.seed})")
+    except BackendStartError as exc:
+        typer.echo(f"error: the reference backend did not start: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        manager.stop()
 
 
 def main() -> None:
