@@ -158,8 +158,9 @@ class RecoveringBackend:
         endpoint = endpoint or ENDPOINT_OF_STAGE[stage]
         causes: list[BackendError | BackendStartError] = []
         artifacts: list[str] = []
-        restarts = 0
+        restarts = attempts = 0
         for attempt in (1, 2):
+            attempts = attempt
             self._settle_abandoned_call()
             try:
                 return self._attempt(stage, endpoint, payload, cancel_token, image_index)
@@ -181,7 +182,7 @@ class RecoveringBackend:
                     causes.append(start_error)
                     break
         raise StageFailed(
-            _envelope(stage, job_id, image_index, causes, len(causes), restarts, artifacts)
+            _envelope(stage, job_id, image_index, causes, attempts, restarts, artifacts)
         )
 
     def _settle_abandoned_call(self) -> None:
