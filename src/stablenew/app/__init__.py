@@ -1,0 +1,1 @@
+"""Controllers and AppState: the one door for the GUI and the CLI."""

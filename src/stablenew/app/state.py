@@ -1,0 +1,129 @@
+"""AppState: the observable state user interfaces render, fed by the EventBus.
+
+Thread-safe: events arrive on worker threads; listeners are called on the publishing thread
+(a GUI moves them onto its own thread). A listener that raises is reported and skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from stablenew.jobs.job import Job
+from stablenew.observe.events import EventKind, JobLifecycleLogEvent
+
+log = logging.getLogger("stablenew.app")
+
+Listener = Callable[[str], None]
+
+
+class Lifecycle(StrEnum):
+    IDLE = "IDLE"
+    RUNNING = "RUNNING"
+    STOPPING = "STOPPING"
+    ERROR = "ERROR"
+
+
+@dataclass(frozen=True)
+class ActiveStage:
+    job_id: str
+    stage: str | None = None
+    image_index: int | None = None
+    total: int | None = None
+    step: int = 0
+    steps: int = 0
+    eta: float = 0.0
+
+
+BACKEND_KINDS = {
+    EventKind.BACKEND_STARTING: "STARTING",
+    EventKind.BACKEND_READY: "READY",
+    EventKind.BACKEND_CRASHED: "CRASHED",
+    EventKind.BACKEND_RESTARTING: "RESTARTING",
+    EventKind.BACKEND_FAILED: "FAILED",
+    EventKind.BACKEND_STOPPED: "STOPPED",
+}
+
+
+class AppState:
+    def __init__(self, max_events: int = 500) -> None:
+        self._lock = threading.Lock()
+        self._listeners: dict[str, list[Listener]] = {}
+        self._events: deque[JobLifecycleLogEvent] = deque(maxlen=max_events)
+        self.lifecycle = Lifecycle.IDLE
+        self.active: ActiveStage | None = None
+        self.queue: list[Job] = []
+        self.paused: str | None = None
+        self.backend = "STOPPED"
+        self.last_error: dict[str, Any] | None = None
+
+    @property
+    def max_events(self) -> int:
+        return self._events.maxlen or 0
+
+    def subscribe(self, topic: str, listener: Listener) -> Callable[[], None]:
+        """Topics: events, lifecycle, active, queue, backend."""
+        with self._lock:
+            self._listeners.setdefault(topic, []).append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners.get(topic, []):
+                    self._listeners[topic].remove(listener)
+
+        return unsubscribe
+
+    def _notify(self, topic: str) -> None:
+        with self._lock:
+            listeners = list(self._listeners.get(topic, []))
+        for listener in listeners:
+            try:
+                listener(topic)
+            except Exception:
+                log.exception("AppState listener for %r failed", topic)
+
+    def recent_events(self, job_id: str | None = None) -> list[JobLifecycleLogEvent]:
+        with self._lock:
+            events = list(self._events)
+        return [e for e in events if job_id is None or e.job_id == job_id]
+
+    def on_event(self, event: JobLifecycleLogEvent) -> None:
+        """The EventBus subscriber: keep the buffer, follow the active stage and the backend."""
+        with self._lock:
+            self._events.append(event)
+        self._notify("events")
+        if event.kind in BACKEND_KINDS:
+            self.backend = BACKEND_KINDS[event.kind]
+            self._notify("backend")
+        elif event.kind in (EventKind.STAGE_STARTED, EventKind.PROGRESS) and event.job_id:
+            self.active = ActiveStage(
+                event.job_id,
+                event.stage,
+                event.image_index,
+                event.total,
+                int(event.fields.get("step", 0)),
+                int(event.fields.get("steps", 0)),
+                float(event.fields.get("eta", 0.0)),
+            )
+            self._notify("active")
+
+    def set_lifecycle(self, lifecycle: Lifecycle, active_job: str | None) -> None:
+        self.lifecycle = lifecycle
+        if active_job is None:
+            self.active = None
+        elif self.active is None or self.active.job_id != active_job:
+            self.active = ActiveStage(active_job)
+        self._notify("lifecycle")
+        self._notify("active")
+
+    def set_queue(self, jobs: list[Job], paused: str | None) -> None:
+        self.queue, self.paused = jobs, paused
+        self._notify("queue")
+
+    def set_error(self, error: dict[str, Any] | None) -> None:
+        self.last_error = error

@@ -1,0 +1,155 @@
+"""JobSpec: the complete, self-contained, validated description of one job.
+
+Immutable once built (frozen pydantic models), versioned, and round-trips through JSON, so what is
+queued is exactly what runs, even after a restart. A validation error names the field and why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+STAGES = ("txt2img", "img2img", "adetailer", "upscale")
+Stage = Literal["txt2img", "img2img", "adetailer", "upscale"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Txt2ImgConfig(_Frozen):
+    enable_hr: bool = False
+    hr_scale: float = Field(2.0, ge=1.0, le=4.0)
+    hr_upscaler: str = "Latent"
+    hr_second_pass_steps: int = Field(0, ge=0, le=150)
+    hr_denoising_strength: float = Field(0.35, ge=0.0, le=1.0)
+    refiner_checkpoint: str | None = None
+    refiner_switch_at: float = Field(0.8, gt=0.0, lt=1.0)
+
+
+class Img2ImgConfig(_Frozen):
+    enabled: bool = False
+    denoising_strength: float = Field(0.3, ge=0.0, le=1.0)
+    steps: int | None = Field(None, ge=1, le=150)
+    cfg_scale: float | None = Field(None, ge=1.0, le=30.0)
+
+
+class ADetailerPass(_Frozen):
+    model: str
+    confidence: float = Field(0.3, ge=0.0, le=1.0)
+    denoising_strength: float = Field(0.4, ge=0.0, le=1.0)
+    prompt: str = ""
+    negative_prompt: str = ""
+    steps: int | None = Field(None, ge=1, le=150)
+    mask_blur: int = Field(4, ge=0, le=64)
+    inpaint_padding: int = Field(32, ge=0, le=256)
+
+
+class ADetailerConfig(_Frozen):
+    enabled: bool = False
+    face: ADetailerPass | None = ADetailerPass(model="face_yolov8n.pt")
+    hands: ADetailerPass | None = None
+
+    def passes(self) -> list[ADetailerPass]:
+        return [p for p in (self.face, self.hands) if p is not None]
+
+
+class UpscaleConfig(_Frozen):
+    enabled: bool = False
+    upscaler: str = "R-ESRGAN 4x+"
+    factor: float = Field(2.0, gt=1.0, le=8.0)
+    mode: Literal["extra", "img2img"] = "extra"
+    tile_size: int = Field(192, ge=0, le=2048)
+    denoising_strength: float = Field(0.2, ge=0.0, le=1.0)  # img2img mode only
+
+
+class OutputOptions(_Frozen):
+    root: str | None = None  # None: the configured output root
+    label: str | None = None  # folder slug; defaults to the prompt's
+
+
+class Provenance(_Frozen):
+    source: Literal["gui", "cli", "pack", "api"] = "api"
+    pack_id: str | None = None
+    row: int | None = None
+    variant: dict[str, str] = Field(default_factory=dict)
+
+    def variant_label(self) -> str:
+        return "_".join(f"{k}-{v}" for k, v in self.variant.items())
+
+
+class JobSpec(_Frozen):
+    version: Literal[1] = 1
+    prompt: str = Field(min_length=1)
+    negative_prompt: str = ""
+    seed: int = Field(-1, ge=-1, lt=2**32)
+    subseed: int = Field(-1, ge=-1, lt=2**32)
+    subseed_strength: float = Field(0.0, ge=0.0, le=1.0)
+    model: str | None = None
+    vae: str | None = None
+    sampler: str = "Euler a"
+    scheduler: str = "Automatic"
+    steps: int = Field(20, ge=1, le=150)
+    cfg_scale: float = Field(7.0, ge=1.0, le=30.0)
+    width: int = Field(512, ge=64, le=4096)
+    height: int = Field(512, ge=64, le=4096)
+    clip_skip: int = Field(1, ge=1, le=12)
+    images: int = Field(1, ge=1, le=100)
+    txt2img: Txt2ImgConfig = Txt2ImgConfig()
+    img2img: Img2ImgConfig = Img2ImgConfig()
+    adetailer: ADetailerConfig = ADetailerConfig()
+    upscale: UpscaleConfig = UpscaleConfig()
+    output: OutputOptions = OutputOptions()
+    provenance: Provenance = Provenance()
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_has_text(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the prompt is empty")
+        return value
+
+    @field_validator("width", "height")
+    @classmethod
+    def _multiple_of_8(cls, value: int) -> int:
+        if value % 8:
+            raise ValueError(f"{value} is not a multiple of 8 (try {value // 8 * 8})")
+        return value
+
+    def stages(self) -> list[str]:
+        """The enabled stages in canonical order; txt2img always runs."""
+        enabled = {
+            "txt2img": True,
+            "img2img": self.img2img.enabled,
+            "adetailer": self.adetailer.enabled and bool(self.adetailer.passes()),
+            "upscale": self.upscale.enabled,
+        }
+        return [stage for stage in STAGES if enabled[stage]]
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str) -> JobSpec:
+        return cls.model_validate_json(text)
+
+    def sha256(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+
+class SpecError(ValueError):
+    """A JobSpec that does not validate; the message names each field and why."""
+
+
+def build_spec(data: dict[str, Any]) -> JobSpec:
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'spec'}: {err['msg']}"
+            for err in exc.errors(include_url=False)
+        )
+        raise SpecError(f"invalid job spec: {problems}") from exc

@@ -1,0 +1,1 @@
+"""Events, the EventBus, the lifecycle logger and the JSONL log."""

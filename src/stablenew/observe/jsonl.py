@@ -1,0 +1,32 @@
+"""The structured JSONL log: one event a line, rotated by size.
+
+Built on the standard library's RotatingFileHandler, whose errors go to `handleError` (a
+message on stderr) instead of raising into the code that logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
+
+from stablenew.observe.events import JobLifecycleLogEvent
+
+
+class JsonlSink:
+    def __init__(self, path: Path, max_bytes: int = 10 * 1024 * 1024, backups: int = 3) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._handler = RotatingFileHandler(
+            path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+        )
+        self._handler.setFormatter(logging.Formatter("%(message)s"))
+
+    def __call__(self, event: JobLifecycleLogEvent) -> None:
+        record = logging.LogRecord("stablenew.jsonl", logging.INFO, __file__, 0, "%s", None, None)
+        record.msg = json.dumps(event.as_record(), default=str, ensure_ascii=False)
+        self._handler.handle(record)
+
+    def close(self) -> None:
+        self._handler.close()

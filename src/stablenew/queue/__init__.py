@@ -1,0 +1,1 @@
+"""The durable queue: JobStore on SQLite and the JobRunner that drains it."""

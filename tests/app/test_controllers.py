@@ -1,0 +1,224 @@
+"""Controllers + JobRunner + a real store: intents, lifecycle mapping, cancel, stop, no cascade."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from stablenew.app.controllers import JobExecutionController, PipelineController
+from stablenew.app.state import AppState, Lifecycle
+from stablenew.jobs.cancel import CancelToken
+from stablenew.jobs.job import Job, JobOutcome, JobStatus
+from stablenew.jobs.spec import JobSpec
+from stablenew.observe.events import EventBus, EventKind, JobLifecycleLogEvent
+from stablenew.queue.runner import JobRunner
+from stablenew.queue.store import JobStore
+
+
+class Waiter:
+    """Waits for an event on the bus (no polling, no sleeps)."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self.events: list[JobLifecycleLogEvent] = []
+        self._cond = threading.Condition()
+        bus.subscribe(self._on)
+
+    def _on(self, event: JobLifecycleLogEvent) -> None:
+        with self._cond:
+            self.events.append(event)
+            self._cond.notify_all()
+
+    def wait(self, kind: EventKind, job_id: str | None = None, timeout: float = 10) -> None:
+        def seen() -> bool:
+            return any(e.kind == kind and job_id in (None, e.job_id) for e in self.events)
+
+        with self._cond:
+            assert self._cond.wait_for(seen, timeout), f"no {kind} for {job_id}"
+
+    def kinds(self, job_id: str | None = None) -> list[str]:
+        return [e.kind.value for e in self.events if job_id is None or e.job_id == job_id]
+
+
+@dataclass
+class App:
+    store: JobStore
+    bus: EventBus
+    state: AppState
+    runner: JobRunner
+    jobs: JobExecutionController
+    pipeline: PipelineController
+    waiter: Waiter
+    started: threading.Event
+    release: threading.Event
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[App]:
+    started, release = threading.Event(), threading.Event()
+    backend = {"ready": None}
+
+    def execute(job: Job, token: CancelToken, checkpoint) -> JobOutcome:  # type: ignore[no-untyped-def]
+        prompt = job.spec.prompt
+        if prompt.startswith("block"):
+            started.set()
+            token.on_cancel(release.set)
+            release.wait(20)
+            if token.is_cancelled():
+                return JobOutcome(JobStatus.CANCELLED, {"images": ["kept.png"]})
+        if prompt.startswith("fail"):
+            return JobOutcome.failed({"message": "upscale failed: HTTP 500"})
+        if prompt.startswith("backend dies"):
+            return JobOutcome.failed({"message": "backend gone"}, backend_down=True)
+        if prompt.startswith("bug"):
+            raise RuntimeError("a bug in the pipeline")
+        checkpoint({"completed": ["txt2img"]})
+        return JobOutcome(JobStatus.COMPLETED, {"images": ["a.png", "b.png"]})
+
+    bus, state = EventBus(), AppState()
+    bus.subscribe(state.on_event)
+    store = JobStore(tmp_path / "jobs.db")
+    runner = JobRunner(
+        store, execute, bus, backend_ready=lambda: backend["ready"], poll_interval=0.05
+    )
+    jobs = JobExecutionController(store, bus, state, runner)
+    pipeline = PipelineController(state, bus, jobs)
+    waiter = Waiter(bus)  # subscribed last: when it sees an event, the controllers have too
+    app = App(store, bus, state, runner, jobs, pipeline, waiter, started, release)
+    app.backend = backend  # type: ignore[attr-defined]
+    yield app
+    release.set()
+    assert runner.stop(10)
+
+
+def test_submit_runs_to_completion_with_the_trail(app: App) -> None:
+    app.runner.start()
+    app.jobs.add_to_job([], source="gui")
+    app.jobs.add_to_job([JobSpec(prompt="a"), JobSpec(prompt="b")], source="gui")
+    ids = app.jobs.submit_draft(source="gui")
+    assert len(ids) == 2 and app.jobs.draft == []
+    app.waiter.wait(EventKind.JOB_COMPLETED, ids[1])
+    assert [app.jobs.get_job_status(i) for i in ids] == [JobStatus.COMPLETED] * 2
+    assert app.store.get(ids[0]).checkpoint == {"completed": ["txt2img"]}
+    kinds = app.waiter.kinds()
+    assert kinds[:3] == ["add_to_job_noop", "add_to_job", "add_to_queue"]
+    for job_id in ids:
+        assert [k for k in app.waiter.kinds(job_id) if k.startswith("job_")] == [
+            "job_started",
+            "job_completed",
+        ]
+    assert app.state.lifecycle == Lifecycle.IDLE
+    assert [e.kind for e in app.state.recent_events()] == [e.kind for e in app.waiter.events]
+    assert app.jobs.submit_draft() == []
+    assert app.waiter.events[-1].kind == EventKind.ADD_TO_QUEUE_FAILED
+
+
+def test_failure_maps_to_error_then_next_job_runs(app: App) -> None:
+    app.runner.start()
+    failed = app.jobs.submit_pipeline_run(JobSpec(prompt="fail me"))
+    app.waiter.wait(EventKind.JOB_FAILED, failed)
+    assert app.state.lifecycle == Lifecycle.ERROR
+    assert app.store.get(failed).error == {"message": "upscale failed: HTTP 500"}
+    ok = app.jobs.submit_pipeline_run(JobSpec(prompt="fine"))
+    app.waiter.wait(EventKind.JOB_COMPLETED, ok)
+    assert app.state.lifecycle == Lifecycle.IDLE
+    lifecycle = [e.message for e in app.waiter.events if e.kind == EventKind.LIFECYCLE]
+    assert lifecycle == [
+        "IDLE -> RUNNING",
+        "RUNNING -> ERROR",
+        "ERROR -> IDLE",
+        "IDLE -> RUNNING",
+        "RUNNING -> IDLE",
+    ]
+
+
+def test_a_bug_in_execute_becomes_a_failed_job_with_envelope(app: App) -> None:
+    app.runner.start()
+    job_id = app.jobs.submit_pipeline_run(JobSpec(prompt="bug"))
+    app.waiter.wait(EventKind.JOB_FAILED, job_id)
+    error = app.store.get(job_id).error
+    assert error is not None and error["type"] == "RuntimeError"
+    assert "a bug in the pipeline" in error["message"]
+
+
+def test_cancel_queued_and_running(app: App) -> None:
+    app.runner.start()
+    running = app.jobs.submit_pipeline_run(JobSpec(prompt="block"))
+    queued = app.jobs.submit_pipeline_run(JobSpec(prompt="later"))
+    assert app.started.wait(10)
+    assert app.jobs.cancel_job(queued) == JobStatus.CANCELLED
+    assert app.jobs.get_job_status(queued) == JobStatus.CANCELLED
+    assert app.pipeline.request_stop()
+    assert app.state.lifecycle == Lifecycle.STOPPING
+    app.waiter.wait(EventKind.JOB_CANCELLED, running)
+    job = app.store.get(running)
+    assert job.status == JobStatus.CANCELLED and job.result == {"images": ["kept.png"]}
+    assert app.state.lifecycle == Lifecycle.IDLE
+    assert app.jobs.cancel_job(running) == JobStatus.CANCELLED  # already finished: no-op
+
+
+def test_cancel_from_another_process_reaches_the_runner(app: App, tmp_path: Path) -> None:
+    app.runner.start()
+    job_id = app.jobs.submit_pipeline_run(JobSpec(prompt="block"))
+    assert app.started.wait(10)
+    JobStore(tmp_path / "jobs.db").cancel(job_id)  # as `stablenew queue cancel` would
+    app.waiter.wait(EventKind.JOB_CANCELLED, job_id)
+
+
+def test_stop_is_bounded_and_requeues_the_running_job(app: App) -> None:
+    app.runner.start()
+    job_id = app.jobs.submit_pipeline_run(JobSpec(prompt="block"))
+    assert app.started.wait(10)
+    assert app.runner.stop(10)
+    assert not app.runner.alive
+    job = app.store.get(job_id)
+    assert job.status == JobStatus.QUEUED and job.attempts == 0
+    assert not [t for t in threading.enumerate() if t.name in ("job-runner", "job-heartbeat")]
+
+
+def test_backend_down_waits_and_pauses_instead_of_cascading(app: App) -> None:
+    app.backend["ready"] = "the backend did not come back within 60s"  # type: ignore[attr-defined]
+    app.runner.start()
+    dead = app.jobs.submit_pipeline_run(JobSpec(prompt="backend dies"))
+    waiting = app.jobs.submit_pipeline_run(JobSpec(prompt="next"))
+    app.waiter.wait(EventKind.QUEUE_PAUSED)
+    assert app.jobs.get_job_status(dead) == JobStatus.FAILED
+    assert app.jobs.get_job_status(waiting) == JobStatus.QUEUED  # not failed in a cascade
+    assert app.state.paused is not None and "did not come back" in app.state.paused
+    app.backend["ready"] = None  # type: ignore[attr-defined]
+    app.jobs.resume()
+    app.waiter.wait(EventKind.JOB_COMPLETED, waiting)
+
+
+@pytest.mark.parametrize(
+    ("status", "lifecycle"),
+    [
+        (JobStatus.RUNNING, Lifecycle.RUNNING),
+        (JobStatus.COMPLETED, Lifecycle.IDLE),
+        (JobStatus.CANCELLED, Lifecycle.IDLE),
+        (JobStatus.FAILED, Lifecycle.ERROR),
+    ],
+)
+def test_status_to_lifecycle_mapping(status: JobStatus, lifecycle: Lifecycle) -> None:
+    bus, state = EventBus(), AppState()
+    pipeline = PipelineController(state, bus, jobs=None)  # type: ignore[arg-type]
+    pipeline.on_job_status("j", JobStatus.RUNNING)
+    pipeline.on_job_status("j", status)
+    assert state.lifecycle == lifecycle
+
+
+def test_invalid_transitions_are_refused_and_logged() -> None:
+    bus, state = EventBus(), AppState()
+    waiter = Waiter(bus)
+    pipeline = PipelineController(state, bus, jobs=None)  # type: ignore[arg-type]
+    assert not pipeline.transition(Lifecycle.STOPPING)
+    assert state.lifecycle == Lifecycle.IDLE
+    assert waiter.events[-1].kind == EventKind.WARNING
+    assert "IDLE -> STOPPING refused" in waiter.events[-1].message
+    pipeline.on_job_status("j", JobStatus.RUNNING)
+    pipeline.on_job_status("j", JobStatus.FAILED)
+    assert not pipeline.transition(Lifecycle.RUNNING)
+    assert pipeline.acknowledge_error() and state.lifecycle == Lifecycle.IDLE
