@@ -48,8 +48,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     retried_from TEXT,
     cancel_requested INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS jobs_next ON jobs(priority DESC, position) WHERE status = 'QUEUED';
-CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
+-- One index serves the claim order (status, then priority, then FIFO) and the status filters.
+CREATE INDEX IF NOT EXISTS jobs_order ON jobs(status, priority DESC, position);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     job_id TEXT NOT NULL,

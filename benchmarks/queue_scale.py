@@ -1,0 +1,71 @@
+"""Queue scale: batched submit rate, claim latency with many rows, resident memory. JSON out.
+
+    python benchmarks/queue_scale.py [--quick] [--out FILE]
+
+Targets (issue 5): >= 5,000 submits/s batched; claim < 5 ms with 100,000 rows in the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from stablenew.jobs.job import JobOutcome, JobStatus
+from stablenew.jobs.spec import JobSpec
+from stablenew.queue.store import JobStore
+
+
+def run(quick: bool) -> dict[str, object]:
+    submits = 2_000 if quick else 10_000
+    rows = 20_000 if quick else 100_000
+    claims = 100 if quick else 500
+    spec = JobSpec(prompt="a lighthouse at dusk, oil painting", images=2)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = JobStore(Path(tmp) / "jobs.db")
+        started = time.perf_counter()
+        store.submit_many([spec] * submits)
+        submit_s = time.perf_counter() - started
+        store.submit_many([spec] * (rows - submits))
+        latencies = []
+        for _ in range(claims):
+            t0 = time.perf_counter()
+            job = store.claim_next("bench")
+            latencies.append((time.perf_counter() - t0) * 1000)
+            assert job is not None
+            store.finish(job.id, "bench", JobOutcome(JobStatus.COMPLETED))
+        latencies.sort()
+        store.close()
+    return {
+        "benchmark": "queue_scale",
+        "quick": quick,
+        "submits": submits,
+        "submits_per_s": round(submits / submit_s),
+        "rows": rows,
+        "claims": claims,
+        "claim_ms_p50": round(statistics.median(latencies), 3),
+        "claim_ms_p99": round(latencies[int(len(latencies) * 0.99) - 1], 3),
+        "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
+        "targets": {"submits_per_s": ">= 5000", "claim_ms_p99": "< 5"},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a smaller run for CI")
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
+    args = parser.parse_args()
+    result = json.dumps(run(args.quick), indent=2)
+    if args.out:
+        args.out.write_text(result + "\n")
+    sys.stdout.write(result + "\n")
+
+
+if __name__ == "__main__":
+    main()
