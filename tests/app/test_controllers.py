@@ -14,33 +14,10 @@ from stablenew.app.state import AppState, Lifecycle
 from stablenew.jobs.cancel import CancelToken
 from stablenew.jobs.job import Job, JobOutcome, JobStatus
 from stablenew.jobs.spec import JobSpec
-from stablenew.observe.events import EventBus, EventKind, JobLifecycleLogEvent
+from stablenew.observe.events import EventBus, EventKind
 from stablenew.queue.runner import JobRunner
 from stablenew.queue.store import JobStore
-
-
-class Waiter:
-    """Waits for an event on the bus (no polling, no sleeps)."""
-
-    def __init__(self, bus: EventBus) -> None:
-        self.events: list[JobLifecycleLogEvent] = []
-        self._cond = threading.Condition()
-        bus.subscribe(self._on)
-
-    def _on(self, event: JobLifecycleLogEvent) -> None:
-        with self._cond:
-            self.events.append(event)
-            self._cond.notify_all()
-
-    def wait(self, kind: EventKind, job_id: str | None = None, timeout: float = 10) -> None:
-        def seen() -> bool:
-            return any(e.kind == kind and job_id in (None, e.job_id) for e in self.events)
-
-        with self._cond:
-            assert self._cond.wait_for(seen, timeout), f"no {kind} for {job_id}"
-
-    def kinds(self, job_id: str | None = None) -> list[str]:
-        return [e.kind.value for e in self.events if job_id is None or e.job_id == job_id]
+from tests.helpers import Waiter
 
 
 @dataclass

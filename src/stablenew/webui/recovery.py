@@ -55,6 +55,15 @@ class Progress:
     eta: float
 
 
+@dataclass(frozen=True)
+class CallStats:
+    """How the last successful stage call went (the pipeline calls one at a time)."""
+
+    attempts: int
+    restarts: int
+    causes: list[str]
+
+
 class StageCancelled(Exception):
     def __init__(self, stage: str, image_index: int | None, abandoned: bool) -> None:
         super().__init__(f"{stage} cancelled" + (" (call abandoned)" if abandoned else ""))
@@ -143,6 +152,7 @@ class RecoveringBackend:
         self.policy = policy or RecoveryPolicy()
         self.on_progress = on_progress
         self._abandoned: _Call | None = None
+        self.last_call = CallStats(0, 0, [])
 
     def generate_with_recovery(
         self,
@@ -163,7 +173,9 @@ class RecoveringBackend:
             attempts = attempt
             self._settle_abandoned_call()
             try:
-                return self._attempt(stage, endpoint, payload, cancel_token, image_index)
+                result = self._attempt(stage, endpoint, payload, cancel_token, image_index)
+                self.last_call = CallStats(attempts, restarts, [str(c) for c in causes])
+                return result
             except (BackendApplicationError, BackendRejected) as exc:
                 causes.append(exc)
                 artifacts += self._artifacts(run_dir, stage, image_index, attempt, payload, exc)

@@ -76,6 +76,7 @@ def _floor8(value: float) -> int:
 @dataclass
 class ADetailerPlan:
     tabs: list[ADetailerTab]
+    skip_img2img: bool = False
 
     def infotext_params(self) -> dict[str, object]:
         params: dict[str, object] = {}
@@ -103,8 +104,7 @@ def parse_alwayson(scripts: dict[str, Any]) -> ADetailerPlan | None:
         enabled = True
         if args and isinstance(args[0], bool):
             enabled = args.pop(0)
-        if args and isinstance(args[0], bool):
-            args.pop(0)  # "skip img2img": meaningful only inside A1111's img2img tab
+        skip = bool(args.pop(0)) if args and isinstance(args[0], bool) else False
         tabs = []
         for arg in args:
             if not isinstance(arg, dict):
@@ -116,7 +116,7 @@ def parse_alwayson(scripts: dict[str, Any]) -> ADetailerPlan | None:
             if tab.ad_model != "None" and tab.ad_tab_enable:
                 tabs.append(tab)
         if enabled and tabs:
-            plan = ADetailerPlan(tabs)
+            plan = ADetailerPlan(tabs, skip_img2img=skip)
     return plan
 
 
@@ -350,8 +350,11 @@ class Img2Img(Generation):
             self.stage = "adetailer"
 
     def target(self, index: int, seed: int, subseed: int) -> Image.Image:
-        fresh = super().target(index, seed, subseed)
         init = self.init_images[index % len(self.init_images)]
+        if self.adetailer and self.adetailer.skip_img2img:
+            # ADetailer's "skip img2img": the init image passes through, only faces are edited.
+            return init.convert("RGB").resize((self.width, self.height), Image.Resampling.LANCZOS)
+        fresh = super().target(index, seed, subseed)
         return blend_toward(init, fresh, self.req.denoising_strength)
 
     def extra_params(self) -> dict[str, object]:

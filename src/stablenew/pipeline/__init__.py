@@ -1,0 +1,1 @@
+"""Running one job: payloads, guards, artifacts and the PipelineRunner."""

@@ -1,0 +1,101 @@
+"""What a run leaves on disk: its folder, its PNGs with provenance chunks, its manifests.
+
+Text chunks are spliced into the backend's PNG bytes instead of re-encoding the image, so pixels
+and the backend's own chunks stay byte-for-byte what the backend sent.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import struct
+import zlib
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from stablenew.jobs.job import Job
+from stablenew.webui.artifacts import sanitize
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def slug(text: str, limit: int = 40) -> str:
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    return "-".join(words)[:limit].strip("-") or "job"
+
+
+def run_dir_for(job: Job, root: Path, now: datetime) -> Path:
+    spec = job.spec
+    label = spec.output.label or spec.provenance.pack_id or spec.prompt
+    base = Path(spec.output.root) if spec.output.root else root
+    return base / now.strftime("%Y-%m-%d") / f"{job.short_id}_{slug(label)}"
+
+
+def image_name(index: int, total: int, stage: str, variant: str = "") -> str:
+    suffix = f"_{slug(variant, 60)}" if variant else ""
+    return f"{index:0{len(str(total))}d}_{stage}{suffix}"
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _text_chunk(key: str, value: str) -> bytes:
+    try:
+        return _chunk(b"tEXt", key.encode("latin-1") + b"\0" + value.encode("latin-1"))
+    except UnicodeEncodeError:
+        return _chunk(b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8"))
+
+
+def as_png(data: bytes) -> bytes:
+    if data.startswith(PNG_SIGNATURE):
+        return data
+    buf = io.BytesIO()
+    with Image.open(io.BytesIO(data)) as image:
+        image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def png_text(data: bytes) -> dict[str, str]:
+    with Image.open(io.BytesIO(data)) as image:
+        return dict(getattr(image, "text", {}))
+
+
+def add_png_text(data: bytes, chunks: dict[str, str]) -> bytes:
+    """Insert text chunks just before IEND (PNG allows text chunks anywhere after IHDR)."""
+    png = as_png(data)
+    iend = png.rfind(b"IEND") - 4
+    if iend < len(PNG_SIGNATURE):
+        raise ValueError("not a complete PNG (no IEND chunk)")
+    extra = b"".join(_text_chunk(k, v) for k, v in chunks.items())
+    return png[:iend] + extra + png[iend:]
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as image:
+        return image.size
+
+
+def write_json(path: Path, record: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=str, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(path)  # a manifest is whole or absent, never half-written
+
+
+def write_image(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def sanitized_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """For manifests: prompts are kept (they are the provenance), image data is not."""
+    record = sanitize(payload)
+    for key in ("prompt", "negative_prompt"):
+        if key in payload:
+            record[key] = payload[key]
+    return record

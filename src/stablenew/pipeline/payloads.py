@@ -1,0 +1,143 @@
+"""A1111 request payloads built from a JobSpec, one stage and one image at a time (pure)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from stablenew.jobs.spec import ADetailerPass, JobSpec
+from stablenew.pipeline.settings import PipelineSettings
+
+
+def join_prompt(*parts: str) -> str:
+    return ", ".join(p.strip() for p in parts if p and p.strip())
+
+
+def prompts(spec: JobSpec, settings: PipelineSettings) -> tuple[str, str]:
+    """Global positive text goes first, global negative text last."""
+    return (
+        join_prompt(settings.global_positive, spec.prompt),
+        join_prompt(spec.negative_prompt, settings.global_negative),
+    )
+
+
+def _common(spec: JobSpec, settings: PipelineSettings, seed: int) -> dict[str, Any]:
+    positive, negative = prompts(spec, settings)
+    payload: dict[str, Any] = {
+        "prompt": positive,
+        "negative_prompt": negative,
+        "seed": seed,
+        "subseed": spec.subseed,
+        "subseed_strength": spec.subseed_strength,
+        "sampler_name": spec.sampler,
+        "scheduler": spec.scheduler,
+        "steps": spec.steps,
+        "cfg_scale": spec.cfg_scale,
+        "width": spec.width,
+        "height": spec.height,
+        "batch_size": 1,
+        "n_iter": 1,
+        "send_images": True,
+        "save_images": False,
+    }
+    if spec.clip_skip > 1:
+        payload["override_settings"] = {"CLIP_stop_at_last_layers": spec.clip_skip}
+    return payload
+
+
+def txt2img(spec: JobSpec, settings: PipelineSettings, seed: int) -> dict[str, Any]:
+    payload = _common(spec, settings, seed)
+    t = spec.txt2img
+    if t.enable_hr:
+        payload |= {
+            "enable_hr": True,
+            "hr_scale": t.hr_scale,
+            "hr_upscaler": t.hr_upscaler,
+            "hr_second_pass_steps": t.hr_second_pass_steps,
+            "denoising_strength": t.hr_denoising_strength,
+        }
+    if t.refiner_checkpoint:
+        payload |= {
+            "refiner_checkpoint": t.refiner_checkpoint,
+            "refiner_switch_at": t.refiner_switch_at,
+        }
+    return payload
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def img2img(
+    spec: JobSpec, settings: PipelineSettings, seed: int, image: bytes, size: tuple[int, int]
+) -> dict[str, Any]:
+    payload = _common(spec, settings, seed)
+    i = spec.img2img
+    payload |= {
+        "init_images": [b64(image)],
+        "denoising_strength": i.denoising_strength,
+        "width": size[0],
+        "height": size[1],
+    }
+    if i.steps is not None:
+        payload["steps"] = i.steps
+    if i.cfg_scale is not None:
+        payload["cfg_scale"] = i.cfg_scale
+    return payload
+
+
+def _adetailer_tab(p: ADetailerPass) -> dict[str, Any]:
+    tab: dict[str, Any] = {
+        "ad_model": p.model,
+        "ad_confidence": p.confidence,
+        "ad_denoising_strength": p.denoising_strength,
+        "ad_prompt": p.prompt,
+        "ad_negative_prompt": p.negative_prompt,
+        "ad_mask_blur": p.mask_blur,
+        "ad_inpaint_only_masked": True,
+        "ad_inpaint_only_masked_padding": p.inpaint_padding,
+    }
+    if p.steps is not None:
+        tab |= {"ad_use_steps": True, "ad_steps": p.steps}
+    return tab
+
+
+def adetailer(
+    spec: JobSpec, settings: PipelineSettings, seed: int, image: bytes, size: tuple[int, int]
+) -> dict[str, Any]:
+    """img2img that only runs ADetailer: args are [enable, skip img2img, one dict per pass]."""
+    payload = _common(spec, settings, seed)
+    tabs = [_adetailer_tab(p) for p in spec.adetailer.passes()]
+    payload |= {
+        "init_images": [b64(image)],
+        "denoising_strength": 0.0,
+        "width": size[0],
+        "height": size[1],
+        "alwayson_scripts": {"ADetailer": {"args": [True, True, *tabs]}},
+    }
+    return payload
+
+
+def upscale_extra(image: bytes, upscaler: str, target: tuple[int, int]) -> dict[str, Any]:
+    """extra-single-image to an exact size (resize_mode 1), so the size guard's target holds."""
+    return {
+        "image": b64(image),
+        "resize_mode": 1,
+        "upscaling_resize_w": target[0],
+        "upscaling_resize_h": target[1],
+        "upscaling_crop": True,
+        "upscaler_1": upscaler,
+    }
+
+
+def upscale_img2img(
+    spec: JobSpec, settings: PipelineSettings, seed: int, image: bytes, target: tuple[int, int]
+) -> dict[str, Any]:
+    payload = _common(spec, settings, seed)
+    payload |= {
+        "init_images": [b64(image)],
+        "denoising_strength": spec.upscale.denoising_strength,
+        "width": target[0],
+        "height": target[1],
+    }
+    return payload

@@ -1,0 +1,43 @@
+"""Test helpers shared across suites."""
+
+from __future__ import annotations
+
+import threading
+
+from stablenew.observe.events import EventBus, EventKind, JobLifecycleLogEvent
+
+
+class Waiter:
+    """Records every event on a bus and waits for one (no polling, no sleeps)."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self.events: list[JobLifecycleLogEvent] = []
+        self._cond = threading.Condition()
+        bus.subscribe(self._on)
+
+    def _on(self, event: JobLifecycleLogEvent) -> None:
+        with self._cond:
+            self.events.append(event)
+            self._cond.notify_all()
+
+    def wait(
+        self,
+        kind: EventKind,
+        job_id: str | None = None,
+        timeout: float = 30,
+        where: object = None,
+    ) -> JobLifecycleLogEvent:
+        def found() -> JobLifecycleLogEvent | None:
+            for e in self.events:
+                if e.kind == kind and job_id in (None, e.job_id) and (where is None or where(e)):  # type: ignore[operator]
+                    return e
+            return None
+
+        with self._cond:
+            assert self._cond.wait_for(lambda: found() is not None, timeout), (
+                f"no {kind} for {job_id}"
+            )
+            return found()  # type: ignore[return-value]
+
+    def kinds(self, job_id: str | None = None) -> list[str]:
+        return [e.kind.value for e in self.events if job_id is None or e.job_id == job_id]
