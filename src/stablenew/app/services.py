@@ -34,6 +34,7 @@ BACKEND_EVENTS = {
     BackendState.CRASHED: EventKind.BACKEND_CRASHED,
     BackendState.RESTARTING: EventKind.BACKEND_RESTARTING,
     BackendState.FAILED: EventKind.BACKEND_FAILED,
+    BackendState.STOPPING: EventKind.BACKEND_STOPPING,
     BackendState.STOPPED: EventKind.BACKEND_STOPPED,
 }
 

@@ -45,6 +45,7 @@ class EventKind(StrEnum):
     BACKEND_CRASHED = "backend_crashed"
     BACKEND_RESTARTING = "backend_restarting"
     BACKEND_FAILED = "backend_failed"
+    BACKEND_STOPPING = "backend_stopping"
     BACKEND_STOPPED = "backend_stopped"
     # the app
     LIFECYCLE = "lifecycle"

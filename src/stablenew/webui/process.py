@@ -256,6 +256,7 @@ class WebUIProcessManager:
                 self._set_state(BackendState.FAILED, reason)
                 tail = self.get_tail_logs(20)["stderr"]
                 raise BackendStartError(f"{reason}\n--- stderr ---\n{tail}")
+            self._note_crash()
             self._set_state(BackendState.RESTARTING, f"restart {self.restarts + 1}")
             self._terminate(grace=5.0)
             self.restarts += 1
@@ -265,6 +266,16 @@ class WebUIProcessManager:
                 return self._wait_ready(timeout or self.config.startup_timeout)
             finally:
                 self._restart_times.append(time.monotonic())
+
+    def _note_crash(self) -> None:
+        """A restart right after a crash must still show the crash, whoever noticed it first."""
+        if self._proc is None or self._state not in (BackendState.READY, BackendState.STARTING):
+            return
+        try:
+            code = self._proc.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            return  # alive: a restart of a misbehaving but running backend
+        self._set_state(BackendState.CRASHED, f"process exited with code {code}")
 
     # -- stop ----------------------------------------------------------------------------------
 
