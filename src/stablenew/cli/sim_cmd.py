@@ -1,24 +1,10 @@
-"""The `stablenew` command line."""
+"""`stablenew webui-sim`: run the reference backend."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import typer
 
 from stablenew.webui_sim.faults import FaultSpec, merge, parse_fault_flag
-
-app = typer.Typer(
-    name="stablenew",
-    help="A local orchestrator for Stable Diffusion over the AUTOMATIC1111 WebUI API.",
-    no_args_is_help=True,
-    add_completion=False,
-)
-
-
-@app.callback()
-def _root() -> None:
-    """StableNew: durable jobs, one image at a time, a backend kept alive."""
 
 
 def _parse_auth(value: str | None) -> dict[str, str]:
@@ -35,7 +21,6 @@ def _parse_auth(value: str | None) -> dict[str, str]:
     return users
 
 
-@app.command("webui-sim")
 def webui_sim(
     host: str = typer.Option("127.0.0.1", help="Interface to bind (loopback by default)."),
     port: int = typer.Option(7861, help="Port to bind; 0 picks a free one (printed at start)."),
@@ -69,46 +54,3 @@ def webui_sim(
         nowebui=nowebui,
     )
     raise typer.Exit(serve(config, host, port, slow_start=slow_start, fail_start=fail_start))
-
-
-@app.command()
-def generate(
-    prompt: str = typer.Argument(..., help="What to draw."),
-    out: Path = typer.Option(Path("outputs"), help="Folder the image is written to."),
-    seed: int = typer.Option(-1, help="Seed; -1 picks one."),
-    steps: int = typer.Option(20, help="Sampling steps."),
-    size: int = typer.Option(512, help="Width and height in pixels."),
-) -> None:
-    """Start the reference backend, generate one image through it, write it with its infotext."""
-    from stablenew.webui.client import WebUIClient
-    from stablenew.webui.process import (
-        BackendStartError,
-        LaunchConfig,
-        WebUIProcessManager,
-        reference_backend_command,
-    )
-
-    manager = WebUIProcessManager(
-        LaunchConfig(command=reference_backend_command(0)),
-        probe=lambda url: WebUIClient(url).is_healthy(),
-    )
-    try:
-        url = manager.start()
-        with WebUIClient(url) as client:
-            result = client.txt2img(
-                {"prompt": prompt, "seed": seed, "steps": steps, "width": size, "height": size}
-            )
-        image = result.images[0]
-        out.mkdir(parents=True, exist_ok=True)
-        path = out / f"{image.seed}.{image.format}"
-        path.write_bytes(image.data)
-        typer.echo(f"wrote {path} ({size}x{size}, seed {image.seed})")
-    except BackendStartError as exc:
-        typer.echo(f"error: the reference backend did not start: {exc}", err=True)
-        raise typer.Exit(1) from exc
-    finally:
-        manager.stop()
-
-
-def main() -> None:
-    app()

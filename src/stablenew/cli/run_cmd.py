@@ -1,0 +1,193 @@
+"""`stablenew run`: submit through the controller, show live progress, summarize, exit 0 only
+when every job completed. The first Ctrl+C cancels cleanly; a second one leaves at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import typer
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from stablenew.app.services import Services
+from stablenew.cli.common import console, errors, fail, specs_from_flags
+from stablenew.jobs.job import Job, JobStatus
+from stablenew.observe.events import EventKind, JobLifecycleLogEvent
+from stablenew.webui.process import BackendStartError
+
+FINISHED = {EventKind.JOB_COMPLETED, EventKind.JOB_FAILED, EventKind.JOB_CANCELLED}
+
+
+def run(
+    ctx: typer.Context,
+    prompt: str | None = typer.Argument(None, help="What to draw (or use --pack)."),
+    pack: Path | None = typer.Option(None, help="A prompt pack: NAME.txt and/or NAME.json."),
+    stages: str | None = typer.Option(
+        None, help="Stages to run, e.g. txt2img,img2img,adetailer,upscale."
+    ),
+    images: int | None = typer.Option(None, min=1, help="Images per prompt."),
+    seed: int | None = typer.Option(None, help="Seed of the first image (-1: random)."),
+    backend: str | None = typer.Option(None, help="Attach to a running backend at this URL."),
+    out: Path | None = typer.Option(None, help="Output root (default: <home>/outputs)."),
+    json_out: bool = typer.Option(False, "--json", help="Print machine-readable results."),
+) -> None:
+    """Generate images: queue the jobs and run them to the end with live progress."""
+    specs, _ = specs_from_flags(ctx.obj, prompt, pack, stages, images, seed)
+    services = ctx.obj.services(backend_url=backend, output=out)
+    raise typer.Exit(CliRun(services, json_out).execute(specs))
+
+
+class CliRun:
+    def __init__(self, services: Services, json_out: bool) -> None:
+        self.services = services
+        self.json_out = json_out
+        self.ids: list[str] = []
+        self.finished: set[str] = set()
+        self.changed = threading.Event()
+        self.interrupts = 0
+
+    def execute(self, specs: list) -> int:  # type: ignore[type-arg]
+        previous = signal.signal(signal.SIGINT, self._on_sigint)
+        try:
+            try:
+                self.services.start()
+            except BackendStartError as exc:
+                fail(f"the backend did not start: {exc}", 3)
+            self.services.bus.subscribe(self._on_event)
+            self.ids = self.services.jobs.submit_many(specs, source="cli")
+            if self.json_out:
+                self._wait(lambda: None)
+            else:
+                self._watch()
+            jobs = [self.services.store.get(i) for i in self.ids]
+        finally:
+            self.services.close()
+            signal.signal(signal.SIGINT, previous)
+        self._summary(jobs)
+        if self.interrupts:
+            return 130
+        return 0 if jobs and all(j.status == JobStatus.COMPLETED for j in jobs) else 1
+
+    # -- waiting -----------------------------------------------------------------------------
+
+    def _on_event(self, event: JobLifecycleLogEvent) -> None:
+        if event.kind in FINISHED and event.job_id in self.ids:
+            self.finished.add(event.job_id)
+        self.changed.set()
+
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        self.interrupts += 1
+        if self.interrupts > 1:
+            errors.print("second Ctrl+C: stopping the backend and leaving now")
+            self.services.manager.stop(grace=1)
+            os._exit(130)
+        errors.print("Ctrl+C: cancelling (press again to leave at once)")
+        for job_id in self.ids:
+            if job_id not in self.finished:
+                self.services.jobs.cancel_job(job_id)
+        self.changed.set()
+
+    def _done(self) -> bool:
+        if len(self.finished) >= len(self.ids):
+            return True
+        # A job cancelled while queued is final without a runner event.
+        for job_id in self.ids:
+            if job_id not in self.finished and self.services.store.get(job_id).status.finished:
+                self.finished.add(job_id)
+        return len(self.finished) >= len(self.ids)
+
+    def _wait(self, refresh: Any) -> None:
+        while not self._done():
+            self.changed.wait(0.2)
+            self.changed.clear()
+            refresh()
+
+    def _watch(self) -> None:
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            console=console,
+            transient=False,
+        )
+        jobs_task = progress.add_task("jobs", total=len(self.ids), detail="")
+        step_task = progress.add_task("waiting", total=1, detail="")
+
+        def refresh() -> None:
+            progress.update(jobs_task, completed=len(self.finished))
+            active = self.services.state.active
+            if active is None or active.stage is None:
+                return
+            where = f"{active.job_id[:8]} {active.stage}"
+            if active.image_index:
+                where += f" image {active.image_index}/{active.total}"
+            eta = f"ETA {active.eta:.0f}s" if active.eta else ""
+            progress.update(
+                step_task,
+                description=where,
+                total=max(active.steps, 1),
+                completed=active.step,
+                detail=eta,
+            )
+
+        with Live(progress, console=console, refresh_per_second=8, transient=False):
+            self._wait(refresh)
+            refresh()
+
+    # -- the end -------------------------------------------------------------------------------
+
+    def _summary(self, jobs: list[Job]) -> None:
+        if self.json_out:
+            print(json.dumps(summary_record(jobs), indent=2))
+            return
+        table = Table(title="StableNew run")
+        for column in ("job", "status", "images", "output / reason"):
+            table.add_column(column)
+        for job in jobs:
+            colour = {"COMPLETED": "green", "FAILED": "red"}.get(job.status.value, "yellow")
+            detail = (
+                (job.error or {}).get("message", "")
+                if job.status == JobStatus.FAILED
+                else job.result.get("run_dir", "")
+            )
+            table.add_row(
+                job.short_id,
+                f"[{colour}]{job.status.value}[/]",
+                str(len(job.result.get("images", []))),
+                detail,
+            )
+        console.print(table)
+
+
+def summary_record(jobs: list[Job]) -> dict[str, Any]:
+    counts = {s.value.lower(): sum(j.status == s for j in jobs) for s in JobStatus}
+    return {
+        "jobs": [
+            {
+                "id": j.id,
+                "status": j.status.value,
+                "prompt_chars": len(j.spec.prompt),
+                "run_dir": j.result.get("run_dir"),
+                "images": j.result.get("images", []),
+                "manifests": j.result.get("manifests", []),
+                "error": j.error,
+                "duration_s": (
+                    round((j.finished_at - j.started_at).total_seconds(), 3)
+                    if j.finished_at and j.started_at
+                    else None
+                ),
+            }
+            for j in jobs
+        ],
+        **{k: v for k, v in counts.items() if k in ("completed", "failed", "cancelled")},
+        "finished_at": time.time(),
+    }
