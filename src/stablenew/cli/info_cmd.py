@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from stablenew.app.config import shown
@@ -63,7 +64,11 @@ def pack_show(
     for job in jobs:
         variant = ", ".join(f"{k}={v}" for k, v in job["variant"].items())
         table.add_row(
-            str(job["row"]), variant, job["positive"], job["negative"], ",".join(job["stages"])
+            str(job["row"]),
+            escape(variant),
+            escape(job["positive"]),
+            escape(job["negative"]),
+            ",".join(job["stages"]),
         )
     console.print(table)
 

@@ -10,6 +10,7 @@ from types import FrameType
 from typing import Literal
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from stablenew.cli.common import console, fail, find_job, specs_from_flags
@@ -33,8 +34,8 @@ def jobs_table(jobs: list[Job], title: str) -> Table:
             str(job.priority),
             ",".join(job.spec.stages()),
             str(job.spec.images),
-            job.spec.prompt[:60],
-            str(note)[:80],
+            escape(job.spec.prompt[:60]),
+            escape(str(note)[:80]),
         )
     return table
 

@@ -15,6 +15,7 @@ from typing import Any
 import typer
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.markup import escape
 from rich.table import Table
 
 from stablenew.app.services import Services
@@ -163,7 +164,7 @@ class CliRun:
                 job.short_id,
                 f"[{colour}]{job.status.value}[/]",
                 str(len(job.result.get("images", []))),
-                detail,
+                escape(str(detail)),
             )
         console.print(table)
 
