@@ -110,8 +110,12 @@ def test_upscale_stage_logs_stage_and_image_progress(make_services) -> None:  # 
     waiter = Waiter(services.bus)
     job_id = services.jobs.submit_pipeline_run(five_images(steps=10))
     waiter.wait(EventKind.JOB_COMPLETED, job_id, timeout=60)
-    run_dir = Path(services.jobs.get_job(job_id).result["run_dir"])
-    lines = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    run_log = Path(services.jobs.get_job(job_id).result["run_dir"]) / "events.jsonl"
+    deadline = time.monotonic() + 10  # the run log hears job_completed after this test does
+    while '"job_completed"' not in run_log.read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    lines = [json.loads(line) for line in run_log.read_text().splitlines()]
     story = [r["message"] for r in lines if r["event"] in ("stage_started", "stage_finished")]
     expected_starts = (
         [f"txt2img {i}/5" for i in range(1, 6)]

@@ -94,8 +94,8 @@ class Services:
             )
         return self._client
 
-    def start_backend(self) -> str:
-        return self.manager.start()
+    def start_backend(self, timeout: float | None = None) -> str:
+        return self.manager.start(timeout)
 
     def _backend_ready(self) -> str | None:
         """Before the next job after a backend death: healthy, restarted, or the reason not."""

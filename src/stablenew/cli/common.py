@@ -9,6 +9,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from stablenew.app.config import Config, ConfigError, home_dir, load_config, service_config
 from stablenew.app.services import Services
@@ -41,7 +42,7 @@ class Context:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -82,7 +83,7 @@ def specs_from_flags(
         except (PackError, OSError) as exc:
             fail(str(exc), 2)
         for warning in expansion.pack.warnings:
-            errors.print(f"[yellow]warning:[/] {warning}", highlight=False)
+            errors.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
         return expansion.specs, expansion
     try:
         spec = build_spec({"prompt": prompt, "provenance": {"source": source}, **overrides})

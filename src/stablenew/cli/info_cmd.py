@@ -55,7 +55,7 @@ def pack_show(
         return
     preview = expansion.preview()
     console.print(
-        f"[bold]{preview['pack']}[/]: {preview['rows']} row(s), variants per row "
+        f"[bold]{escape(preview['pack'])}[/]: {preview['rows']} row(s), variants per row "
         f"{preview['variants_per_row']}, {preview['jobs']} job(s), {preview['images']} image(s)"
     )
     table = Table()
@@ -91,13 +91,14 @@ def doctor(
         nonlocal ok
         ok &= good
         mark = "[green]ok[/]  " if good else "[red]FAIL[/]"
-        console.print(f"{mark} {name}: {detail}", highlight=False)
+        console.print(f"{mark} {name}: {escape(detail)}", highlight=False)
 
     config = ctx.obj.config()
     verdict("config", True, f"{ctx.obj.home / 'config.toml'} (defaults where absent)")
     services = ctx.obj.services(backend_url=backend)
     try:
-        url = services.start_backend()
+        # A managed backend gets its full start-up time; an attached one must answer now.
+        url = services.start_backend(None if services.manager.managed else 10.0)
         verdict("backend", True, f"answers at {url}")
         client = services.client
         models = [m["model_name"] for m in client.sd_models()]

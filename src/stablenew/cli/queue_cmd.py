@@ -92,7 +92,7 @@ def list_jobs(
             )
         )
         return
-    console.print(jobs_table(jobs, "queue" + (f" (paused: {paused})" if paused else "")))
+    console.print(jobs_table(jobs, "queue" + (f" (paused: {escape(paused)})" if paused else "")))
 
 
 @queue_app.command("show")
@@ -172,7 +172,7 @@ def pause(ctx: typer.Context, reason: str = typer.Option("paused by the user")) 
         services.jobs.pause(reason)
     finally:
         services.close()
-    console.print(f"queue paused: {reason}")
+    console.print(f"queue paused: {escape(reason)}")
 
 
 @queue_app.command("resume")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import sys
 import threading
 import time
 import traceback
@@ -22,6 +21,7 @@ from starlette.responses import Response
 from stablenew.webui_sim import catalog
 from stablenew.webui_sim.faults import Fate, FaultBoard, FaultSpec
 from stablenew.webui_sim.images import encode_image, encode_png
+from stablenew.webui_sim.output import err, say
 from stablenew.webui_sim.processing import Context, Processed, Speed
 from stablenew.webui_sim.runner import (
     ProcessingRequest,
@@ -75,17 +75,19 @@ class SimBackend:
     def load_checkpoint(self, checkpoint: catalog.Checkpoint) -> None:
         """Switch models under the queue lock, taking as long as a real load would."""
         with self.queue_lock:
-            print(
-                f"Loading weights [{checkpoint.shorthash}] from {checkpoint.filename}", flush=True
-            )
-            started = time.monotonic()
-            if self.config.model_load_ms > 0:
-                time.sleep(self.config.model_load_ms / 1000)
-            with self.options_lock:
-                self.options["sd_model_checkpoint"] = checkpoint.title
-                self.options["sd_checkpoint_hash"] = checkpoint.sha256
-            took = time.monotonic() - started
-            print(f"Model loaded in {took:.1f}s (load weights from disk: {took:.1f}s).", flush=True)
+            self.load_locked(checkpoint)
+
+    def load_locked(self, checkpoint: catalog.Checkpoint) -> None:
+        """The load itself; the caller holds the queue lock, as A1111's reload does."""
+        say(f"Loading weights [{checkpoint.shorthash}] from {checkpoint.filename}")
+        started = time.monotonic()
+        if self.config.model_load_ms > 0:
+            time.sleep(self.config.model_load_ms / 1000)
+        with self.options_lock:
+            self.options["sd_model_checkpoint"] = checkpoint.title
+            self.options["sd_checkpoint_hash"] = checkpoint.sha256
+        took = time.monotonic() - started
+        say(f"Model loaded in {took:.1f}s (load weights from disk: {took:.1f}s).")
 
     def set_options(self, values: dict[str, Any]) -> None:
         for key, value in values.items():
@@ -131,11 +133,9 @@ class _Control:
         self.backend.progress.preview = image
 
     def _crash(self) -> None:
-        print(
+        err(
             "RuntimeError: CUDA error: an illegal memory access was encountered\n"
-            "CUDA kernel errors might be asynchronously reported at some other API call",
-            file=sys.stderr,
-            flush=True,
+            "CUDA kernel errors might be asynchronously reported at some other API call"
         )
         os._exit(1)
 
@@ -241,6 +241,5 @@ def encode_preview(image: Image.Image) -> str:
 
 
 def log_api_error(method: str, url: str, exc: BaseException) -> None:
-    print(f"API error: {method}: {url} {{'error': {type(exc).__name__!r}}}", file=sys.stderr)
-    traceback.print_exception(exc, file=sys.stderr)
-    sys.stderr.flush()
+    trace = "".join(traceback.format_exception(exc)).rstrip()
+    err(f"API error: {method}: {url} {{'error': {type(exc).__name__!r}}}\n{trace}")

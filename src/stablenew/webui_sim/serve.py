@@ -15,6 +15,7 @@ import uvicorn
 
 from stablenew.webui_sim import catalog
 from stablenew.webui_sim.backend import SimBackend, SimConfig
+from stablenew.webui_sim.output import err, say
 from stablenew.webui_sim.server import create_app
 
 
@@ -26,9 +27,9 @@ def serve(
     fail_start: bool = False,
 ) -> int:
     started = time.monotonic()
-    print(f"Launching API server with arguments: {' '.join(sys.argv[1:])}", flush=True)
+    say(f"Launching API server with arguments: {' '.join(sys.argv[1:])}")
     if fail_start:
-        print("RuntimeError: simulated start-up failure (fail_start)", file=sys.stderr, flush=True)
+        err("RuntimeError: simulated start-up failure (fail_start)")
         return 1
     if slow_start > 0:
         time.sleep(slow_start)
@@ -38,31 +39,25 @@ def serve(
     try:
         sock.bind((host, port))
     except OSError as exc:
-        print(f"ERROR: cannot bind {host}:{port}: {exc}", file=sys.stderr, flush=True)
+        err(f"ERROR: cannot bind {host}:{port}: {exc}")
         return 1
     sock.listen(128)
     actual_port = sock.getsockname()[1]
 
     backend = SimBackend(config)
     app = create_app(backend)
-    checkpoint = catalog.CHECKPOINTS[0]
-    print(f"Loading weights [{checkpoint.shorthash}] from {checkpoint.filename}", flush=True)
     # Like A1111, the model loads in the background: the API answers at once, generation waits.
-    loaded = threading.Event()
+    backend.queue_lock.acquire()
 
     def load_model() -> None:
-        with backend.queue_lock:
-            load_started = time.monotonic()
-            loaded.set()
-            if config.model_load_ms > 0:
-                time.sleep(config.model_load_ms / 1000)
-            took = time.monotonic() - load_started
-            print(f"Model loaded in {took:.1f}s (load weights from disk: {took:.1f}s).", flush=True)
+        try:
+            backend.load_locked(catalog.CHECKPOINTS[0])
+        finally:
+            backend.queue_lock.release()
 
     threading.Thread(target=load_model, name="model-load", daemon=True).start()
-    loaded.wait()
-    print(f"Startup time: {time.monotonic() - started:.1f}s (import torch: 0.0s).", flush=True)
-    print(f"Running on local URL:  http://{host}:{actual_port}", flush=True)
+    say(f"Startup time: {time.monotonic() - started:.1f}s (import torch: 0.0s).")
+    say(f"Running on local URL:  http://{host}:{actual_port}")
 
     server = uvicorn.Server(
         uvicorn.Config(
