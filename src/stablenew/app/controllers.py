@@ -6,7 +6,7 @@ PipelineController maps job lifecycles onto the app lifecycle IDLE, RUNNING, STO
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from stablenew.app.state import AppState, Lifecycle
 from stablenew.jobs.job import Job, JobStatus
@@ -15,6 +15,8 @@ from stablenew.observe.events import EventBus, EventKind, JobLifecycleLogEvent
 from stablenew.observe.lifecycle import JobLifecycleLogger
 from stablenew.queue.runner import JobRunner
 from stablenew.queue.store import JobStore, Move
+from stablenew.webui.client import WebUIClient
+from stablenew.webui.process import BackendState, WebUIProcessManager
 
 QUEUE_KINDS = {
     EventKind.ADD_TO_QUEUE,
@@ -246,3 +248,38 @@ class PipelineController:
             if status == JobStatus.FAILED:
                 error = {"message": event.message, "job_id": event.job_id}
             self.on_job_status(event.job_id, status, error)
+
+
+class BackendController:
+    """What a user interface may ask of the backend: start, restart, its output, its lists."""
+
+    def __init__(self, manager: WebUIProcessManager, client: Callable[[], WebUIClient]) -> None:
+        self.manager = manager
+        self._client = client
+
+    @property
+    def state(self) -> BackendState:
+        return self.manager.state
+
+    @property
+    def url(self) -> str | None:
+        return self.manager.url if self.manager.state == BackendState.READY else None
+
+    def start(self) -> str:
+        return self.manager.start()
+
+    def restart(self) -> str:
+        return self.manager.restart_and_wait_ready()
+
+    def tail(self, lines: int = 200) -> dict[str, str]:
+        return self.manager.get_tail_logs(lines)
+
+    def choices(self) -> dict[str, list[str]]:
+        """Models, samplers, schedulers and upscalers, for the compose lists."""
+        client = self._client()
+        return {
+            "model": [str(m["model_name"]) for m in client.sd_models()],
+            "sampler": [str(s["name"]) for s in client.samplers()],
+            "scheduler": [str(s["label"]) for s in client.schedulers()],
+            "upscale.upscaler": [str(u["name"]) for u in client.upscalers()],
+        }

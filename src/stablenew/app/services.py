@@ -9,7 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stablenew.app.controllers import JobExecutionController, PipelineController
+from stablenew.app.controllers import (
+    BackendController,
+    JobExecutionController,
+    PipelineController,
+)
 from stablenew.app.state import AppState
 from stablenew.jobs.cancel import CancelToken
 from stablenew.jobs.job import Job, JobOutcome
@@ -74,6 +78,7 @@ class Services:
         )
         self.jobs = JobExecutionController(self.store, self.bus, self.state, self.runner)
         self.pipeline_controller = PipelineController(self.state, self.bus, self.jobs)
+        self.backend = BackendController(self.manager, lambda: self.client)
         self._pipeline: PipelineRunner | None = None
 
     # -- the backend ---------------------------------------------------------------------------

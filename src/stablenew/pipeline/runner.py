@@ -250,6 +250,7 @@ class _Run:
             size=list(out_size),
             cancelled=self.token.is_cancelled(),
             attempts=calls.attempts,
+            file=str(path),
         )
         return record
 

@@ -1,0 +1,2 @@
+"""The Tk desktop app. It consumes AppState and calls controller methods, nothing else; every
+update reaches Tk through the UiDispatcher, and all disk and network work runs off the Tk thread."""
