@@ -57,11 +57,14 @@ class MainWindow:
             ("active", "running"),
             ("lifecycle", "running"),
             ("queue", "queue"),
-            ("backend", "backend"),
         ):
             self.state.subscribe(
                 topic, lambda _t, key=key: self.ui.post(self._refreshers[key], key)
             )
+        # Backend states are rare and each matters (a crash must show): never coalesced.
+        self.state.subscribe(
+            "backend", lambda _t: self.ui.post(lambda s=self.state.backend: self._show_backend(s))
+        )
         self.root.bind("<Control-Return>", lambda _e: self.add_to_queue())
         self.root.bind("<Escape>", lambda _e: self.cancel_running())
         self.root.protocol("WM_DELETE_WINDOW", self.close)
@@ -121,7 +124,6 @@ class MainWindow:
             "events": self._on_events,
             "running": self._show_running,
             "queue": self._show_queue,
-            "backend": self._show_backend,
         }
 
     # -- feedback ------------------------------------------------------------------------------
@@ -363,8 +365,7 @@ class MainWindow:
         self.queue.show(self.state.queue, self.state.paused)
         self._show_running()
 
-    def _show_backend(self) -> None:
-        state = self.state.backend
+    def _show_backend(self, state: str) -> None:
         self.indicator.show(state)
         self.backend.indicator.show(state)
         if state == "READY":
