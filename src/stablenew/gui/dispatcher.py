@@ -27,6 +27,7 @@ class UiDispatcher:
         self._lock = threading.Lock()
         self._work = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gui-work")
         self._closed = False
+        self.accepting = True  # False once closing began: late refreshes must not touch the store
         self._tk_thread = threading.get_ident()
         self._job = root.after(self.interval_ms, self._drain)
 
@@ -45,8 +46,11 @@ class UiDispatcher:
         work: Callable[[], Any],
         done: Callable[[Any], None] | None = None,
         failed: Callable[[BaseException], None] | None = None,
-    ) -> Future[Any]:
+    ) -> Future[Any] | None:
         """Run `work` off the Tk thread, then `done(result)` or `failed(error)` on it."""
+        if not self.accepting:
+            log.debug("closing: background work dropped")
+            return None
 
         def finished(future: Future[Any]) -> None:
             error = future.exception()

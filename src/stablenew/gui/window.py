@@ -48,6 +48,7 @@ class MainWindow:
         style.configure("Disabled.TLabel", foreground="#9e9e9e")
         self.ui = UiDispatcher(self.root)
         self.closing = False
+        self.destroyed = False
         self._choices_loaded = False
         self._preview_file = ""
         self._build()
@@ -394,10 +395,12 @@ class MainWindow:
             self.prefs.save()
 
         self.ui.run(shutdown, lambda _r: self._destroy(), lambda _e: self._destroy())
+        self.ui.accepting = False  # the shutdown above is the last background work
 
     def _destroy(self) -> None:
         self.ui.close(wait=False)
         self.root.destroy()
+        self.destroyed = True
 
     def run(self) -> None:
         self.start()

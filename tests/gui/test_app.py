@@ -1,0 +1,110 @@
+"""The desktop app, driven like a user would, against a real backend process."""
+
+from __future__ import annotations
+
+import httpx
+import psutil
+import pytest
+
+from tests.gui.conftest import Gui
+
+pytestmark = pytest.mark.integration
+
+FAST_JOB = {"steps": "4", "width": "64", "height": "64", "images": "2", "seed": "5"}
+
+
+def compose(gui: Gui, prompt: str, **settings: object) -> None:
+    gui.type_prompt(prompt)
+    gui.window.compose.restore({**FAST_JOB, **settings})
+
+
+def debug_rows(gui: Gui) -> list[tuple[str, ...]]:
+    return gui.window.debug_log.rows()
+
+
+def history_statuses(gui: Gui) -> list[str]:
+    tree = gui.window.history.tree
+    return [tree.item(i, "values")[1] for i in tree.get_children()]
+
+
+def test_compose_add_to_job_add_to_queue_and_see_it_complete(make_gui) -> None:  # type: ignore[no-untyped-def]
+    gui = make_gui()
+    window = gui.window
+    gui.click("Add to Job")  # nothing composed yet: says why, and logs it
+    gui.pump_until(lambda: "Nothing added" in window.message.cget("text"))
+    gui.pump_until(lambda: any(r[2] == "add_to_job_noop" for r in debug_rows(gui)))
+
+    compose(gui, "a paper boat on a pond", **{"upscale.enabled": True, "upscale.factor": "2"})
+    gui.click("Add to Job")
+    gui.pump_until(lambda: window.draft.count.cget("text") == "1 job(s) in the draft")
+    assert window.draft.items.get(0).startswith("2x a paper boat")
+    gui.click("Add to Queue (Ctrl+Enter)")
+    gui.pump_until(lambda: window.draft.count.cget("text") == "0 job(s) in the draft")
+    gui.pump_until(lambda: history_statuses(gui) == ["COMPLETED"], 60, "the job in history")
+
+    assert window.running.preview.cget("image"), "the latest image is previewed"
+    events = [r[2] for r in debug_rows(gui)]
+    for kind in ("add_to_job", "add_to_queue", "job_started", "job_completed"):
+        assert kind in events, events
+    assert events.index("add_to_job") < events.index("add_to_queue") < events.index("job_started")
+    gui.pump_until(lambda: bool(window.history.thumbs), 10, "a thumbnail in history")
+    assert window.lifecycle.cget("text") == "IDLE"
+
+
+def test_cancel_a_hanging_upscale_while_the_window_keeps_responding(make_gui) -> None:  # type: ignore[no-untyped-def]
+    gui = make_gui()
+    window = gui.window
+    url = window.services.manager.url
+    httpx.post(f"{url}/sim/faults", json={"hang": {"stage": "upscale", "mode": "ignore_interrupt"}})
+    compose(gui, "a hanging upscale", images="1", **{"upscale.enabled": True})
+    gui.click("Run Now")
+    gui.pump_until(
+        lambda: window.running.stage_labels["upscale"].cget("text") == "▶ upscale",
+        30,
+        "the upscale to start",
+    )
+    gui.pump_until(lambda: httpx.get(f"{url}/sim/stats").json()["stages"].get("upscale") == 1)
+    gui.gaps.clear()
+    window.root.event_generate("<Escape>")
+    gui.pump_until(lambda: history_statuses(gui) == ["CANCELLED"], 30, "CANCELLED in history")
+    assert max(gui.gaps) < 1.0, "the event loop never stalled while the backend hung"
+    assert any(r[2] == "job_cancelled" for r in debug_rows(gui))
+
+
+def test_a_failed_job_shows_its_envelope(make_gui) -> None:  # type: ignore[no-untyped-def]
+    gui = make_gui()
+    window = gui.window
+    compose(gui, "an impossible model", images="1", model="no-such-model")
+    gui.click("Run Now")
+    gui.pump_until(lambda: history_statuses(gui) == ["FAILED"], 30)
+    assert window.lifecycle.cget("text") == "ERROR"
+    window.history.tree.selection_set(window.history.tree.get_children()[0])
+    gui.click("Show error")
+    popup = [w for w in window.root.winfo_children() if w.winfo_class() == "Toplevel"][-1]
+    text = popup.winfo_children()[0].get("1.0", "end")
+    assert "unknown model 'no-such-model'" in text
+
+
+def test_a_backend_crash_shows_in_the_indicator_and_recovers(make_gui) -> None:  # type: ignore[no-untyped-def]
+    gui = make_gui()
+    window = gui.window
+    shown: list[str] = []
+    original = window.indicator.show
+    window.indicator.show = lambda state: (shown.append(state), original(state))  # type: ignore[method-assign]
+    httpx.post(f"{window.services.manager.url}/sim/faults", json={"crash": {"stage": "txt2img"}})
+    compose(gui, "a crash and a recovery", images="1")
+    gui.click("Run Now")
+    gui.pump_until(lambda: history_statuses(gui) == ["COMPLETED"], 60)
+    assert "CRASHED" in shown and shown[-1] == "READY"
+    assert shown.index("CRASHED") < shown.index("RESTARTING") < len(shown) - 1
+
+
+def test_closing_the_window_stops_the_backend(make_gui) -> None:  # type: ignore[no-untyped-def]
+    gui = make_gui()
+    pid = gui.window.services.manager._proc.pid  # type: ignore[union-attr]
+    family = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    gui.window.close()
+    gui.pump_until(lambda: gui.window.destroyed, 30)
+    _, alive = psutil.wait_procs(family, timeout=5)
+    assert not alive
+    assert gui.window.prefs.path.is_file()  # geometry and settings remembered
