@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 import tkinter as tk
 from collections.abc import Callable, Iterator
@@ -16,25 +15,8 @@ import pytest
 from stablenew.app.services import Services
 from stablenew.gui.prefs import Prefs
 from stablenew.gui.window import MainWindow
+from stablenew.gui.xvfb import start_xvfb
 from tests.pipeline.conftest import service_config
-
-
-def start_xvfb() -> tuple[subprocess.Popen[bytes], str]:
-    for number in range(90, 140):
-        if not Path(f"/tmp/.X11-unix/X{number}").exists():
-            break
-    display = f":{number}"
-    proc = subprocess.Popen(
-        ["Xvfb", display, "-screen", "0", "1366x768x24", "-nolisten", "tcp"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while not Path(f"/tmp/.X11-unix/X{number}").exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"Xvfb {display} did not start")
-        time.sleep(0.05)
-    return proc, display
 
 
 @pytest.fixture(scope="session")

@@ -66,10 +66,8 @@ class RunningPanel(ttk.LabelFrame):
         if active.image_index:
             self.image.configure(text=f"image {active.image_index}/{active.total}")
         self.progress.configure(maximum=max(active.steps, 1), value=active.step)
-        self.eta.configure(
-            text=f"step {active.step}/{active.steps}"
-            + (f" · ETA {active.eta:.0f}s" if active.eta else "")
-        )
+        steps = f"step {active.step}/{active.steps}" if active.steps else "starting…"
+        self.eta.configure(text=steps + (f" · ETA {active.eta:.0f}s" if active.eta else ""))
 
     def show_preview(self, image: Image.Image) -> None:
         self._photo = ImageTk.PhotoImage(image)
