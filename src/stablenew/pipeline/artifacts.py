@@ -60,9 +60,21 @@ def as_png(data: bytes) -> bytes:
     return buf.getvalue()
 
 
-def png_text(data: bytes) -> dict[str, str]:
-    with Image.open(io.BytesIO(data)) as image:
-        return dict(getattr(image, "text", {}))
+def png_text_keys(data: bytes) -> set[str]:
+    """The keywords of a PNG's text chunks, read from the chunk headers (no pixel decoding,
+    which Pillow's `.text` would do)."""
+    keys: set[str] = set()
+    pos = len(PNG_SIGNATURE)
+    while pos + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        if kind in (b"tEXt", b"iTXt", b"zTXt"):
+            body = data[pos + 8 : pos + 8 + min(length, 80)]
+            keys.add(body.split(b"\0", 1)[0].decode("latin-1"))
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    return keys
 
 
 def add_png_text(data: bytes, chunks: dict[str, str]) -> bytes:
@@ -76,6 +88,9 @@ def add_png_text(data: bytes, chunks: dict[str, str]) -> bytes:
 
 
 def image_size(data: bytes) -> tuple[int, int]:
+    if data.startswith(PNG_SIGNATURE) and data[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", data[16:24])
+        return width, height
     with Image.open(io.BytesIO(data)) as image:
         return image.size
 

@@ -25,7 +25,7 @@ from stablenew.pipeline.artifacts import (
     add_png_text,
     image_name,
     image_size,
-    png_text,
+    png_text_keys,
     run_dir_for,
     sanitized_payload,
     write_image,
@@ -66,6 +66,7 @@ class PipelineRunner:
         self.backend = backend
         self.bus = bus
         self.settings = settings
+        self.tile_option: tuple[int, int] | None = None  # (backend restarts, tile) last sent
 
     def __call__(self, job: Job, token: CancelToken, checkpoint: Checkpoint) -> JobOutcome:
         return _Run(self, job, token, checkpoint).execute()
@@ -82,7 +83,6 @@ class _Run:
     stages_done: list[dict[str, Any]] = field(default_factory=list)
     partial: list[dict[str, Any]] = field(default_factory=list)
     guard: UpscaleGuard = field(default_factory=UpscaleGuard)
-    tile_set_at_restart: int | None = None
 
     def __post_init__(self) -> None:
         cp = self.job.checkpoint
@@ -204,7 +204,7 @@ class _Run:
 
         produced = result.image if isinstance(result, ExtrasResult) else result.images[0]
         infotext = produced.infotext or (source or {}).get("infotext", "")
-        chunks = {} if "parameters" in png_text(produced.data) else {"parameters": infotext}
+        chunks = {} if "parameters" in png_text_keys(produced.data) else {"parameters": infotext}
         chunks["stablenew"] = json.dumps(
             {
                 "job_id": self.job.id,
@@ -279,11 +279,12 @@ class _Run:
             self._emit(EventKind.STAGE_STARTED, "setup", None, f"VAE: {self.spec.vae}")
 
     def _set_tile(self, tile: int) -> None:
-        """ESRGAN_tile is a server option; set again after a restart, which may reset it."""
-        restarts = self.backend.manager.restarts
-        if self.tile_set_at_restart != restarts:
+        """ESRGAN_tile is a server option: sent when it changes, and again after a restart
+        (a new backend process may not have it)."""
+        wanted = (self.backend.manager.restarts, tile)
+        if self.owner.tile_option != wanted:
             self.backend.client.set_options({"ESRGAN_tile": tile})
-            self.tile_set_at_restart = restarts
+            self.owner.tile_option = wanted
 
     def _progress(self, p: Progress, i: int) -> None:
         self._emit(
