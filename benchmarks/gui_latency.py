@@ -43,12 +43,25 @@ def run(quick: bool) -> dict[str, object]:
 
 
 def measure(home: Path, images: int) -> dict[str, object]:
+    spec = JobSpec(prompt="latency probe", steps=1, width=64, height=64, images=images, seed=1)
     services = Services(service_config(home, Config()))
     window = MainWindow(services, Prefs(home / "gui.json"), tk.Tk())
-    root = window.root
+    try:
+        return _measure(window, spec)
+    finally:  # never leave the runner or the backend behind, whatever happened
+        window.close()
+        while not window.destroyed:
+            window.root.update()
+            time.sleep(0.01)
+
+
+def _measure(window: MainWindow, spec: JobSpec) -> dict[str, object]:
+    services, root = window.services, window.root
     window.start()
     deadline = time.monotonic() + 60
-    while window.indicator.state != "READY" and time.monotonic() < deadline:
+    while window.indicator.state != "READY":
+        if time.monotonic() > deadline:
+            raise TimeoutError("the backend did not become ready")
         root.update()
         time.sleep(0.01)
     events = {"count": 0}
@@ -57,7 +70,6 @@ def measure(home: Path, images: int) -> dict[str, object]:
     services.bus.subscribe(
         lambda e: done.__setitem__("flag", True) if e.kind == EventKind.JOB_COMPLETED else None
     )
-    spec = JobSpec(prompt="latency probe", steps=1, width=64, height=64, images=images, seed=1)
     lateness: list[float] = []
     expected = {"at": 0.0}
 
@@ -76,14 +88,10 @@ def measure(home: Path, images: int) -> dict[str, object]:
     root.after(TICK_MS, tick)
     root.mainloop()
     wall = time.perf_counter() - started
-    window.close()
-    while not window.destroyed:
-        root.update()
-        time.sleep(0.01)
     lateness.sort()
     return {
         "benchmark": "gui_latency",
-        "images": images,
+        "images": spec.images,
         "events": events["count"],
         "events_per_s": round(events["count"] / wall),
         "wall_s": round(wall, 2),

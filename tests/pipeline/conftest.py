@@ -27,7 +27,10 @@ def service_config(
         LaunchConfig(url=url, startup_timeout=30)
         if url
         else LaunchConfig(
-            command=reference_backend_command(0, *flags), log_dir=home / "logs", startup_timeout=30
+            command=reference_backend_command(0, *flags),
+            log_dir=home / "logs",
+            startup_timeout=30,
+            pidfile=home / "backend.pid",
         )
     )
     return ServiceConfig(

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from PIL import Image
 
@@ -56,6 +57,21 @@ def test_crash_during_img2img_of_image_3_recovers_and_completes(make_services) -
     assert "backend_crashed" in kinds and "backend_restarting" in kinds
 
 
+def start_worker(home: Path, *args: str) -> subprocess.Popen[str]:
+    """`stablenew worker`, as a user runs it; returns once it is draining the queue."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stablenew", "--home", str(home), "worker", *args],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"},
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("worker running against"), line
+    return proc
+
+
 def test_a_killed_worker_resumes_after_its_last_completed_stage(tmp_path: Path, start_sim) -> None:  # type: ignore[no-untyped-def]
     sim = start_sim("--step-ms", "40")  # the test owns the backend; the workers attach to it
     home = tmp_path / "home"
@@ -63,15 +79,7 @@ def test_a_killed_worker_resumes_after_its_last_completed_stage(tmp_path: Path, 
     job_id = store.submit(spec(steps=6))
 
     def worker() -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.pipeline.worker", str(home), sim.url],
-            cwd=ROOT,
-            text=True,
-            stdout=subprocess.PIPE,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "WORKER STARTED"
-        return proc
+        return start_worker(home, "--backend", sim.url)
 
     first = worker()
     deadline = time.monotonic() + 60
@@ -166,3 +174,21 @@ def test_unknown_model_fails_with_a_clear_envelope(make_services) -> None:  # ty
     error = services.jobs.get_job(job_id).error
     assert error is not None and error["stage"] == "setup"
     assert "unknown model 'no-such-model'" in error["message"]
+
+
+def test_a_backend_orphaned_by_kill_9_is_reaped_at_the_next_start(tmp_path: Path) -> None:
+    first = start_worker(tmp_path)
+    pid = int((tmp_path / "backend.pid").read_text().split()[0])
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(10)
+    orphan = psutil.Process(pid)
+    assert orphan.is_running()  # nobody stopped it: the worker died without cleaning up
+    second = start_worker(tmp_path)
+    assert not orphan.is_running() or orphan.status() == psutil.STATUS_ZOMBIE
+    new_pid = int((tmp_path / "backend.pid").read_text().split()[0])
+    assert new_pid != pid
+    family = [psutil.Process(second.pid), psutil.Process(new_pid)]
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(30) == 0
+    _, alive = psutil.wait_procs(family, timeout=10)
+    assert not alive and not (tmp_path / "backend.pid").exists()

@@ -136,6 +136,7 @@ def service_config(
             max_restarts=b.max_restarts,
             restart_window=b.restart_window,
             log_dir=home / "logs",
+            pidfile=home / "backend.pid",
         )
     r, t, lim = config.recovery, config.timeouts, config.limits
     return ServiceConfig(

@@ -96,7 +96,7 @@ class JobSpec(_Frozen):
     width: int = Field(512, ge=64, le=4096)
     height: int = Field(512, ge=64, le=4096)
     clip_skip: int = Field(1, ge=1, le=12)
-    images: int = Field(1, ge=1, le=100)
+    images: int = Field(1, ge=1, le=1000)
     txt2img: Txt2ImgConfig = Txt2ImgConfig()
     img2img: Img2ImgConfig = Img2ImgConfig()
     adetailer: ADetailerConfig = ADetailerConfig()

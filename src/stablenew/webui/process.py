@@ -55,6 +55,7 @@ class LaunchConfig:
     max_restarts: int = 3
     restart_window: float = 300.0
     log_dir: Path | None = None
+    pidfile: Path | None = None  # where the managed backend's pid is kept (stale-orphan reaping)
 
 
 StateListener = Callable[[BackendState, str], None]
@@ -135,8 +136,29 @@ class WebUIProcessManager:
         if self.is_process_alive():
             return self.url
         self._set_state(BackendState.STARTING, " ".join(self._command))
+        self._reap_stale()
         self._launch()
         return self._wait_ready(timeout)
+
+    def _reap_stale(self) -> None:
+        """A backend left running by a StableNew that was killed (kill -9, power loss of the
+        terminal) is stopped before a new one starts: no orphan outlives the next start."""
+        pidfile = self.config.pidfile
+        if pidfile is None or not pidfile.is_file():
+            return
+        try:
+            pid_text, created_text = pidfile.read_text().split()
+            stale = psutil.Process(int(pid_text))
+            if abs(stale.create_time() - float(created_text)) < 1.0:
+                tree = [stale, *stale.children(recursive=True)]
+                for p in tree:
+                    p.terminate()
+                _, alive = psutil.wait_procs(tree, timeout=5)
+                for p in alive:
+                    p.kill()
+        except (ValueError, OSError, psutil.Error):
+            pass  # gone already, or not ours: nothing to reap
+        pidfile.unlink(missing_ok=True)
 
     def _launch(self) -> None:
         env = {**os.environ, **self.config.env, "PYTHONUNBUFFERED": "1"}
@@ -160,6 +182,10 @@ class WebUIProcessManager:
             bufsize=1,
             start_new_session=True,  # its own process group: our Ctrl+C is ours to handle
         )
+        if self.config.pidfile is not None:
+            with contextlib.suppress(psutil.Error):  # it may already be gone (fail at start)
+                created = psutil.Process(self._proc.pid).create_time()
+                self.config.pidfile.write_text(f"{self._proc.pid} {created}\n")
         self._pumps = [
             threading.Thread(
                 target=self._pump,
@@ -286,6 +312,8 @@ class WebUIProcessManager:
             return
         self._set_state(BackendState.STOPPING)
         self._terminate(grace)
+        if self.config.pidfile is not None:
+            self.config.pidfile.unlink(missing_ok=True)
         self._set_state(BackendState.STOPPED)
         with self._tail_lock:
             if self._log_file is not None:
