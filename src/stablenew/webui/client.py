@@ -174,7 +174,7 @@ class WebUIClient:
             body: Any
             try:
                 body = response.json()
-            except ValueError:
+            except (ValueError, RecursionError):
                 body = None
             message = _error_message(body) or text[:200] or response.reason_phrase
             kind: type[BackendError]
@@ -189,7 +189,7 @@ class WebUIClient:
             raise kind(message, endpoint=path, stage=stage, status=status, snippet=text)
         try:
             return response.json()
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: absurdly nested JSON
             raise BackendBadResponse(
                 "body is not JSON", endpoint=path, stage=stage, status=status, snippet=text
             ) from exc
@@ -349,7 +349,7 @@ def _parse_info(raw: Any, endpoint: str, stage: str) -> dict[str, Any]:
         return {}
     try:
         info = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise BackendBadResponse(
             "info is not JSON", endpoint=endpoint, stage=stage, snippet=raw
         ) from exc
