@@ -151,7 +151,9 @@ class RecoveringBackend:
         self.manager = manager
         self.policy = policy or RecoveryPolicy()
         self.on_progress = on_progress
-        self._abandoned: _Call | None = None
+        # A call given up on (cancel or stall) that may still hold the backend's queue lock,
+        # with the restart count at that moment.
+        self._abandoned: tuple[_Call, int] | None = None
         self.last_call = CallStats(0, 0, [])
 
     def generate_with_recovery(
@@ -198,9 +200,13 @@ class RecoveringBackend:
         )
 
     def _settle_abandoned_call(self) -> None:
-        """A call abandoned on cancel may still hold the backend's queue lock: restart first."""
-        call, self._abandoned = self._abandoned, None
-        if call is not None and not call.done.is_set():
+        """A call abandoned on cancel may still hold the backend's queue lock: restart first,
+        unless the backend was restarted since (which ended that call)."""
+        abandoned, self._abandoned = self._abandoned, None
+        if abandoned is None:
+            return
+        call, restarts = abandoned
+        if not call.done.is_set() and self.manager.restarts == restarts:
             self.manager.restart_and_wait_ready(self.policy.restart_timeout)
 
     def _attempt(
@@ -232,13 +238,13 @@ class RecoveringBackend:
                 if cancel_token.is_cancelled():
                     self._interrupt_and_wait(call, self.policy.cancel_grace)
                     if not call.done.is_set():
-                        self._abandoned = call
+                        self._abandoned = (call, self.manager.restarts)
                     raise StageCancelled(stage, image_index, abandoned=not call.done.is_set())
                 reason = self._poll(stage, image_index, watch)
                 if reason is not None:
                     honoured = self._interrupt_and_wait(call, self.policy.stall_grace)
                     if not honoured:
-                        self._abandoned = call
+                        self._abandoned = (call, self.manager.restarts)
                     raise StallDetected(
                         f"stall: {reason}" + ("" if honoured else "; interrupt ignored"),
                         endpoint=endpoint,
