@@ -47,6 +47,7 @@ class Product:
         config = Config()
         config.backend.command = reference_backend_command(0, *flags)
         config.recovery.cancel_grace = cancel_grace
+        config.backend.max_restarts = 1000  # the cancel and recovery trials restart on purpose
         self.services = Services(service_config(home, config))
         self.events: list[JobLifecycleLogEvent] = []
         self._cond = threading.Condition()
