@@ -8,15 +8,14 @@ timer measures how late the Tk loop runs it. Target (issue 8): p99 <= 50 ms, max
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 import tkinter as tk
 from pathlib import Path
+
+from common import benchmark_main  # the sibling module: benchmarks run as scripts
 
 from stablenew.app.config import Config, service_config
 from stablenew.app.services import Services
@@ -104,14 +103,7 @@ def _measure(window: MainWindow, spec: JobSpec) -> dict[str, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
-    result = json.dumps(run(args.quick), indent=2)
-    if args.out:
-        args.out.write_text(result + "\n")
-    sys.stdout.write(result + "\n")
+    benchmark_main(lambda args: run(args.quick), __doc__)
 
 
 if __name__ == "__main__":

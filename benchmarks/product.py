@@ -15,11 +15,8 @@
 
 from __future__ import annotations
 
-import argparse
 import base64
-import json
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -28,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from common import benchmark_main  # the sibling module: benchmarks run as scripts
 
 from stablenew.app.config import Config, service_config
 from stablenew.app.services import Services
@@ -259,15 +257,11 @@ def run(quick: bool, only: set[str]) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--only", default="overhead,realistic,cancel,recovery")
-    args = parser.parse_args()
-    result = json.dumps(run(args.quick, set(args.only.split(","))), indent=2)
-    if args.out:
-        args.out.write_text(result + "\n")
-    sys.stdout.write(result + "\n")
+    benchmark_main(
+        lambda args: run(args.quick, set(args.only.split(","))),
+        __doc__,
+        lambda parser: parser.add_argument("--only", default="overhead,realistic,cancel,recovery"),
+    )
 
 
 if __name__ == "__main__":

@@ -7,15 +7,13 @@ Targets (issue 5): >= 5,000 submits/s batched; claim < 5 ms with 100,000 rows in
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import psutil
+from common import benchmark_main  # the sibling module: benchmarks run as scripts
 
 from stablenew.jobs.job import JobOutcome, JobStatus
 from stablenew.jobs.spec import JobSpec
@@ -57,14 +55,7 @@ def run(quick: bool) -> dict[str, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a smaller run for CI")
-    parser.add_argument("--out", type=Path, help="also write the JSON here")
-    args = parser.parse_args()
-    result = json.dumps(run(args.quick), indent=2)
-    if args.out:
-        args.out.write_text(result + "\n")
-    sys.stdout.write(result + "\n")
+    benchmark_main(lambda args: run(args.quick), __doc__)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import time
@@ -91,3 +92,5 @@ def make_gui(display: str, tmp_path: Path) -> Iterator[Callable[..., Gui]]:
         if not gui.window.destroyed:
             gui.window.close()
             gui.pump_until(lambda g=gui: g.window.destroyed, 30, "the window to close")
+    made.clear()
+    gc.collect()  # Tk leftovers are collected here, on the Tk thread

@@ -16,6 +16,7 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from stablenew.app.services import ServiceConfig
+from stablenew.jobs.spec import problems
 from stablenew.pipeline.settings import PipelineSettings, SizeLimits
 from stablenew.webui.client import Timeouts
 from stablenew.webui.process import LaunchConfig, reference_backend_command
@@ -112,11 +113,7 @@ def load_config(home: Path) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-            for e in exc.errors(include_url=False)
-        )
-        raise ConfigError(f"{path}: {problems}") from exc
+        raise ConfigError(f"{path}: {problems(exc)}") from exc
 
 
 def service_config(

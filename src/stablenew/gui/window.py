@@ -4,6 +4,7 @@ runs off the Tk thread through the dispatcher, and AppState changes come back th
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import tkinter as tk
@@ -398,8 +399,14 @@ class MainWindow:
         self.ui.accepting = False  # the shutdown above is the last background work
 
     def _destroy(self) -> None:
-        self.ui.close(wait=False)
+        # Tk objects must die on the Tk thread: a PhotoImage or Variable collected later by
+        # another thread calls into Tcl from the wrong thread. Drop them here, join the worker
+        # (nothing new can be queued by now), then destroy.
+        self.ui.close(wait=True)
+        self.running._photo = None
+        self.history.thumbs.clear()
         self.root.destroy()
+        gc.collect()
         self.destroyed = True
 
     def run(self) -> None:

@@ -144,12 +144,16 @@ class SpecError(ValueError):
     """A JobSpec that does not validate; the message names each field and why."""
 
 
+def problems(exc: ValidationError) -> str:
+    """A pydantic error as one line that names each field (dotted) and what is wrong with it."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}"
+        for err in exc.errors(include_url=False)
+    )
+
+
 def build_spec(data: dict[str, Any]) -> JobSpec:
     try:
         return JobSpec.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'spec'}: {err['msg']}"
-            for err in exc.errors(include_url=False)
-        )
-        raise SpecError(f"invalid job spec: {problems}") from exc
+        raise SpecError(f"invalid job spec: {problems(exc)}") from exc
