@@ -148,8 +148,13 @@ class JobExecutionController:
         return self.store.history(statuses, text)
 
     def refresh_queue(self) -> None:
+        """The running job and the head of the queue: bounded, because it runs on every job
+        event and a queue may hold 100,000 jobs."""
         active = [JobStatus.RUNNING, JobStatus.QUEUED]
-        self.state.set_queue(self.store.list_jobs(active), self.store.paused())
+        head = self.store.list_jobs(active, limit=QUEUE_SNAPSHOT)
+        counts = self.store.counts()
+        waiting = counts.get(JobStatus.QUEUED.value, 0)
+        self.state.set_queue(head, self.store.paused(), waiting)
 
     def _wake(self) -> None:
         if self.runner is not None:
@@ -159,6 +164,8 @@ class JobExecutionController:
         if event.kind in QUEUE_KINDS:
             self.refresh_queue()
 
+
+QUEUE_SNAPSHOT = 200  # jobs shown in AppState.queue; the rest are counted
 
 ALLOWED = {
     Lifecycle.IDLE: {Lifecycle.RUNNING, Lifecycle.ERROR},

@@ -60,6 +60,7 @@ class AppState:
         self.active: ActiveStage | None = None
         self.queue: list[Job] = []
         self.paused: str | None = None
+        self.waiting = 0  # queued jobs in all, including those beyond the snapshot
         self.backend = "STOPPED"
         self.last_error: dict[str, Any] | None = None
 
@@ -122,8 +123,8 @@ class AppState:
         self._notify("lifecycle")
         self._notify("active")
 
-    def set_queue(self, jobs: list[Job], paused: str | None) -> None:
-        self.queue, self.paused = jobs, paused
+    def set_queue(self, jobs: list[Job], paused: str | None, waiting: int) -> None:
+        self.queue, self.paused, self.waiting = jobs, paused, waiting
         self._notify("queue")
 
     def set_error(self, error: dict[str, Any] | None) -> None:

@@ -83,7 +83,7 @@ class QueuePanel(ttk.Frame):
         if selected:
             self.act(op, selected[0])
 
-    def show(self, jobs: list[Job], paused: str | None) -> None:
+    def show(self, jobs: list[Job], paused: str | None, waiting: int) -> None:
         selected = set(self.tree.selection())
         self.tree.delete(*self.tree.get_children())
         for n, job in enumerate(jobs, start=1):
@@ -103,5 +103,7 @@ class QueuePanel(ttk.Frame):
         keep = [i for i in selected if self.tree.exists(i)]
         if keep:
             self.tree.selection_set(keep)
-        self.paused.configure(text=f"paused: {paused}" if paused else "")
+        shown = sum(1 for j in jobs if j.status.value == "QUEUED")
+        more = f"{waiting - shown} more queued · " if waiting > shown else ""
+        self.paused.configure(text=more + (f"paused: {paused}" if paused else ""))
         self.auto_run.set(paused is None)

@@ -364,7 +364,7 @@ class MainWindow:
         self.running.show(active, lifecycle, stages)
 
     def _show_queue(self) -> None:
-        self.queue.show(self.state.queue, self.state.paused)
+        self.queue.show(self.state.queue, self.state.paused, self.state.waiting)
         self._show_running()
 
     def _show_backend(self, state: str) -> None:

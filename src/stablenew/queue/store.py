@@ -9,6 +9,7 @@ re-queued to resume from its checkpoint, or quarantined after too many attempts.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -461,10 +462,16 @@ class JobStore:
             return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
+@functools.lru_cache(maxsize=4096)
+def _spec(job_id: str, spec_json: str) -> JobSpec:
+    """Specs are immutable once queued, so each is validated once, not on every listing."""
+    return JobSpec.from_json(spec_json)
+
+
 def _job(row: sqlite3.Row) -> Job:
     return Job(
         id=row["id"],
-        spec=JobSpec.from_json(row["spec"]),
+        spec=_spec(row["id"], row["spec"]),
         status=JobStatus(row["status"]),
         priority=row["priority"],
         position=row["position"],
