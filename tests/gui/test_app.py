@@ -108,3 +108,59 @@ def test_closing_the_window_stops_the_backend(make_gui) -> None:  # type: ignore
     _, alive = psutil.wait_procs(family, timeout=5)
     assert not alive
     assert gui.window.prefs.path.is_file()  # geometry and settings remembered
+
+
+def test_history_filter_and_search(make_gui) -> None:  # type: ignore[no-untyped-def]
+    gui = make_gui()
+    window = gui.window
+    compose(gui, "a paper lantern", images="1")
+    gui.click("Run Now")
+    gui.pump_until(lambda: history_statuses(gui) == ["COMPLETED"], 30)
+    compose(gui, "a broken model", images="1", model="no-such-model")
+    gui.click("Run Now")
+    gui.pump_until(lambda: sorted(history_statuses(gui)) == ["COMPLETED", "FAILED"], 30)
+    window.history.status.set("FAILED")
+    gui.click("Search")
+    gui.pump_until(lambda: history_statuses(gui) == ["FAILED"])
+    window.history.status.set("all")
+    window.history.search.set("lantern")
+    gui.click("Search")
+    gui.pump_until(lambda: history_statuses(gui) == ["COMPLETED"])
+
+
+def test_debug_log_autoscroll_pauses_when_scrolled_up(display: str) -> None:
+    import tkinter as tk
+
+    from stablenew.gui.debug_log import DebugLogPanel
+    from stablenew.observe.events import EventKind, JobLifecycleLogEvent
+
+    root = tk.Tk()
+    try:
+        panel = DebugLogPanel(root, max_rows=500)
+        panel.pack(fill="both", expand=True)
+
+        def add(n: int, job: str = "aaaaaaaa") -> None:
+            panel.add(
+                [
+                    JobLifecycleLogEvent(EventKind.STAGE_FINISHED, f"row {i}", job_id=job)
+                    for i in range(n)
+                ]
+            )
+            root.update()
+
+        add(100)
+        assert panel.tree.yview()[1] == 1.0  # following the newest row
+        panel.tree.yview_moveto(0)
+        root.update()
+        add(10)
+        assert panel.tree.yview()[0] == 0.0  # the reader stays where they scrolled
+        panel.tree.yview_moveto(1)
+        root.update()
+        add(700)
+        assert len(panel.rows()) == 500 and panel.tree.yview()[1] == 1.0
+        add(5, job="bbbbbbbb")
+        panel.job_filter.set("bbbbbbbb")
+        panel.rebuild()
+        assert [r[3] for r in panel.rows()] == ["bbbbbbbb"] * 5
+    finally:
+        root.destroy()

@@ -21,6 +21,7 @@ from rich.table import Table
 from stablenew.app.services import Services
 from stablenew.cli.common import console, errors, fail, specs_from_flags
 from stablenew.jobs.job import Job, JobStatus
+from stablenew.jobs.spec import JobSpec
 from stablenew.observe.events import EventKind, JobLifecycleLogEvent
 from stablenew.webui.process import BackendStartError
 
@@ -55,7 +56,7 @@ class CliRun:
         self.changed = threading.Event()
         self.interrupts = 0
 
-    def execute(self, specs: list) -> int:  # type: ignore[type-arg]
+    def execute(self, specs: list[JobSpec]) -> int:
         previous = signal.signal(signal.SIGINT, self._on_sigint)
         try:
             try:

@@ -24,7 +24,7 @@ from stablenew.gui.history import HistoryPanel, show_envelope
 from stablenew.gui.prefs import Prefs
 from stablenew.gui.queue_view import DraftPanel, QueuePanel
 from stablenew.gui.running import RunningPanel, thumbnail
-from stablenew.jobs.job import JobStatus
+from stablenew.jobs.job import Job, JobStatus
 from stablenew.jobs.packs import expand, load_pack
 from stablenew.jobs.spec import JobSpec, SpecError, build_spec
 from stablenew.observe.events import EventKind
@@ -261,7 +261,7 @@ class MainWindow:
         statuses = [JobStatus(status)] if status else None
         self.ui.run(lambda: self.jobs.history(statuses, text), self._show_history)
 
-    def _show_history(self, jobs: list) -> None:  # type: ignore[type-arg]
+    def _show_history(self, jobs: list[Job]) -> None:
         self.history.show(jobs)
         for job in jobs:
             images = job.result.get("images") or job.result.get("partial") or []

@@ -145,18 +145,22 @@ class _Run:
     def _run_image(self, stage: str, i: int, source: dict[str, Any] | None) -> dict[str, Any]:
         seed = self.seed + i - 1
         data = Path(source["file"]).read_bytes() if source else b""
-        size = tuple(source["size"]) if source else (self.spec.width, self.spec.height)
+        size: tuple[int, int] = (
+            (int(source["size"][0]), int(source["size"][1]))
+            if source
+            else (self.spec.width, self.spec.height)
+        )
         plan: UpscalePlan | None = None
         endpoint = None
         if stage == "txt2img":
             payload = payloads.txt2img(self.spec, self.settings, seed)
         elif stage == "img2img":
-            payload = payloads.img2img(self.spec, self.settings, seed, data, size)  # type: ignore[arg-type]
+            payload = payloads.img2img(self.spec, self.settings, seed, data, size)
         elif stage == "adetailer":
-            payload = payloads.adetailer(self.spec, self.settings, seed, data, size)  # type: ignore[arg-type]
+            payload = payloads.adetailer(self.spec, self.settings, seed, data, size)
         else:
             up = self.spec.upscale
-            plan = plan_upscale(size, up.factor, up.tile_size, self.settings.limits)  # type: ignore[arg-type]
+            plan = plan_upscale(size, up.factor, up.tile_size, self.settings.limits)
             for decision in plan.decisions:
                 self._emit(EventKind.GUARD, stage, i, decision, decision=decision)
             if up.mode == "extra":
