@@ -28,11 +28,11 @@ from stablenew.jobs.spec import JobSpec
 from stablenew.queue.store import JobStore
 from tests.pipeline.conftest import service_config
 
-pytestmark = pytest.mark.integration
-
 ROOT = Path(__file__).resolve().parents[2]
 SEED = int(os.environ.get("STABLENEW_CHAOS_SEED") or random.randrange(1_000_000))
 JOBS = int(os.environ.get("STABLENEW_CHAOS_JOBS", "8"))
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300 + 30 * JOBS)]
 CHAINS = [
     {},
     {"img2img": {"enabled": True}},

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from stablenew.cli import info_cmd, queue_cmd, run_cmd, sim_cmd
+from stablenew.cli import gui_cmd, info_cmd, queue_cmd, run_cmd, sim_cmd
 from stablenew.cli.common import Context
 
 app = typer.Typer(
@@ -35,7 +35,7 @@ app.command("worker")(queue_cmd.worker)
 app.command("history")(queue_cmd.history)
 app.command("doctor")(info_cmd.doctor)
 app.command("webui-sim")(sim_cmd.webui_sim)
-app.command("gui")(info_cmd.gui)
+app.command("gui")(gui_cmd.gui)
 app.add_typer(queue_cmd.queue_app, name="queue")
 app.add_typer(info_cmd.pack_app, name="pack")
 app.add_typer(info_cmd.config_app, name="config")

@@ -122,15 +122,3 @@ def doctor(
         f"upscale <= {limits.max_upscale_megapixels} MP, {tiles}",
     )
     raise typer.Exit(0 if ok else 1)
-
-
-def gui(
-    ctx: typer.Context,
-    backend: str | None = typer.Option(None, help="Attach to a running backend at this URL."),
-) -> None:
-    """Open the desktop app."""
-    from stablenew.gui.prefs import Prefs
-    from stablenew.gui.window import MainWindow
-
-    services = ctx.obj.services(backend_url=backend)
-    MainWindow(services, Prefs(ctx.obj.home / "gui.json")).run()
