@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+from dataclasses import dataclass
+from pathlib import Path
 
 from stablenew.observe.events import EventBus, EventKind, JobLifecycleLogEvent
 
@@ -41,3 +46,28 @@ class Waiter:
 
     def kinds(self, job_id: str | None = None) -> list[str]:
         return [e.kind.value for e in self.events if job_id is None or e.job_id == job_id]
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Worker:
+    proc: subprocess.Popen[str]
+    url: str  # the backend it drives
+
+
+def start_worker(home: Path, *args: str) -> Worker:
+    """`stablenew worker`, as a user runs it; returns once it is draining the queue."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stablenew", "--home", str(home), "worker", *args],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "300"},
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("worker running against"), line
+    return Worker(proc, line.split()[3].rstrip(";"))

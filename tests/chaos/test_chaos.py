@@ -13,7 +13,6 @@ import os
 import random
 import signal
 import struct
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,9 +25,9 @@ from stablenew.app.services import Services
 from stablenew.jobs.job import JobStatus
 from stablenew.jobs.spec import JobSpec
 from stablenew.queue.store import JobStore
+from tests.helpers import start_worker
 from tests.pipeline.conftest import service_config
 
-ROOT = Path(__file__).resolve().parents[2]
 SEED = int(os.environ.get("STABLENEW_CHAOS_SEED") or random.randrange(1_000_000))
 JOBS = int(os.environ.get("STABLENEW_CHAOS_JOBS", "8"))
 
@@ -122,22 +121,6 @@ def reference_run(home: Path, specs: list[JobSpec]) -> dict[str, list[bytes]]:
         services.close()
 
 
-class Worker:
-    def __init__(self, home: Path) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "stablenew", "--home", str(home), "worker"],
-            cwd=ROOT,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "300"},
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line.startswith("worker running against"), line
-        self.url = line.split()[3].rstrip(";")
-
-
 def stage_runs_after_checkpoint(run_dir: Path, stages: list[str]) -> list[str]:
     """Stages started again after a later stage had begun (their checkpoint was saved)."""
     started = [
@@ -164,7 +147,7 @@ def test_chaos(tmp_path: Path) -> None:
     (home / "config.toml").write_text(CONFIG)
     store = JobStore(home / "jobs.db")
     store.submit_many(specs)
-    worker = Worker(home)
+    worker = start_worker(home)
     processes = [psutil.Process(worker.proc.pid)]
     kills = injected = 0
     deadline = time.monotonic() + 120 + 20 * JOBS
@@ -179,7 +162,7 @@ def test_chaos(tmp_path: Path) -> None:
             os.kill(worker.proc.pid, signal.SIGKILL)
             worker.proc.wait(10)
             kills += 1
-            worker = Worker(home)
+            worker = start_worker(home)
             processes.append(psutil.Process(worker.proc.pid))
         elif rng.random() < 0.5:
             fault = rng.choice(FAULTS)(rng)

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,12 +18,10 @@ from stablenew.jobs.spec import JobSpec
 from stablenew.observe.events import EventKind
 from stablenew.pipeline.settings import SizeLimits
 from stablenew.queue.store import JobStore
-from tests.helpers import Waiter
+from tests.helpers import Waiter, start_worker
 from tests.pipeline.conftest import sim_faults, sim_stats
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def spec(**extra: object) -> JobSpec:
@@ -57,21 +54,6 @@ def test_crash_during_img2img_of_image_3_recovers_and_completes(make_services) -
     assert "backend_crashed" in kinds and "backend_restarting" in kinds
 
 
-def start_worker(home: Path, *args: str) -> subprocess.Popen[str]:
-    """`stablenew worker`, as a user runs it; returns once it is draining the queue."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "stablenew", "--home", str(home), "worker", *args],
-        cwd=ROOT,
-        text=True,
-        stdout=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"},
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert line.startswith("worker running against"), line
-    return proc
-
-
 def test_a_killed_worker_resumes_after_its_last_completed_stage(tmp_path: Path, start_sim) -> None:  # type: ignore[no-untyped-def]
     sim = start_sim("--step-ms", "40")  # the test owns the backend; the workers attach to it
     home = tmp_path / "home"
@@ -79,7 +61,7 @@ def test_a_killed_worker_resumes_after_its_last_completed_stage(tmp_path: Path, 
     job_id = store.submit(spec(steps=6))
 
     def worker() -> subprocess.Popen[str]:
-        return start_worker(home, "--backend", sim.url)
+        return start_worker(home, "--backend", sim.url).proc
 
     first = worker()
     deadline = time.monotonic() + 60
@@ -177,13 +159,13 @@ def test_unknown_model_fails_with_a_clear_envelope(make_services) -> None:  # ty
 
 
 def test_a_backend_orphaned_by_kill_9_is_reaped_at_the_next_start(tmp_path: Path) -> None:
-    first = start_worker(tmp_path)
+    first = start_worker(tmp_path).proc
     pid = int((tmp_path / "backend.pid").read_text().split()[0])
     os.kill(first.pid, signal.SIGKILL)
     first.wait(10)
     orphan = psutil.Process(pid)
     assert orphan.is_running()  # nobody stopped it: the worker died without cleaning up
-    second = start_worker(tmp_path)
+    second = start_worker(tmp_path).proc
     assert not orphan.is_running() or orphan.status() == psutil.STATUS_ZOMBIE
     new_pid = int((tmp_path / "backend.pid").read_text().split()[0])
     assert new_pid != pid

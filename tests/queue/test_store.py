@@ -126,6 +126,7 @@ def test_event_replay_from_a_sequence_number(store: JobStore) -> None:
     assert [e.status for e in missed] == [JobStatus.RUNNING, JobStatus.COMPLETED]
     assert all(x.seq < y.seq for x, y in itertools.pairwise(missed))
     assert store.events_since(missed[-1].seq) == []
+    assert store.last_seq() == missed[-1].seq
 
 
 def test_recovery_requeues_then_quarantines(tmp_path: Path) -> None:

@@ -69,6 +69,7 @@ class Services:
             config.launch, probe=self._probe, on_state=self._on_backend_state
         )
         self._client: WebUIClient | None = None
+        self._probes: dict[str, WebUIClient] = {}
         self.runner = JobRunner(
             self.store,
             self._execute,
@@ -84,8 +85,11 @@ class Services:
     # -- the backend ---------------------------------------------------------------------------
 
     def _probe(self, url: str) -> bool:
-        with WebUIClient(url, auth=self.config.auth, timeouts=self.config.timeouts) as probe:
-            return probe.is_healthy()
+        probe = self._probes.get(url)
+        if probe is None:  # one client per URL: probing runs every 50 ms while starting
+            probe = WebUIClient(url, auth=self.config.auth, timeouts=self.config.timeouts)
+            self._probes[url] = probe
+        return probe.is_healthy()
 
     def _on_backend_state(self, state: BackendState, detail: str) -> None:
         message = f"backend {state.value.lower()}" + (f": {detail}" if detail else "")
@@ -137,7 +141,8 @@ class Services:
         """Stop the runner (a running job is re-queued to resume), then the backend."""
         self.runner.stop(timeout=self.config.policy.cancel_grace + grace + 10)
         self.manager.stop(grace)
-        if self._client is not None:
-            self._client.close()
+        for client in [self._client, *self._probes.values()]:
+            if client is not None:
+                client.close()
         self.store.close()
         self.jsonl.close()

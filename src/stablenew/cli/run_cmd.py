@@ -52,6 +52,8 @@ class CliRun:
         self.services = services
         self.json_out = json_out
         self.ids: list[str] = []
+        self.wanted: set[str] = set()
+        self.seen_seq = 0
         self.finished: set[str] = set()
         self.changed = threading.Event()
         self.interrupts = 0
@@ -64,7 +66,9 @@ class CliRun:
             except BackendStartError as exc:
                 fail(f"the backend did not start: {exc}", 3)
             self.services.bus.subscribe(self._on_event)
+            self.seen_seq = self.services.store.last_seq()
             self.ids = self.services.jobs.submit_many(specs, source="cli")
+            self.wanted = set(self.ids)
             if self.json_out:
                 self._wait(lambda: None)
             else:
@@ -81,9 +85,8 @@ class CliRun:
     # -- waiting -----------------------------------------------------------------------------
 
     def _on_event(self, event: JobLifecycleLogEvent) -> None:
-        if event.kind in FINISHED and event.job_id in self.ids:
-            self.finished.add(event.job_id)
-        self.changed.set()
+        if event.kind in FINISHED:
+            self.changed.set()  # the waiting loop reads the outcome from the store's log
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         self.interrupts += 1
@@ -98,12 +101,11 @@ class CliRun:
         self.changed.set()
 
     def _done(self) -> bool:
-        if len(self.finished) >= len(self.ids):
-            return True
-        # A job cancelled while queued is final without a runner event.
-        for job_id in self.ids:
-            if job_id not in self.finished and self.services.store.get(job_id).status.finished:
-                self.finished.add(job_id)
+        # The store's status log also sees what the bus cannot: a cancel from another process.
+        for change in self.services.store.events_since(self.seen_seq):
+            self.seen_seq = change.seq
+            if change.status.finished and change.job_id in self.wanted:
+                self.finished.add(change.job_id)
         return len(self.finished) >= len(self.ids)
 
     def _wait(self, refresh: Any) -> None:

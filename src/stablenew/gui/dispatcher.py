@@ -28,7 +28,6 @@ class UiDispatcher:
         self._work = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gui-work")
         self._closed = False
         self.accepting = True  # False once closing began: late refreshes must not touch the store
-        self._tk_thread = threading.get_ident()
         self._job = root.after(self.interval_ms, self._drain)
 
     def post(self, fn: Callable[[], None], key: str | None = None) -> None:
@@ -66,9 +65,6 @@ class UiDispatcher:
         future = self._work.submit(work)
         future.add_done_callback(finished)
         return future
-
-    def on_tk_thread(self) -> bool:
-        return threading.get_ident() == self._tk_thread
 
     def _drain(self) -> None:
         if self._closed:

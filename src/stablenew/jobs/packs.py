@@ -278,7 +278,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _matrix(raw: Any, path: Path, warnings: list[str]) -> Matrix:
+def _matrix(raw: Any, path: Path) -> Matrix:
     if raw is None:
         return Matrix()
     if not isinstance(raw, dict):
@@ -302,7 +302,7 @@ def _matrix(raw: Any, path: Path, warnings: list[str]) -> Matrix:
     return Matrix(bool(raw.get("enabled", True)), MODES[mode], limit, slots)
 
 
-def _presets(raw: Any, path: Path, unknown: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
+def _presets(raw: Any, path: Path, unknown: dict[str, Any]) -> dict[str, Any]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -347,8 +347,8 @@ def load_pack(path: Path) -> Pack:
     for key, value in pack_data.items():
         if key not in ("name", "slots", "matrix") and key not in IGNORED_UI_KEYS:
             unknown[f"pack_data.{key}"] = value
-    matrix = _matrix(pack_data.get("matrix"), js, warnings) if js else Matrix()
-    presets = _presets(data.get("preset_data"), js, unknown, warnings) if js else {}
+    matrix = _matrix(pack_data.get("matrix"), js) if js else Matrix()
+    presets = _presets(data.get("preset_data"), js, unknown) if js else {}
     if txt is not None:
         rows = parse_rows(txt.read_text(encoding="utf-8"))
     else:

@@ -457,6 +457,11 @@ class JobStore:
             for r in rows
         ]
 
+    def last_seq(self) -> int:
+        """Where a consumer starts to hear only what happens from now on."""
+        with self._lock:
+            return self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+
     def integrity_ok(self) -> bool:
         with self._lock:
             return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

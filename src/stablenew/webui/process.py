@@ -150,12 +150,7 @@ class WebUIProcessManager:
             pid_text, created_text = pidfile.read_text().split()
             stale = psutil.Process(int(pid_text))
             if abs(stale.create_time() - float(created_text)) < 1.0:
-                tree = [stale, *stale.children(recursive=True)]
-                for p in tree:
-                    p.terminate()
-                _, alive = psutil.wait_procs(tree, timeout=5)
-                for p in alive:
-                    p.kill()
+                stop_tree(stale, grace=5)
         except (ValueError, OSError, psutil.Error):
             pass  # gone already, or not ours: nothing to reap
         pidfile.unlink(missing_ok=True)
@@ -324,19 +319,21 @@ class WebUIProcessManager:
         proc = self._proc
         if proc is None:
             return
-        try:
-            root = psutil.Process(proc.pid)
-            tree = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            tree = []
-        for p in tree:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                p.terminate()
-        _, alive = psutil.wait_procs(tree, timeout=grace)
-        for p in alive:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                p.kill()
-        psutil.wait_procs(alive, timeout=grace)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            stop_tree(psutil.Process(proc.pid), grace)
         proc.wait(timeout=grace)
         for pump in self._pumps:
             pump.join(timeout=2)
+
+
+def stop_tree(root: psutil.Process, grace: float) -> None:
+    """Terminate a process and all its descendants; kill what outlives the grace."""
+    tree = [root, *root.children(recursive=True)]
+    for p in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.terminate()
+    _, alive = psutil.wait_procs(tree, timeout=grace)
+    for p in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    psutil.wait_procs(alive, timeout=grace)
