@@ -1,6 +1,7 @@
 """The whole product measured side by side with the floor. JSON out.
 
     python benchmarks/product.py [--quick] [--out FILE] [--only overhead,realistic,cancel,recovery]
+                                 [--workdir DIR]
 
 - overhead: N jobs x (txt2img -> img2img -> upscale) through queue, runner, pipeline, artifacts
   and events, versus a bare loop making the same HTTP calls with httpx and decoding the images,
@@ -15,6 +16,7 @@
 
 from __future__ import annotations
 
+import argparse
 import base64
 import statistics
 import tempfile
@@ -48,15 +50,19 @@ class Product:
         config.backend.max_restarts = 1000  # the cancel and recovery trials restart on purpose
         self.services = Services(service_config(home, config))
         self.events: list[JobLifecycleLogEvent] = []
+        self.finished: set[str] = set()
         self._cond = threading.Condition()
         self.services.bus.subscribe(self._on)
         self.services.start()
         self.url = self.services.manager.url
 
     def _on(self, event: JobLifecycleLogEvent) -> None:
+        # Runs on the job thread inside the measured time: only wake the waiter on a job's end.
         with self._cond:
             self.events.append(event)
-            self._cond.notify_all()
+            if event.kind in FINAL and event.job_id is not None:
+                self.finished.add(event.job_id)
+                self._cond.notify_all()
 
     def wait(self, predicate: Callable[[], bool], timeout: float = 120) -> None:
         with self._cond:
@@ -65,7 +71,7 @@ class Product:
 
     def ended(self, ids: list[str]) -> Callable[[], bool]:
         wanted = set(ids)
-        return lambda: wanted <= {e.job_id for e in self.events if e.kind in FINAL}
+        return lambda: wanted <= self.finished
 
     def event_time(self, kind: EventKind, job_id: str | None = None) -> float:
         return next(
@@ -218,9 +224,9 @@ def recovery_cost(home: Path, trials: int) -> dict[str, Any]:
     }
 
 
-def run(quick: bool, only: set[str]) -> dict[str, Any]:
+def run(quick: bool, only: set[str], workdir: Path | None) -> dict[str, Any]:
     results: dict[str, Any] = {"benchmark": "product", "quick": quick}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         home = Path(tmp)
         if "overhead" in only:
             jobs, rounds = (5, 2) if quick else (20, 5)
@@ -257,10 +263,12 @@ def run(quick: bool, only: set[str]) -> dict[str, Any]:
 
 
 def main() -> None:
+    def add_args(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--only", default="overhead,realistic,cancel,recovery")
+        parser.add_argument("--workdir", type=Path, help="where jobs write (default: a temp dir)")
+
     benchmark_main(
-        lambda args: run(args.quick, set(args.only.split(","))),
-        __doc__,
-        lambda parser: parser.add_argument("--only", default="overhead,realistic,cancel,recovery"),
+        lambda args: run(args.quick, set(args.only.split(",")), args.workdir), __doc__, add_args
     )
 
 

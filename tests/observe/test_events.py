@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from stablenew.app.state import AppState
 from stablenew.observe.events import EventBus, EventKind, JobLifecycleLogEvent
 from stablenew.observe.jsonl import JsonlSink
@@ -76,7 +78,11 @@ def test_jsonl_lines_and_rotation(tmp_path: Path) -> None:
     assert last["event"] == "stage_finished" and last["image_index"] == 39
 
 
-def test_jsonl_sink_never_raises_when_the_disk_fails(tmp_path: Path) -> None:
+def test_jsonl_sink_never_raises_when_the_disk_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "events.jsonl").mkdir()  # the log cannot be opened as a file
     sink = JsonlSink(tmp_path / "events.jsonl")
-    sink._handler.stream.close()  # the file goes away under us
-    sink(JobLifecycleLogEvent(EventKind.WARNING, "still fine"))  # reported on stderr, not raised
+    sink(JobLifecycleLogEvent(EventKind.WARNING, "still fine"))  # never raises...
+    sink.close()
+    assert "IsADirectoryError" in capsys.readouterr().err  # ...but is reported

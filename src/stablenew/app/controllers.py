@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
+from stablenew.app.queue_snapshot import QueueSnapshot
 from stablenew.app.state import AppState, Lifecycle
 from stablenew.jobs.job import Job, JobStatus
 from stablenew.jobs.spec import JobSpec
@@ -25,8 +26,6 @@ QUEUE_KINDS = {
     EventKind.JOB_FAILED,
     EventKind.JOB_CANCELLED,
     EventKind.JOB_RECOVERED,
-    EventKind.QUEUE_PAUSED,
-    EventKind.QUEUE_RESUMED,
 }
 
 
@@ -39,8 +38,12 @@ class JobExecutionController:
         self.state = state
         self.runner = runner
         self.lifecycle = JobLifecycleLogger(bus)
+        self.snapshot = QueueSnapshot(store, state, bus)
         self._draft: list[JobSpec] = []
         bus.subscribe(self._on_event)
+
+    def close(self) -> None:
+        self.snapshot.close()
 
     # -- the draft ("Add to Job") -------------------------------------------------------------
 
@@ -148,24 +151,18 @@ class JobExecutionController:
         return self.store.history(statuses, text)
 
     def refresh_queue(self) -> None:
-        """The running job and the head of the queue: bounded, because it runs on every job
-        event and a queue may hold 100,000 jobs."""
-        active = [JobStatus.RUNNING, JobStatus.QUEUED]
-        head = self.store.list_jobs(active, limit=QUEUE_SNAPSHOT)
-        counts = self.store.counts()
-        waiting = counts.get(JobStatus.QUEUED.value, 0)
-        self.state.set_queue(head, self.store.paused(), waiting)
+        self.snapshot.refresh()
 
     def _wake(self) -> None:
         if self.runner is not None:
             self.runner.wake()
 
     def _on_event(self, event: JobLifecycleLogEvent) -> None:
-        if event.kind in QUEUE_KINDS:
-            self.refresh_queue()
+        if event.kind in (EventKind.QUEUE_PAUSED, EventKind.QUEUE_RESUMED):
+            self.snapshot.refresh()  # rare, and the user must see it at once
+        elif event.kind in QUEUE_KINDS:
+            self.snapshot.request()
 
-
-QUEUE_SNAPSHOT = 200  # jobs shown in AppState.queue; the rest are counted
 
 ALLOWED = {
     Lifecycle.IDLE: {Lifecycle.RUNNING, Lifecycle.ERROR},

@@ -140,6 +140,7 @@ class Services:
     def close(self, grace: float = 5.0) -> None:
         """Stop the runner (a running job is re-queued to resume), then the backend."""
         self.runner.stop(timeout=self.config.policy.cancel_grace + grace + 10)
+        self.jobs.close()
         self.manager.stop(grace)
         for client in [self._client, *self._probes.values()]:
             if client is not None:

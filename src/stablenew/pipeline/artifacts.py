@@ -7,7 +7,6 @@ and the backend's own chunks stay byte-for-byte what the backend sent.
 from __future__ import annotations
 
 import io
-import json
 import re
 import struct
 import zlib
@@ -15,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from PIL import Image
 
 from stablenew.jobs.job import Job
@@ -97,7 +97,8 @@ def image_size(data: bytes) -> tuple[int, int]:
 
 def write_json(path: Path, record: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str, ensure_ascii=False), encoding="utf-8")
+    # orjson: the standard library falls back to its pure-Python encoder when indenting.
+    tmp.write_bytes(orjson.dumps(record, default=str, option=orjson.OPT_INDENT_2))
     tmp.replace(path)  # a manifest is whole or absent, never half-written
 
 

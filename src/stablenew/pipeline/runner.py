@@ -106,7 +106,8 @@ class _Run:
         try:
             self._switch_models()
             done = {s["stage"] for s in self.stages_done}
-            for stage in self.spec.stages():
+            stages = self.spec.stages()
+            for stage in stages:
                 if stage in done:
                     self._emit(
                         EventKind.STAGE_FINISHED, stage, None, f"{stage}: done before, resumed"
@@ -115,7 +116,8 @@ class _Run:
                 index = None
                 self._check_cancel(stage, None)
                 self._run_stage(stage)
-                self.save_checkpoint(self._checkpoint())
+                if stage != stages[-1]:  # after the last one, the job's result is the record
+                    self.save_checkpoint(self._checkpoint())
             manifests = self._write_manifests()
             return JobOutcome(JobStatus.COMPLETED, self._result(manifests))
         except StageCancelled:

@@ -1,6 +1,7 @@
 """JobRunner (single node): one worker thread that claims jobs and runs them one at a time.
 
-While a job runs, a heartbeat renews its lease and picks up cancel requests made from any process.
+While a job runs, a heartbeat thread (one for the runner's life) renews its lease and picks up
+cancel requests made from any process.
 After a failure caused by the backend dying, the runner waits for a healthy backend before the
 next claim; if the backend cannot come up, it pauses the queue with the reason instead of failing
 every remaining job.
@@ -47,6 +48,7 @@ class JobRunner:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._heartbeat_thread: threading.Thread | None = None
         self._current_lock = threading.Lock()
         self._current: tuple[str, CancelToken] | None = None
 
@@ -95,8 +97,10 @@ class JobRunner:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
-            return not self._thread.is_alive()
-        return True
+        if self._heartbeat_thread is not None:
+            self._heartbeat_thread.join(timeout)
+            self._heartbeat_thread = None
+        return self._thread is None or not self._thread.is_alive()
 
     @property
     def alive(self) -> bool:
@@ -115,12 +119,8 @@ class JobRunner:
         token = CancelToken()
         with self._current_lock:
             self._current = (job.id, token)
+        self._start_heartbeat()
         self.lifecycle.log_job_started(job.id, job.attempts, job.spec.stages())
-        done = threading.Event()
-        heartbeat = threading.Thread(
-            target=self._heartbeat, args=(job.id, token, done), name="job-heartbeat"
-        )
-        heartbeat.start()
         try:
             outcome = self.execute(
                 job, token, lambda cp: self.store.save_checkpoint(job.id, self.owner, cp)
@@ -128,8 +128,6 @@ class JobRunner:
         except Exception as exc:  # the pipeline's own failures arrive as outcomes; this is a bug
             outcome = JobOutcome.failed(error_envelope(exc))
         finally:
-            done.set()
-            heartbeat.join()
             with self._current_lock:
                 self._current = None
         if outcome.status == JobStatus.CANCELLED and token.reason == STOPPING:
@@ -147,9 +145,22 @@ class JobRunner:
             self._await_backend()
         return outcome
 
-    def _heartbeat(self, job_id: str, token: CancelToken, done: threading.Event) -> None:
+    def _start_heartbeat(self) -> None:
+        if self._heartbeat_thread is None or not self._heartbeat_thread.is_alive():
+            self._heartbeat_thread = threading.Thread(
+                target=self._heartbeat, name="job-heartbeat", daemon=True
+            )
+            self._heartbeat_thread.start()
+
+    def _heartbeat(self) -> None:
+        """Renew the running job's lease; a job shorter than one interval costs nothing here."""
         interval = max(0.2, min(self.store.lease_seconds / 3, 1.0))
-        while not done.wait(interval):
+        while not self._stopping.wait(interval):
+            with self._current_lock:
+                current = self._current
+            if current is None:
+                continue
+            job_id, token = current
             try:
                 if self.store.renew_lease(job_id, self.owner):
                     token.cancel("cancelled by the user")

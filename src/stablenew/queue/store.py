@@ -106,19 +106,33 @@ class JobStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lease_seconds = lease_seconds
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
+        self._db = self._connect()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
         with self._tx() as c:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     c.execute(statement)
+        # Listings get their own connection: under WAL a reader never blocks the runner's writes,
+        # so a GUI refreshing a long queue does not delay the running job's checkpoints.
+        self._read_lock = threading.Lock()
+        self._reader = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA busy_timeout=10000")
+        return db
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._read_lock:
             self._db.close()
+            self._reader.close()
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._read_lock:
+            yield self._reader
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -363,8 +377,8 @@ class JobStore:
 
     def paused(self) -> str | None:
         """The reason the queue is paused, or None when it runs."""
-        with self._lock:
-            return self._paused(self._db)
+        with self._read() as db:
+            return self._paused(db)
 
     @staticmethod
     def _paused(c: sqlite3.Connection) -> str | None:
@@ -374,8 +388,8 @@ class JobStore:
     # -- reading -------------------------------------------------------------------------------
 
     def get(self, job_id: str) -> Job:
-        with self._lock:
-            return self._get(self._db, job_id)
+        with self._read() as db:
+            return self._get(db, job_id)
 
     def _get(self, c: sqlite3.Connection, job_id: str) -> Job:
         row = c.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -391,8 +405,8 @@ class JobStore:
 
     def find(self, prefix: str) -> str:
         """A full job id from a unique prefix, as users type them."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(
                 "SELECT id FROM jobs WHERE id LIKE ? LIMIT 2", (prefix.replace("%", "") + "%",)
             ).fetchall()
         if len(rows) != 1:
@@ -407,8 +421,8 @@ class JobStore:
     ) -> list[Job]:
         """Running first, then the queue in run order, then finished jobs newest first."""
         where, params = self._filter(statuses, text)
-        with self._lock:
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(
                 f"SELECT * FROM jobs {where} ORDER BY"
                 " CASE status WHEN 'RUNNING' THEN 0 WHEN 'QUEUED' THEN 1 ELSE 2 END,"
                 " CASE WHEN status = 'QUEUED' THEN -priority END, position, finished_at DESC"
@@ -423,8 +437,8 @@ class JobStore:
         finished = [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED]
         wanted = [s for s in (statuses or finished) if s in finished]
         where, params = self._filter(wanted, text)
-        with self._lock:
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(
                 f"SELECT * FROM jobs {where} ORDER BY finished_at DESC LIMIT ?", (*params, limit)
             ).fetchall()
         return [_job(r) for r in rows]
@@ -443,13 +457,13 @@ class JobStore:
         return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
     def counts(self) -> dict[str, int]:
-        with self._lock:
-            rows = self._db.execute("SELECT status, COUNT(*) n FROM jobs GROUP BY status")
+        with self._read() as db:
+            rows = db.execute("SELECT status, COUNT(*) n FROM jobs GROUP BY status")
             return {r["status"]: r["n"] for r in rows}
 
     def events_since(self, seq: int = 0, limit: int = 10_000) -> list[StatusEvent]:
-        with self._lock:
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(
                 "SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
             ).fetchall()
         return [
@@ -459,8 +473,8 @@ class JobStore:
 
     def last_seq(self) -> int:
         """Where a consumer starts to hear only what happens from now on."""
-        with self._lock:
-            return self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+        with self._read() as db:
+            return db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
 
     def integrity_ok(self) -> bool:
         with self._lock:

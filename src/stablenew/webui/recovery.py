@@ -9,6 +9,7 @@ and retries once; then it gives up with an envelope naming the stage, the causes
 from __future__ import annotations
 
 import contextlib
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -90,29 +91,49 @@ class StallDetected(BackendError):
 
 @dataclass
 class _Call:
-    """One backend call running on its own thread, so the caller can keep watching."""
+    """One backend call, made on the call thread while the caller keeps watching."""
 
     fn: Callable[[], Any]
+    wake: threading.Event
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
     error: BaseException | None = None
 
-    def start(self, wake: threading.Event) -> None:
-        def work() -> None:
-            try:
-                self.result = self.fn()
-            except BaseException as exc:
-                self.error = exc
-            finally:
-                self.done.set()
-                wake.set()
-
-        threading.Thread(target=work, name="webui-call", daemon=True).start()
+    def run(self) -> None:
+        try:
+            self.result = self.fn()
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.done.set()
+            self.wake.set()
 
     def outcome(self) -> Any:
         if self.error is not None:
             raise self.error
         return self.result
+
+
+class _CallThread:
+    """A long-lived thread that makes the calls, one at a time (a thread per call costs more
+    than a small image's whole bookkeeping). A call given up on keeps its thread busy until the
+    backend answers or dies, so the caller then retires this thread and starts a fresh one."""
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        threading.Thread(target=self._loop, name="webui-call", daemon=True).start()
+
+    def submit(self, fn: Callable[[], Any], wake: threading.Event) -> _Call:
+        call = _Call(fn, wake)
+        self._calls.put(call)
+        return call
+
+    def retire(self) -> None:
+        self._calls.put(None)
+
+    def _loop(self) -> None:
+        while (call := self._calls.get()) is not None:
+            call.run()
 
 
 class _StallWatch:
@@ -154,6 +175,7 @@ class RecoveringBackend:
         # A call given up on (cancel or stall) that may still hold the backend's queue lock,
         # with the restart count at that moment.
         self._abandoned: tuple[_Call, int] | None = None
+        self._caller: _CallThread | None = None
         self.last_call = CallStats(0, 0, [])
 
     def generate_with_recovery(
@@ -226,8 +248,9 @@ class RecoveringBackend:
         }[endpoint]
         wake = threading.Event()
         unsubscribe = cancel_token.on_cancel(wake.set)
-        call = _Call(fn)
-        call.start(wake)
+        if self._caller is None:
+            self._caller = _CallThread()
+        call = self._caller.submit(fn, wake)
         watch = _StallWatch(self.policy)
         try:
             while not call.done.is_set():
@@ -238,13 +261,13 @@ class RecoveringBackend:
                 if cancel_token.is_cancelled():
                     self._interrupt_and_wait(call, self.policy.cancel_grace)
                     if not call.done.is_set():
-                        self._abandoned = (call, self.manager.restarts)
+                        self._abandon(call)
                     raise StageCancelled(stage, image_index, abandoned=not call.done.is_set())
                 reason = self._poll(stage, image_index, watch)
                 if reason is not None:
                     honoured = self._interrupt_and_wait(call, self.policy.stall_grace)
                     if not honoured:
-                        self._abandoned = (call, self.manager.restarts)
+                        self._abandon(call)
                     raise StallDetected(
                         f"stall: {reason}" + ("" if honoured else "; interrupt ignored"),
                         endpoint=endpoint,
@@ -254,6 +277,12 @@ class RecoveringBackend:
             return call.outcome()
         finally:
             unsubscribe()
+
+    def _abandon(self, call: _Call) -> None:
+        self._abandoned = (call, self.manager.restarts)
+        if self._caller is not None:
+            self._caller.retire()  # its thread ends when the abandoned call does
+            self._caller = None
 
     def _poll(self, stage: str, image_index: int | None, watch: _StallWatch) -> str | None:
         try:
