@@ -76,13 +76,27 @@ def test_jsonl_lines_and_rotation(tmp_path: Path) -> None:
         "fields",
     }
     assert last["event"] == "stage_finished" and last["image_index"] == 39
+    logs = tmp_path / "logs"
+    kept = [
+        json.loads(line)["image_index"]
+        for name in ("events.jsonl.2", "events.jsonl.1", "events.jsonl")
+        for line in (logs / name).read_text().splitlines()
+    ]
+    assert kept == list(range(40 - len(kept), 40))  # oldest dropped, order kept, no gaps
+    assert all(f.stat().st_size <= 2000 for f in files)
 
 
 def test_jsonl_sink_never_raises_when_the_disk_fails(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "events.jsonl").mkdir()  # the log cannot be opened as a file
-    sink = JsonlSink(tmp_path / "events.jsonl")
-    sink(JobLifecycleLogEvent(EventKind.WARNING, "still fine"))  # never raises...
+    log = tmp_path / "events.jsonl"
+    log.mkdir()  # the log cannot be opened as a file
+    sink = JsonlSink(log)
+    for i in range(3):
+        sink(JobLifecycleLogEvent(EventKind.WARNING, f"lost {i}"))  # never raises...
+    err = capsys.readouterr().err
+    assert err.count("cannot write the event log") == 1  # ...is reported, once, not per line
+    log.rmdir()  # the disk comes back: the sink carries on
+    sink(JobLifecycleLogEvent(EventKind.WARNING, "kept"))
     sink.close()
-    assert "IsADirectoryError" in capsys.readouterr().err  # ...but is reported
+    assert [json.loads(line)["message"] for line in log.read_text().splitlines()] == ["kept"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 
 from stablenew.app.state import AppState
-from stablenew.jobs.job import JobStatus
 from stablenew.observe.events import EventBus, EventKind
 from stablenew.queue.store import JobStore
 
@@ -44,9 +43,8 @@ class QueueSnapshot:
         """Read the queue now (bounded: a queue may hold 100,000 jobs). Refreshes take turns,
         so a read that began before a change can never overwrite one that began after it."""
         with self._refresh_lock:
-            head = self.store.list_jobs([JobStatus.RUNNING, JobStatus.QUEUED], limit=self.limit)
-            waiting = self.store.counts().get(JobStatus.QUEUED.value, 0)
-            self.state.set_queue(head, self.store.paused(), waiting)
+            view = self.store.queue_view(self.limit)
+            self.state.set_queue(view.jobs, view.paused, view.waiting)
 
     def request(self) -> None:
         """The queue changed: refresh soon, on the snapshot thread."""

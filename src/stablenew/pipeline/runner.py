@@ -53,6 +53,9 @@ FINAL_KINDS = {
 }
 
 
+HANDOFF_BYTES = 64 * 2**20  # stage outputs kept in memory for the next stage, at most
+
+
 def resolve_seed(seed: int) -> int:
     return seed if seed >= 0 else random.randrange(4294967294)
 
@@ -83,10 +86,13 @@ class _Run:
     stages_done: list[dict[str, Any]] = field(default_factory=list)
     partial: list[dict[str, Any]] = field(default_factory=list)
     guard: UpscaleGuard = field(default_factory=UpscaleGuard)
+    handoff: dict[str, bytes] = field(default_factory=dict)  # stage outputs not yet consumed
+    handoff_size: int = 0
 
     def __post_init__(self) -> None:
         cp = self.job.checkpoint
         self.spec = self.job.spec
+        self.spec_sha256 = self.spec.sha256()
         self.bus = self.owner.bus
         self.backend = self.owner.backend
         self.settings = self.owner.settings
@@ -146,7 +152,7 @@ class _Run:
 
     def _run_image(self, stage: str, i: int, source: dict[str, Any] | None) -> dict[str, Any]:
         seed = self.seed + i - 1
-        data = Path(source["file"]).read_bytes() if source else b""
+        data = self._source_bytes(source["file"]) if source else b""
         size: tuple[int, int] = (
             (int(source["size"][0]), int(source["size"][1]))
             if source
@@ -214,7 +220,7 @@ class _Run:
         chunks["stablenew"] = json.dumps(
             {
                 "job_id": self.job.id,
-                "spec_sha256": self.spec.sha256(),
+                "spec_sha256": self.spec_sha256,
                 "stage": stage,
                 "image_index": i,
             },
@@ -224,6 +230,7 @@ class _Run:
         name = image_name(i, self.total, stage, self.spec.provenance.variant_label())
         path = self.run_dir / f"{name}.png"
         write_image(path, out)
+        self._hand_on(str(path), out)
         out_size = image_size(out)
         info = getattr(result, "info", {}) or {}
         calls = self.backend.last_call
@@ -259,6 +266,20 @@ class _Run:
             file=str(path),
         )
         return record
+
+    def _hand_on(self, file: str, data: bytes) -> None:
+        """Keep what was just written for the next stage, so it is not read back from disk;
+        bounded, because a stage-major run of 100 large images must not live in memory."""
+        if self.handoff_size + len(data) <= HANDOFF_BYTES:
+            self.handoff[file] = data
+            self.handoff_size += len(data)
+
+    def _source_bytes(self, file: str) -> bytes:
+        data = self.handoff.pop(file, None)
+        if data is None:
+            return Path(file).read_bytes()  # resumed from a checkpoint, or over the bound
+        self.handoff_size -= len(data)
+        return data
 
     def _call(self, stage: str, payload: dict[str, Any], i: int, endpoint: str | None) -> Any:
         return self.backend.generate_with_recovery(
@@ -345,7 +366,7 @@ class _Run:
             first = history[0]
             manifest = {
                 "job_id": self.job.id,
-                "spec_sha256": self.spec.sha256(),
+                "spec_sha256": self.spec_sha256,
                 "image_index": i,
                 "file": image["file"],
                 "prompt": positive,

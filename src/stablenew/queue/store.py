@@ -100,6 +100,13 @@ def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+@dataclass(frozen=True)
+class QueueView:
+    jobs: list[Job]  # running first, then the queue in run order, at most the limit asked for
+    waiting: int  # every queued job, those beyond the limit too
+    paused: str | None  # why the queue is paused, or None
+
+
 class JobStore:
     def __init__(self, path: Path | str, *, lease_seconds: float = 30.0) -> None:
         self.path = Path(path)
@@ -420,16 +427,38 @@ class JobStore:
         limit: int = 1000,
     ) -> list[Job]:
         """Running first, then the queue in run order, then finished jobs newest first."""
-        where, params = self._filter(statuses, text)
         with self._read() as db:
-            rows = db.execute(
-                f"SELECT * FROM jobs {where} ORDER BY"
-                " CASE status WHEN 'RUNNING' THEN 0 WHEN 'QUEUED' THEN 1 ELSE 2 END,"
-                " CASE WHEN status = 'QUEUED' THEN -priority END, position, finished_at DESC"
-                " LIMIT ?",
-                (*params, limit),
-            ).fetchall()
+            rows = self._select(db, statuses, text, limit)
         return [_job(r) for r in rows]
+
+    def queue_view(self, limit: int) -> QueueView:
+        """The running job and the head of the queue, with the full count, as of one moment."""
+        with self._read() as db:
+            db.execute("BEGIN")  # one read transaction: the parts agree with each other
+            try:
+                rows = self._select(db, [JobStatus.RUNNING, JobStatus.QUEUED], None, limit)
+                waiting = db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'QUEUED'")
+                count = waiting.fetchone()[0]
+                paused = self._paused(db)
+            finally:
+                db.execute("COMMIT")
+        return QueueView([_job(r) for r in rows], count, paused)
+
+    def _select(
+        self,
+        db: sqlite3.Connection,
+        statuses: Iterable[JobStatus] | None,
+        text: str | None,
+        limit: int,
+    ) -> list[sqlite3.Row]:
+        where, params = self._filter(statuses, text)
+        return db.execute(
+            f"SELECT * FROM jobs {where} ORDER BY"
+            " CASE status WHEN 'RUNNING' THEN 0 WHEN 'QUEUED' THEN 1 ELSE 2 END,"
+            " CASE WHEN status = 'QUEUED' THEN -priority END, position, finished_at DESC"
+            " LIMIT ?",
+            (*params, limit),
+        ).fetchall()
 
     def history(
         self, statuses: Iterable[JobStatus] | None = None, text: str | None = None, limit: int = 200
