@@ -115,6 +115,21 @@ def test_stall_is_detected_and_recovered(start_sim, run_dir, mode) -> None:  # t
     assert cause["type"] == "StallDetected"
 
 
+@pytest.mark.parametrize("mode", ["honour_interrupt", "ignore_interrupt"])
+def test_a_call_frozen_at_100_percent_is_a_stall(start_sim, run_dir, mode) -> None:  # type: ignore[no-untyped-def]
+    sim = start_sim("--step-ms", "20")
+    sim.faults({"hang": {"stage": "txt2img", "nth": 1, "mode": mode, "at": "end"}})
+    # Only the 100% rule can fire: the general no-progress rule would wait ten minutes.
+    policy = RecoveryPolicy(
+        stall_timeout=600, finished_stall=1.0, stall_grace=1.0, poll_interval=0.1
+    )
+    result = run(recovering(sim, policy), run_dir)
+    assert len(result.images) == 1
+    assert sim.manager.restarts == (0 if mode == "honour_interrupt" else 1)
+    cause = json.loads(next(run_dir.rglob("stage_failure_payload.json")).read_text())["error"]
+    assert cause["type"] == "StallDetected" and "at 100% with no response" in cause["message"]
+
+
 def test_a_slow_call_that_progresses_is_left_alone(start_sim, run_dir) -> None:  # type: ignore[no-untyped-def]
     sim = start_sim("--step-ms", "150")
     seen: list[Progress] = []

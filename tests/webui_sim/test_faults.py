@@ -22,11 +22,20 @@ def txt2img(url: str, timeout: float = 30) -> httpx.Response:
 def test_fault_flag_grammar() -> None:
     assert parse_fault_flag("crash:txt2img:1").crash.nth == 1  # type: ignore[union-attr]
     hang = parse_fault_flag("hang:upscale:2:ignore_interrupt").hang
-    assert hang is not None and (hang.nth, hang.mode) == (2, "ignore_interrupt")
+    assert hang is not None and (hang.nth, hang.mode, hang.at) == (2, "ignore_interrupt", "middle")
+    at_end = parse_fault_flag("hang:upscale:1:honour_interrupt:end").hang
+    assert at_end is not None and at_end.at == "end"
     err = parse_fault_flag("http_error:upscale:2:503").http_error
     assert err is not None and (err.count, err.status) == (2, 503)
     assert parse_fault_flag("http_error:txt2img:1:oom").http_error.kind == "oom"  # type: ignore[union-attr]
-    for bad in ("crash", "boom:txt2img:1", "crash:nowhere:1", "hang:upscale:1:maybe"):
+    bad_flags = (
+        "crash",
+        "boom:txt2img:1",
+        "crash:nowhere:1",
+        "hang:upscale:1:maybe",
+        "hang:upscale:1:honour_interrupt:later",
+    )
+    for bad in bad_flags:
         with pytest.raises(ValueError):
             parse_fault_flag(bad)
 

@@ -30,7 +30,8 @@ def webui_sim(
     fault: list[str] = typer.Option(
         [],
         help="Inject a fault: kind:stage[:number[:option]], e.g. crash:txt2img:1, "
-        "hang:upscale:1:ignore_interrupt, http_error:upscale:2:oom, garbage:txt2img:1:bad_base64.",
+        "hang:upscale:1:ignore_interrupt[:end], http_error:upscale:2:oom, "
+        "garbage:txt2img:1:bad_base64.",
     ),
     slow_start: float = typer.Option(0.0, help="Seconds to wait before binding the port."),
     fail_start: bool = typer.Option(False, help="Exit at once with an error on stderr."),

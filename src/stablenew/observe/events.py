@@ -6,6 +6,7 @@ A subscriber that raises is reported and skipped: observing a job must never bre
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import threading
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+import orjson
 
 from stablenew.jobs.job import utcnow
 
@@ -69,6 +72,11 @@ class JobLifecycleLogEvent:
     fields: dict[str, Any] = field(default_factory=dict)
     ts: datetime = field(default_factory=utcnow)
     seq: int = field(default_factory=lambda: next(_seq))
+
+    @functools.cached_property
+    def json_line(self) -> bytes:
+        """The event as one JSONL line, made once however many logs it goes to."""
+        return orjson.dumps(self.as_record(), default=str, option=orjson.OPT_APPEND_NEWLINE)
 
     def as_record(self) -> dict[str, Any]:
         return {

@@ -16,8 +16,6 @@ import threading
 from pathlib import Path
 from typing import BinaryIO
 
-import orjson
-
 from stablenew.observe.events import JobLifecycleLogEvent
 
 
@@ -32,7 +30,7 @@ class JsonlSink:
         self._failing = False
 
     def __call__(self, event: JobLifecycleLogEvent) -> None:
-        line = orjson.dumps(event.as_record(), default=str, option=orjson.OPT_APPEND_NEWLINE)
+        line = event.json_line
         with self._lock:
             try:
                 if self._file is None:

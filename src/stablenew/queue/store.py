@@ -10,7 +10,6 @@ re-queued to resume from its checkpoint, or quarantined after too many attempts.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import socket
 import sqlite3
@@ -24,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 import psutil
 
 from stablenew.jobs.job import Job, JobOutcome, JobStatus, utcnow
@@ -222,7 +222,7 @@ class JobStore:
         with self._tx() as c:
             c.execute(
                 "UPDATE jobs SET checkpoint = ? WHERE id = ? AND owner = ? AND status = 'RUNNING'",
-                (json.dumps(checkpoint), job_id, owner),
+                (_dumps(checkpoint), job_id, owner),
             )
 
     def finish(self, job_id: str, owner: str, outcome: JobOutcome) -> bool:
@@ -237,8 +237,8 @@ class JobStore:
                 (
                     outcome.status.value,
                     utcnow().isoformat(),
-                    json.dumps(outcome.result),
-                    json.dumps(outcome.error) if outcome.error else None,
+                    _dumps(outcome.result),
+                    _dumps(outcome.error) if outcome.error else None,
                     job_id,
                     owner,
                 ),
@@ -293,7 +293,7 @@ class JobStore:
                     c.execute(
                         "UPDATE jobs SET status = 'FAILED', finished_at = ?, error = ?,"
                         " owner = NULL, lease_until = NULL WHERE id = ?",
-                        (utcnow().isoformat(), json.dumps(error), row["id"]),
+                        (utcnow().isoformat(), _dumps(error), row["id"]),
                     )
                     self._event(c, row["id"], JobStatus.FAILED, reason)
                     recovered.append((row["id"], JobStatus.FAILED))
@@ -516,6 +516,10 @@ def _spec(job_id: str, spec_json: str) -> JobSpec:
     return JobSpec.from_json(spec_json)
 
 
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()  # stored as TEXT, readable with any SQLite tool
+
+
 def _job(row: sqlite3.Row) -> Job:
     return Job(
         id=row["id"],
@@ -527,9 +531,9 @@ def _job(row: sqlite3.Row) -> Job:
         started_at=_dt(row["started_at"]),
         finished_at=_dt(row["finished_at"]),
         attempts=row["attempts"],
-        checkpoint=json.loads(row["checkpoint"]),
-        result=json.loads(row["result"]),
-        error=json.loads(row["error"]) if row["error"] else None,
+        checkpoint=orjson.loads(row["checkpoint"]),
+        result=orjson.loads(row["result"]),
+        error=orjson.loads(row["error"]) if row["error"] else None,
         retried_from=row["retried_from"],
         cancel_requested=bool(row["cancel_requested"]),
     )

@@ -117,7 +117,8 @@ class _Control:
     def step(self, job_no: int, sampling_step: int, sampling_steps: int) -> Signal:
         progress = self.backend.progress
         progress.step(job_no, sampling_step, sampling_steps)
-        if self.fault_due and sampling_step >= max(1, sampling_steps // 2):
+        due_at = sampling_steps if self.fate.hang_at == "end" else max(1, sampling_steps // 2)
+        if self.fault_due and sampling_step >= due_at:
             self.fault_due = False
             if self.fate.crash:
                 self._crash()

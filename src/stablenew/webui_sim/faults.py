@@ -34,6 +34,9 @@ class CrashFault(_Fault):
 class HangFault(_Fault):
     nth: int = Field(1, ge=1)
     mode: Literal["honour_interrupt", "ignore_interrupt"] = "honour_interrupt"
+    # middle: frozen halfway through sampling; end: after the last step, progress at 100%
+    # (A1111 stuck in VAE decode or saving, the "hangs at 100%" reports).
+    at: Literal["middle", "end"] = "middle"
 
 
 class GarbageFault(_Fault):
@@ -56,6 +59,7 @@ class Fate:
     http_error: HttpErrorFault | None = None
     crash: bool = False
     hang: Literal["honour_interrupt", "ignore_interrupt"] | None = None
+    hang_at: Literal["middle", "end"] = "middle"
     garbage: Literal["not_json", "missing_images", "bad_base64"] | None = None
 
 
@@ -87,6 +91,7 @@ class FaultBoard:
             http_error = garbage = None
             crash = False
             hang = None
+            hang_at: Literal["middle", "end"] = "middle"
             if _applies(spec.http_error, stage):
                 http_error = spec.http_error
                 remaining = http_error.count - 1
@@ -101,19 +106,20 @@ class FaultBoard:
             if _applies(spec.hang, stage):
                 self._seen["hang"] += 1
                 if self._seen["hang"] == spec.hang.nth:
-                    hang, spec.hang = spec.hang.mode, None
+                    hang, hang_at, spec.hang = spec.hang.mode, spec.hang.at, None
             if _applies(spec.garbage, stage) and not (crash or hang):
                 garbage = spec.garbage.kind
                 remaining = spec.garbage.count - 1
                 spec.garbage = (
                     spec.garbage.model_copy(update={"count": remaining}) if remaining else None
                 )
-            return Fate(crash=crash, hang=hang, garbage=garbage)
+            return Fate(crash=crash, hang=hang, hang_at=hang_at, garbage=garbage)
 
 
 def parse_fault_flag(flag: str) -> FaultSpec:
     """`kind:stage[:number[:option]]`, e.g. `crash:txt2img:1`, `hang:upscale:1:ignore_interrupt`,
-    `http_error:upscale:2:503`, `http_error:txt2img:1:oom`, `garbage:txt2img:1:bad_base64`."""
+    `hang:upscale:1:ignore_interrupt:end`, `http_error:upscale:2:503`, `http_error:txt2img:1:oom`,
+    `garbage:txt2img:1:bad_base64`."""
     parts = flag.split(":")
     if len(parts) < 2:
         raise ValueError(f"fault {flag!r}: expected kind:stage[:number[:option]]")
@@ -134,6 +140,8 @@ def parse_fault_flag(flag: str) -> FaultSpec:
             body["kind" if option == "oom" else "status"] = option
         elif kind == "hang":
             body["mode"] = option
+            if len(rest) > 2:
+                body["at"] = rest[2]
         elif kind == "garbage":
             body["kind"] = option
         else:
