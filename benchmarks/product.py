@@ -6,7 +6,10 @@
 - overhead: N jobs x (txt2img -> img2img -> upscale) through queue, runner, pipeline, artifacts
   and events, versus a bare loop making the same HTTP calls with httpx and decoding the images,
   against the same reference backend at zero latency, interleaved round by round.
-  Targets: throughput ratio >= 0.90 and < 10 ms overhead per job at 64x64.
+  Targets: throughput ratio >= 0.90 (the benchmark as specified, 512x512) and < 10 ms overhead
+  per job at 64x64. The ratio at 64x64 is reported too; it has no target of its own, since a
+  bare 64x64 job costs ~11 ms here and 0.90 would mean < 1.2 ms per job, making the 10 ms
+  bound moot.
 - realistic: the same at 20 steps x 50 ms. Target: overhead < 1% of wall time.
 - cancel: cancel_job -> CANCELLED while the backend hangs, honouring and ignoring interrupt.
   Targets: p99 < 0.5 s (honour), < cancel_grace + 0.5 s (ignore).
@@ -230,7 +233,7 @@ def run(quick: bool, only: set[str], workdir: Path | None) -> dict[str, Any]:
         home = Path(tmp)
         if "overhead" in only:
             jobs, rounds = (5, 2) if quick else (20, 5)
-            results["overhead_64"] = overhead(home / "o64", 64, 20, jobs, rounds)
+            results["overhead_64"] = overhead(home / "o64", 64, 20, jobs, 2 * rounds)
             results["overhead_512"] = overhead(home / "o512", 512, 20, jobs // 2 or 1, rounds)
         if "realistic" in only:
             jobs, rounds = (2, 1) if quick else (3, 3)
@@ -252,7 +255,7 @@ def run(quick: bool, only: set[str], workdir: Path | None) -> dict[str, Any]:
         if "recovery" in only:
             results["recovery"] = recovery_cost(home / "rec", 3 if quick else 10)
     results["targets"] = {
-        "overhead_64.throughput_ratio": ">= 0.90",
+        "overhead_512.throughput_ratio": ">= 0.90",
         "overhead_64.overhead_ms_per_job": "< 10",
         "realistic.overhead_share": "< 0.01",
         "cancel_honour.p99_s": "< 0.5",
