@@ -16,6 +16,7 @@ from PIL import Image
 from stablenew.jobs.job import JobStatus
 from stablenew.jobs.spec import JobSpec
 from stablenew.observe.events import EventKind
+from stablenew.pipeline import runner as pipeline_runner
 from stablenew.pipeline.settings import SizeLimits
 from stablenew.queue.store import JobStore
 from tests.helpers import Waiter, start_worker
@@ -87,6 +88,24 @@ def test_a_killed_worker_resumes_after_its_last_completed_stage(tmp_path: Path, 
     assert stats["completed"]["txt2img"] == 5  # not redone after the resume
     assert stats["completed"]["img2img"] >= 5
     assert all(Path(p).is_file() for p in job.result["manifests"])
+
+
+def test_a_stage_reads_the_same_input_from_memory_or_from_disk(make_services, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    services = make_services()
+    waiter = Waiter(services.bus)
+
+    def final_pixels() -> list[bytes]:
+        job_id = services.jobs.submit_pipeline_run(spec(images=2))
+        waiter.wait(EventKind.JOB_COMPLETED, job_id, timeout=60)
+        pixels = []
+        for path in services.jobs.get_job(job_id).result["images"]:
+            with Image.open(path) as image:
+                pixels.append(image.tobytes())
+        return pixels
+
+    handed_on = final_pixels()  # img2img takes txt2img's output from memory
+    monkeypatch.setattr(pipeline_runner, "HANDOFF_BYTES", 0)  # over the bound: from disk
+    assert final_pixels() == handed_on
 
 
 def test_size_guard_scales_down_and_says_so(make_services) -> None:  # type: ignore[no-untyped-def]
