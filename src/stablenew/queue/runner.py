@@ -49,6 +49,7 @@ class JobRunner:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._heartbeat_thread: threading.Thread | None = None
+        self._heartbeat_stop = threading.Event()
         self._current_lock = threading.Lock()
         self._current: tuple[str, CancelToken] | None = None
 
@@ -97,10 +98,12 @@ class JobRunner:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        if self._heartbeat_thread is not None:
+        stopped = self._thread is None or not self._thread.is_alive()
+        if stopped and self._heartbeat_thread is not None:  # else a job still runs: keep its lease
+            self._heartbeat_stop.set()
             self._heartbeat_thread.join(timeout)
             self._heartbeat_thread = None
-        return self._thread is None or not self._thread.is_alive()
+        return stopped
 
     @property
     def alive(self) -> bool:
@@ -147,6 +150,7 @@ class JobRunner:
 
     def _start_heartbeat(self) -> None:
         if self._heartbeat_thread is None or not self._heartbeat_thread.is_alive():
+            self._heartbeat_stop.clear()
             self._heartbeat_thread = threading.Thread(
                 target=self._heartbeat, name="job-heartbeat", daemon=True
             )
@@ -155,7 +159,7 @@ class JobRunner:
     def _heartbeat(self) -> None:
         """Renew the running job's lease; a job shorter than one interval costs nothing here."""
         interval = max(0.2, min(self.store.lease_seconds / 3, 1.0))
-        while not self._stopping.wait(interval):
+        while not self._heartbeat_stop.wait(interval):
             with self._current_lock:
                 current = self._current
             if current is None:
