@@ -86,6 +86,15 @@ def test_jsonl_lines_and_rotation(tmp_path: Path) -> None:
     assert all(f.stat().st_size <= 2000 for f in files)
 
 
+def test_jsonl_without_a_size_limit_keeps_one_file(tmp_path: Path) -> None:
+    sink = JsonlSink(tmp_path / "events.jsonl", max_bytes=0)
+    for i in range(50):
+        sink(JobLifecycleLogEvent(EventKind.WARNING, f"line {i}"))
+    sink.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["events.jsonl"]
+    assert len((tmp_path / "events.jsonl").read_text().splitlines()) == 50
+
+
 def test_jsonl_sink_never_raises_when_the_disk_fails(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

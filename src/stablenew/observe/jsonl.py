@@ -20,6 +20,8 @@ from stablenew.observe.events import JobLifecycleLogEvent
 
 
 class JsonlSink:
+    """Appends to `path`; past `max_bytes` (0: never) it rotates, keeping `backups` old files."""
+
     def __init__(self, path: Path, max_bytes: int = 10 * 1024 * 1024, backups: int = 3) -> None:
         self.path = path
         self.max_bytes = max_bytes
@@ -35,7 +37,7 @@ class JsonlSink:
             try:
                 if self._file is None:
                     self._open()
-                if self._size and self._size + len(line) > self.max_bytes:
+                if self.max_bytes and self._size + len(line) > self.max_bytes and self._size:
                     self._rotate()
                 assert self._file is not None
                 self._file.write(line)
