@@ -42,12 +42,20 @@ CHAINS = [
         "upscale": {"enabled": True, "upscaler": "Lanczos"},
     },
 ]
+
+
+def hang(rng: random.Random, mode: str) -> dict[str, object]:
+    """Frozen halfway, or at 100% after the last step (the finished-stall rule)."""
+    at = rng.choice(["middle", "end"])
+    return {"stage": "any", "nth": rng.randint(1, 2), "mode": mode, "at": at}
+
+
 FAULTS = [
     lambda rng: {"http_error": {"stage": "any", "count": 1}},
     lambda rng: {"http_error": {"stage": "any", "kind": "oom"}},
     lambda rng: {"crash": {"stage": "any", "nth": rng.randint(1, 3)}},
-    lambda rng: {"hang": {"stage": "any", "nth": rng.randint(1, 2), "mode": "honour_interrupt"}},
-    lambda rng: {"hang": {"stage": "any", "nth": rng.randint(1, 2), "mode": "ignore_interrupt"}},
+    lambda rng: {"hang": hang(rng, "honour_interrupt")},
+    lambda rng: {"hang": hang(rng, "ignore_interrupt")},
     lambda rng: {
         "garbage": {
             "stage": "any",
@@ -64,6 +72,7 @@ command = {
 max_restarts = 1000
 [recovery]
 stall_timeout = 1.5
+finished_stall = 1.0
 stall_grace = 0.5
 cancel_grace = 0.5
 restart_timeout = 60
