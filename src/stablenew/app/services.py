@@ -141,6 +141,8 @@ class Services:
         """Stop the runner (a running job is re-queued to resume), then the backend."""
         self.runner.stop(timeout=self.config.policy.cancel_grace + grace + 10)
         self.jobs.close()
+        if self._pipeline is not None:
+            self._pipeline.backend.close()
         self.manager.stop(grace)
         for client in [self._client, *self._probes.values()]:
             if client is not None:

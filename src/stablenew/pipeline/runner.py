@@ -230,7 +230,8 @@ class _Run:
         name = image_name(i, self.total, stage, self.spec.provenance.variant_label())
         path = self.run_dir / f"{name}.png"
         write_image(path, out)
-        self._hand_on(str(path), out)
+        if stage != self.spec.stages()[-1]:  # a final image has no next stage to feed
+            self._hand_on(str(path), out)
         out_size = image_size(out)
         info = getattr(result, "info", {}) or {}
         calls = self.backend.last_call

@@ -278,11 +278,15 @@ class RecoveringBackend:
         finally:
             unsubscribe()
 
+    def close(self) -> None:
+        """End the call thread (after the call it may still be making)."""
+        if self._caller is not None:
+            self._caller.retire()
+            self._caller = None
+
     def _abandon(self, call: _Call) -> None:
         self._abandoned = (call, self.manager.restarts)
-        if self._caller is not None:
-            self._caller.retire()  # its thread ends when the abandoned call does
-            self._caller = None
+        self.close()  # that thread ends when the abandoned call does; the next call gets a new one
 
     def _poll(self, stage: str, image_index: int | None, watch: _StallWatch) -> str | None:
         try:
