@@ -62,6 +62,27 @@ def test_runner_lifecycle_order_with_hooks() -> None:
     ]
 
 
+def test_runner_hooks_called() -> None:
+    """The seed's contract test, as written there: hooks fire around an overridden execute."""
+    calls: list[str] = []
+
+    class TestRunner(ProcessingRunner):
+        def on_prepare(self, state: Any) -> None:
+            calls.append("prepare_hook")
+
+        def on_execute(self, state: Any, result: Any) -> None:
+            calls.append("execute_hook")
+
+        def on_finalize(self, state: Any, result: Any) -> None:
+            calls.append("finalize_hook")
+
+        def execute(self, state: Any) -> Any:
+            return "result"
+
+    assert TestRunner().run(ProcessingRequest(processing="dummy")) == "result"
+    assert calls == ["prepare_hook", "execute_hook", "finalize_hook"]
+
+
 def test_default_hooks_are_no_ops() -> None:
     calls: list[str] = []
     assert ProcessingRunner().run(ProcessingRequest(_Work(calls))) == "result"
