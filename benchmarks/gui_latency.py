@@ -35,7 +35,7 @@ def run(quick: bool) -> dict[str, object]:
         xvfb, os.environ["DISPLAY"] = start_xvfb()
     try:
         with tempfile.TemporaryDirectory() as home:
-            return measure(Path(home), images)
+            return {"quick": quick, **measure(Path(home), images)}
     finally:
         if xvfb is not None:
             xvfb.terminate()

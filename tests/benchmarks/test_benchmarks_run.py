@@ -1,0 +1,53 @@
+"""The benchmarks keep working: each runs in its quick form and reports every figure it targets.
+
+Only the shape is checked here; the figures themselves belong to `benchmarks/run_all.py` on a
+quiet machine, not to a test on a shared one.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def run_quick(script: str, out: Path) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report == json.loads(done.stdout)  # the file and stdout say the same
+    return report
+
+
+def figure(report: dict[str, Any], dotted: str) -> float:
+    value: Any = report
+    for key in dotted.split("."):
+        value = value[key]
+    return float(value)
+
+
+@pytest.mark.parametrize("script", ["queue_scale.py", "product.py", "gui_latency.py"])
+def test_benchmark_reports_every_targeted_figure(script: str, tmp_path: Path) -> None:
+    report = run_quick(script, tmp_path / "report.json")
+    assert report["quick"] is True
+    assert report["targets"], "a benchmark states what it aims for"
+    for dotted in report["targets"]:
+        figure(report, dotted)  # present and numeric
+    if script == "product.py":
+        for part in ("overhead_64", "overhead_512", "realistic"):
+            assert report[part]["product_s"] > 0 and report[part]["bare_s"] > 0
+        assert report["cancel_honour"]["trials"] == report["cancel_ignore"]["trials"] == 3
