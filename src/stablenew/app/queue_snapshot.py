@@ -35,9 +35,9 @@ class QueueSnapshot:
         self.limit = limit
         self._stale = threading.Event()
         self._closing = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
         self._refresh_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name="queue-snapshot", daemon=True)
+        self._thread.start()
 
     def refresh(self) -> None:
         """Read the queue now (bounded: a queue may hold 100,000 jobs). Refreshes take turns,
@@ -48,22 +48,12 @@ class QueueSnapshot:
 
     def request(self) -> None:
         """The queue changed: refresh soon, on the snapshot thread."""
-        if self._closing.is_set():
-            return
         self._stale.set()
-        if self._thread is None:
-            with self._start_lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(
-                        target=self._loop, name="queue-snapshot", daemon=True
-                    )
-                    self._thread.start()
 
     def close(self, timeout: float = 5.0) -> None:
         self._closing.set()
         self._stale.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._thread.join(timeout)
 
     def _loop(self) -> None:
         while True:

@@ -485,11 +485,6 @@ class JobStore:
             params.append(f"%{escaped}%")
         return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
-    def counts(self) -> dict[str, int]:
-        with self._read() as db:
-            rows = db.execute("SELECT status, COUNT(*) n FROM jobs GROUP BY status")
-            return {r["status"]: r["n"] for r in rows}
-
     def events_since(self, seq: int = 0, limit: int = 10_000) -> list[StatusEvent]:
         with self._read() as db:
             rows = db.execute(
