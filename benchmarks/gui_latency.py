@@ -64,9 +64,9 @@ def _measure(window: MainWindow, spec: JobSpec) -> dict[str, object]:
         root.update()
         time.sleep(0.01)
     events = {"count": 0}
-    services.bus.subscribe(lambda e: events.__setitem__("count", events["count"] + 1))
+    services.jobs.subscribe(lambda e: events.__setitem__("count", events["count"] + 1))
     done = {"flag": False}
-    services.bus.subscribe(
+    services.jobs.subscribe(
         lambda e: done.__setitem__("flag", True) if e.kind == EventKind.JOB_COMPLETED else None
     )
     lateness: list[float] = []

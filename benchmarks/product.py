@@ -49,15 +49,16 @@ class Product:
     def __init__(self, home: Path, *flags: str, cancel_grace: float = 3.0) -> None:
         config = Config()
         config.backend.command = reference_backend_command(0, *flags)
-        config.recovery.cancel_grace = cancel_grace
+        config.recovery = config.recovery.model_copy(update={"cancel_grace": cancel_grace})
         config.backend.max_restarts = 1000  # the cancel and recovery trials restart on purpose
+        config.backend.crash_loop_starts = 1000
         self.services = Services(service_config(home, config))
         self.events: list[JobLifecycleLogEvent] = []
         self.finished: set[str] = set()
         self._cond = threading.Condition()
-        self.services.bus.subscribe(self._on)
+        self.services.jobs.subscribe(self._on)
         self.services.start()
-        self.url = self.services.manager.url
+        self.url = self.services.backend.url or ""
 
     def _on(self, event: JobLifecycleLogEvent) -> None:
         # Runs on the job thread inside the measured time: only wake the waiter on a job's end.

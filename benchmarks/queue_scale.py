@@ -15,8 +15,9 @@ from pathlib import Path
 import psutil
 from common import benchmark_main  # the sibling module: benchmarks run as scripts
 
-from stablenew.jobs.job import JobOutcome, JobStatus
+from stablenew.jobs.outcome import JobOutcome
 from stablenew.jobs.spec import JobSpec
+from stablenew.jobs.status import JobStatus
 from stablenew.queue.store import JobStore
 
 
@@ -34,10 +35,10 @@ def run(quick: bool) -> dict[str, object]:
         latencies = []
         for _ in range(claims):
             t0 = time.perf_counter()
-            job = store.claim_next("bench")
+            claimed = store.claim_next("bench")
             latencies.append((time.perf_counter() - t0) * 1000)
-            assert job is not None
-            store.finish(job.id, "bench", JobOutcome(JobStatus.COMPLETED))
+            assert claimed is not None
+            store.finish(claimed.job.id, "bench", JobOutcome(status=JobStatus.COMPLETED))
         latencies.sort()
         store.close()
     return {

@@ -48,7 +48,7 @@ def start_sim(tmp_path: Path) -> Iterator[SimFactory]:
 
         def probe(url: str) -> bool:
             client = probe_client.setdefault(url, WebUIClient(url, auth=auth))
-            return client.is_healthy()
+            return client.health()
 
         manager = WebUIProcessManager(config, probe=probe)
         manager.start()
@@ -68,7 +68,7 @@ def sim_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     config = LaunchConfig(
         command=reference_backend_command(0), log_dir=tmp_path_factory.mktemp("logs")
     )
-    manager = WebUIProcessManager(config, probe=lambda url: WebUIClient(url).is_healthy())
+    manager = WebUIProcessManager(config, probe=lambda url: WebUIClient(url).health())
     manager.start()
     yield manager.url
     manager.stop(grace=3)

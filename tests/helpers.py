@@ -6,16 +6,22 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from stablenew.observe.events import EventBus, EventKind, JobLifecycleLogEvent
+from stablenew.observe.events import EventKind, JobLifecycleLogEvent
+
+
+class Subscribable(Protocol):
+    def subscribe(self, subscriber: Callable[[JobLifecycleLogEvent], None]) -> object: ...
 
 
 class Waiter:
-    """Records every event on a bus and waits for one (no polling, no sleeps)."""
+    """Records every event on a bus (or a controller) and waits for one (no polling, no sleeps)."""
 
-    def __init__(self, bus: EventBus) -> None:
+    def __init__(self, bus: Subscribable) -> None:
         self.events: list[JobLifecycleLogEvent] = []
         self._cond = threading.Condition()
         bus.subscribe(self._on)

@@ -12,12 +12,38 @@ import pytest
 from stablenew.app.controllers import JobExecutionController, PipelineController
 from stablenew.app.state import AppState, Lifecycle
 from stablenew.jobs.cancel import CancelToken
-from stablenew.jobs.job import Job, JobOutcome, JobStatus
+from stablenew.jobs.execution import CheckpointSaver
+from stablenew.jobs.job import Job
+from stablenew.jobs.outcome import Checkpoint, ErrorEnvelope, JobOutcome, JobResult
 from stablenew.jobs.spec import JobSpec
+from stablenew.jobs.status import FailureReason, JobStatus
 from stablenew.observe.events import EventBus, EventKind
 from stablenew.queue.runner import JobRunner
 from stablenew.queue.store import JobStore
 from tests.helpers import Waiter
+
+
+class Gate:
+    """The backend as the runner sees it between jobs."""
+
+    def __init__(self) -> None:
+        self.why: str | None = None  # None: ready
+        self.trial = False
+        self.resumed = 0
+
+    def ensure_ready(self) -> str | None:
+        return self.why
+
+    def trial_due(self) -> bool:
+        due, self.trial = self.trial, False
+        return due
+
+    def resumed_by_user(self) -> None:
+        self.resumed += 1
+
+
+def failed(message: str, reason: FailureReason | None = None) -> JobOutcome:
+    return JobOutcome.failed(ErrorEnvelope(type="StageFailed", message=message, reason=reason))
 
 
 @dataclass
@@ -31,42 +57,48 @@ class App:
     waiter: Waiter
     started: threading.Event
     release: threading.Event
+    gate: Gate
 
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[App]:
     started, release = threading.Event(), threading.Event()
-    backend = {"ready": None}
+    gate = Gate()
 
-    def execute(job: Job, token: CancelToken, checkpoint) -> JobOutcome:  # type: ignore[no-untyped-def]
+    def execute(job: Job, token: CancelToken, saver: CheckpointSaver) -> JobOutcome:
         prompt = job.spec.prompt
         if prompt.startswith("block"):
             started.set()
             token.on_cancel(release.set)
             release.wait(20)
             if token.is_cancelled():
-                return JobOutcome(JobStatus.CANCELLED, {"images": ["kept.png"]})
+                result = JobResult(images=["kept.png"])
+                return JobOutcome(status=JobStatus.CANCELLED, result=result)
         if prompt.startswith("fail"):
-            return JobOutcome.failed({"message": "upscale failed: HTTP 500"})
+            return failed("upscale failed: HTTP 500")
+        if prompt.startswith("disk full"):
+            return failed("cannot write", FailureReason.OUTPUT_FULL)
+        if prompt.startswith("read-only"):
+            return failed("cannot write", FailureReason.OUTPUT_UNWRITABLE)
         if prompt.startswith("backend dies"):
-            return JobOutcome.failed({"message": "backend gone"}, backend_down=True)
+            gate.why = "the backend did not come back within 60s"
+            return failed("backend gone", FailureReason.BACKEND_UNREACHABLE)
+        if prompt.startswith("crash loop"):
+            return JobOutcome(status=JobStatus.QUEUED, error=failed("crash loop: x").error)
         if prompt.startswith("bug"):
             raise RuntimeError("a bug in the pipeline")
-        checkpoint({"completed": ["txt2img"]})
-        return JobOutcome(JobStatus.COMPLETED, {"images": ["a.png", "b.png"]})
+        saver.save(Checkpoint(run_dir="/r", seeds=[1], stages_done=["txt2img"]))
+        return JobOutcome(status=JobStatus.COMPLETED, result=JobResult(images=["a.png", "b.png"]))
 
     bus, state = EventBus(), AppState()
     bus.subscribe(state.on_event)
     store = JobStore(tmp_path / "jobs.db")
-    runner = JobRunner(
-        store, execute, bus, backend_ready=lambda: backend["ready"], poll_interval=0.05
-    )
-    jobs = JobExecutionController(store, bus, state, runner)
+    runner = JobRunner(store, execute, bus, gate=gate, max_attempts=3, poll_interval=0.05)
+    jobs = JobExecutionController(store, bus, state)
+    jobs.runner = runner
     pipeline = PipelineController(state, bus, jobs)
     waiter = Waiter(bus)  # subscribed last: when it sees an event, the controllers have too
-    app = App(store, bus, state, runner, jobs, pipeline, waiter, started, release)
-    app.backend = backend  # type: ignore[attr-defined]
-    yield app
+    yield App(store, bus, state, runner, jobs, pipeline, waiter, started, release, gate)
     release.set()
     assert runner.stop(10)
 
@@ -79,7 +111,8 @@ def test_submit_runs_to_completion_with_the_trail(app: App) -> None:
     assert len(ids) == 2 and app.jobs.draft == []
     app.waiter.wait(EventKind.JOB_COMPLETED, ids[1])
     assert [app.jobs.get_job_status(i) for i in ids] == [JobStatus.COMPLETED] * 2
-    assert app.store.get(ids[0]).checkpoint == {"completed": ["txt2img"]}
+    checkpoint = app.store.get(ids[0]).checkpoint
+    assert checkpoint is not None and checkpoint.stages_done == ["txt2img"]
     kinds = app.waiter.kinds()
     assert kinds[:3] == ["add_to_job_noop", "add_to_job", "add_to_queue"]
     for job_id in ids:
@@ -95,10 +128,12 @@ def test_submit_runs_to_completion_with_the_trail(app: App) -> None:
 
 def test_failure_maps_to_error_then_next_job_runs(app: App) -> None:
     app.runner.start()
-    failed = app.jobs.submit_pipeline_run(JobSpec(prompt="fail me"))
-    app.waiter.wait(EventKind.JOB_FAILED, failed)
+    bad = app.jobs.submit_pipeline_run(JobSpec(prompt="fail me"))
+    app.waiter.wait(EventKind.JOB_FAILED, bad)
     assert app.state.lifecycle == Lifecycle.ERROR
-    assert app.store.get(failed).error == {"message": "upscale failed: HTTP 500"}
+    error = app.store.get(bad).error
+    assert error is not None and error.message == "upscale failed: HTTP 500"
+    assert app.state.failure is not None and "HTTP 500" in app.state.failure.reason
     ok = app.jobs.submit_pipeline_run(JobSpec(prompt="fine"))
     app.waiter.wait(EventKind.JOB_COMPLETED, ok)
     assert app.state.lifecycle == Lifecycle.IDLE
@@ -117,8 +152,8 @@ def test_a_bug_in_execute_becomes_a_failed_job_with_envelope(app: App) -> None:
     job_id = app.jobs.submit_pipeline_run(JobSpec(prompt="bug"))
     app.waiter.wait(EventKind.JOB_FAILED, job_id)
     error = app.store.get(job_id).error
-    assert error is not None and error["type"] == "RuntimeError"
-    assert "a bug in the pipeline" in error["message"]
+    assert error is not None and error.type == "RuntimeError"
+    assert "a bug in the pipeline" in error.message
 
 
 def test_cancel_queued_and_running(app: App) -> None:
@@ -132,7 +167,7 @@ def test_cancel_queued_and_running(app: App) -> None:
     assert app.state.lifecycle == Lifecycle.STOPPING
     app.waiter.wait(EventKind.JOB_CANCELLED, running)
     job = app.store.get(running)
-    assert job.status == JobStatus.CANCELLED and job.result == {"images": ["kept.png"]}
+    assert job.status == JobStatus.CANCELLED and job.result.images == ["kept.png"]
     assert app.state.lifecycle == Lifecycle.IDLE
     assert app.jobs.cancel_job(running) == JobStatus.CANCELLED  # already finished: no-op
 
@@ -157,17 +192,69 @@ def test_stop_is_bounded_and_requeues_the_running_job(app: App) -> None:
 
 
 def test_backend_down_waits_and_pauses_instead_of_cascading(app: App) -> None:
-    app.backend["ready"] = "the backend did not come back within 60s"  # type: ignore[attr-defined]
     app.runner.start()
     dead = app.jobs.submit_pipeline_run(JobSpec(prompt="backend dies"))
     waiting = app.jobs.submit_pipeline_run(JobSpec(prompt="next"))
     app.waiter.wait(EventKind.QUEUE_PAUSED)
     assert app.jobs.get_job_status(dead) == JobStatus.FAILED
     assert app.jobs.get_job_status(waiting) == JobStatus.QUEUED  # not failed in a cascade
-    assert app.state.paused is not None and "did not come back" in app.state.paused
-    app.backend["ready"] = None  # type: ignore[attr-defined]
+    assert app.jobs.paused() is not None and "did not come back" in app.jobs.paused()  # type: ignore[operator]
+    app.gate.why = None
     app.jobs.resume()
     app.waiter.wait(EventKind.JOB_COMPLETED, waiting)
+    assert app.gate.resumed == 1  # the user's resume reset the breaker
+
+
+def test_a_crash_loop_gives_the_job_back_and_pauses(app: App) -> None:
+    app.runner.start()
+    looping = app.jobs.submit_pipeline_run(JobSpec(prompt="crash loop"))
+    others = app.jobs.submit_many([JobSpec(prompt="next"), JobSpec(prompt="after")])
+    app.waiter.wait(EventKind.QUEUE_PAUSED)
+    assert app.jobs.get_job_status(looping) == JobStatus.QUEUED  # not the job's fault
+    assert app.store.get(looping).attempts == 0
+    assert [app.jobs.get_job_status(i) for i in others] == [JobStatus.QUEUED] * 2
+    assert "crash loop: x" in (app.jobs.paused() or "")
+    assert [k for k in app.waiter.kinds(looping) if k.startswith("job_")][-1] == "job_recovered"
+
+
+def test_half_open_trial_resumes_the_queue_it_paused(app: App) -> None:
+    app.runner.start()
+    app.gate.why = "crash loop: the backend keeps dying"
+    job_id = app.jobs.submit_pipeline_run(JobSpec(prompt="fine"))
+    app.waiter.wait(EventKind.QUEUE_PAUSED)
+    assert app.jobs.get_job_status(job_id) == JobStatus.QUEUED
+    app.gate.why = None
+    app.gate.trial = True  # the cooldown is over: one trial
+    app.waiter.wait(EventKind.JOB_COMPLETED, job_id)
+    kinds = [k for k in app.waiter.kinds() if k != "lifecycle"]
+    assert kinds[-3:] == ["queue_resumed", "job_started", "job_completed"]
+    assert app.gate.resumed == 0  # a trial is not the user's resume
+
+
+def test_two_jobs_failing_for_one_environmental_reason_pause_the_queue(app: App) -> None:
+    app.runner.start()
+    ids = app.jobs.submit_many(
+        [
+            JobSpec(prompt=p)
+            for p in ("disk full 1", "read-only", "disk full 2", "disk full 3", "fine")
+        ]
+    )
+    app.waiter.wait(EventKind.QUEUE_PAUSED)
+    statuses = [app.jobs.get_job_status(i) for i in ids]
+    # a different reason in between does not count: only 2 and 3 are "in a row"
+    assert statuses == [JobStatus.FAILED] * 4 + [JobStatus.QUEUED]
+    assert "2 jobs in a row failed because the output folder's disk is full" in (
+        app.jobs.paused() or ""
+    )
+
+
+def test_an_ordinary_failure_between_resets_the_count(app: App) -> None:
+    app.runner.start()
+    ids = app.jobs.submit_many(
+        [JobSpec(prompt=p) for p in ("disk full 1", "fail", "disk full 2", "fine")]
+    )
+    app.waiter.wait(EventKind.JOB_COMPLETED, ids[-1])
+    assert app.jobs.paused() is None
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import psutil
 import pytest
 from PIL import Image
 
-from stablenew.jobs.job import JobStatus
+from stablenew.jobs.status import JobStatus
 from stablenew.queue.store import JobStore
 
 pytestmark = pytest.mark.integration

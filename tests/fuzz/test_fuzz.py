@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from stablenew.errors import BackendError
 from stablenew.jobs.spec import SpecError, build_spec
 from stablenew.webui.client import Timeouts, WebUIClient
-from stablenew.webui.errors import BackendError
 
 VALUES = st.one_of(
     st.none(),

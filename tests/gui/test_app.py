@@ -54,7 +54,7 @@ def test_compose_add_to_job_add_to_queue_and_see_it_complete(make_gui) -> None: 
 def test_cancel_a_hanging_upscale_while_the_window_keeps_responding(make_gui) -> None:  # type: ignore[no-untyped-def]
     gui = make_gui()
     window = gui.window
-    url = window.services.manager.url
+    url = window.services.backend.url
     httpx.post(f"{url}/sim/faults", json={"hang": {"stage": "upscale", "mode": "ignore_interrupt"}})
     compose(gui, "a hanging upscale", images="1", **{"upscale.enabled": True})
     gui.click("Run Now")
@@ -91,7 +91,7 @@ def test_a_backend_crash_shows_in_the_indicator_and_recovers(make_gui) -> None: 
     shown: list[str] = []
     original = window.indicator.show
     window.indicator.show = lambda state: (shown.append(state), original(state))  # type: ignore[method-assign]
-    httpx.post(f"{window.services.manager.url}/sim/faults", json={"crash": {"stage": "txt2img"}})
+    httpx.post(f"{window.services.backend.url}/sim/faults", json={"crash": {"stage": "txt2img"}})
     compose(gui, "a crash and a recovery", images="1")
     gui.click("Run Now")
     gui.pump_until(lambda: history_statuses(gui) == ["COMPLETED"], 60)
@@ -101,7 +101,9 @@ def test_a_backend_crash_shows_in_the_indicator_and_recovers(make_gui) -> None: 
 
 def test_closing_the_window_stops_the_backend(make_gui) -> None:  # type: ignore[no-untyped-def]
     gui = make_gui()
-    pid = gui.window.services.manager._proc.pid  # type: ignore[union-attr]
+    pidfile = gui.window.services.config.launch.pidfile
+    assert pidfile is not None
+    pid = int(pidfile.read_text().split()[0])
     family = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
     gui.window.close()
     gui.pump_until(lambda: gui.window.destroyed, 30)

@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from stablenew.app.state import AppState
-from stablenew.observe.events import EventBus, EventKind, JobLifecycleLogEvent
+from stablenew.observe.events import (
+    EventBus,
+    EventKind,
+    JobLifecycleLogEvent,
+    NoteData,
+    ProgressData,
+    StageFinishedData,
+)
 from stablenew.observe.jsonl import JsonlSink
 from stablenew.observe.lifecycle import JobLifecycleLogger
 
@@ -24,7 +31,8 @@ def test_a_failing_subscriber_is_skipped_not_raised() -> None:
     bus.subscribe(got.append)
     JobLifecycleLogger(bus).log_add_to_job("gui", draft_size=3, added=1)
     assert [e.kind for e in got] == [EventKind.ADD_TO_JOB]
-    assert got[0].fields["draft_size"] == 3 and "draft now has 3" in got[0].message
+    assert got[0].data == NoteData({"draft_size": 3, "added": 1})
+    assert "draft now has 3" in got[0].message
 
 
 def test_app_state_buffer_stays_capped() -> None:
@@ -32,7 +40,9 @@ def test_app_state_buffer_stays_capped() -> None:
     bus = EventBus()
     bus.subscribe(state.on_event)
     for i in range(1200):
-        bus.emit(EventKind.PROGRESS, f"step {i}", job_id="j", stage="txt2img", fields={"step": i})
+        bus.emit(
+            EventKind.PROGRESS, f"step {i}", job_id="j", stage="txt2img", data=ProgressData(i, 1200)
+        )
     events = state.recent_events()
     assert len(events) == 500 and events[-1].message == "step 1199"
     assert state.active is not None and state.active.step == 1199
@@ -59,7 +69,7 @@ def test_jsonl_lines_and_rotation(tmp_path: Path) -> None:
             stage="upscale",
             image_index=i,
             total=40,
-            fields={"duration_s": 0.5},
+            data=StageFinishedData(duration_s=0.5),
         )
     sink.close()
     files = sorted((tmp_path / "logs").glob("events.jsonl*"))
@@ -76,6 +86,7 @@ def test_jsonl_lines_and_rotation(tmp_path: Path) -> None:
         "fields",
     }
     assert last["event"] == "stage_finished" and last["image_index"] == 39
+    assert last["fields"]["duration_s"] == 0.5 and last["pid"] > 0
     logs = tmp_path / "logs"
     kept = [
         json.loads(line)["image_index"]
@@ -109,3 +120,21 @@ def test_jsonl_sink_never_raises_when_the_disk_fails(
     sink(JobLifecycleLogEvent(EventKind.WARNING, "kept"))
     sink.close()
     assert [json.loads(line)["message"] for line in log.read_text().splitlines()] == ["kept"]
+
+
+def test_jsonl_lines_never_hold_a_credential(tmp_path: Path) -> None:
+    """A backend's launch command, echoed in an event, keeps its password out of the log."""
+    from stablenew import redact
+
+    redact.register_launch(["python", "launch.py", "--api-auth", "kim:hunter2-secret"])
+    sink = JsonlSink(tmp_path / "events.jsonl")
+    sink(
+        JobLifecycleLogEvent(
+            EventKind.BACKEND_STARTING, "python launch.py --api-auth kim:hunter2-secret"
+        )
+    )
+    sink(JobLifecycleLogEvent(EventKind.WARNING, "at http://kim:hunter2-secret@127.0.0.1:7860/"))
+    sink.close()
+    text = (tmp_path / "events.jsonl").read_text()
+    assert "hunter2" not in text and text.count("***") == 2
+    assert (tmp_path / "events.jsonl").stat().st_mode & 0o777 == 0o600

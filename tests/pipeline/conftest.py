@@ -34,6 +34,7 @@ def service_config(
         )
     )
     return ServiceConfig(
+        home=home,
         database=home / "jobs.db",
         log_dir=home / "logs",
         launch=launch,
@@ -43,11 +44,11 @@ def service_config(
 
 
 def sim_stats(services: Services) -> dict:
-    return httpx.get(f"{services.manager.url}/sim/stats", timeout=5).json()
+    return httpx.get(f"{services.backend.url}/sim/stats", timeout=5).json()
 
 
 def sim_faults(services: Services, spec: dict) -> None:
-    httpx.post(f"{services.manager.url}/sim/faults", json=spec, timeout=5).raise_for_status()
+    httpx.post(f"{services.backend.url}/sim/faults", json=spec, timeout=5).raise_for_status()
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ import psutil
 import pytest
 from PIL import Image
 
-from stablenew.jobs.job import JobStatus
 from stablenew.jobs.spec import JobSpec
+from stablenew.jobs.status import JobStatus
 from stablenew.observe.events import EventKind
 from stablenew.pipeline import runner as pipeline_runner
 from stablenew.pipeline.settings import SizeLimits
@@ -41,15 +41,15 @@ def spec(**extra: object) -> JobSpec:
 def test_crash_during_img2img_of_image_3_recovers_and_completes(make_services) -> None:  # type: ignore[no-untyped-def]
     services = make_services()
     sim_faults(services, {"crash": {"stage": "img2img", "nth": 3}})
-    waiter = Waiter(services.bus)
+    waiter = Waiter(services.jobs)
     job_id = services.jobs.submit_pipeline_run(spec())
     waiter.wait(EventKind.JOB_COMPLETED, job_id, timeout=60)
-    assert services.manager.restarts == 1
+    assert services.backend.restarts == 1
     job = services.jobs.get_job(job_id)
-    assert len(job.result["images"]) == 5
-    run_dir = Path(job.result["run_dir"])
+    assert len(job.result.images) == 5
+    run_dir = Path(job.result.run_dir)
     assert (run_dir / "failures" / "img2img_image3_attempt1" / "webui_tail.log").is_file()
-    manifest = json.loads(Path(job.result["manifests"][2]).read_text())
+    manifest = json.loads(Path(job.result.manifests[2]).read_text())
     assert manifest["stages"][1]["attempts"] == 2 and manifest["stages"][1]["restarts"] == 1
     kinds = waiter.kinds()
     assert "backend_crashed" in kinds and "backend_restarting" in kinds
@@ -66,7 +66,7 @@ def test_a_killed_worker_resumes_after_its_last_completed_stage(tmp_path: Path, 
 
     first = worker()
     deadline = time.monotonic() + 60
-    while [s["stage"] for s in store.get(job_id).checkpoint.get("stages", [])] != ["txt2img"]:
+    while (cp := store.get(job_id).checkpoint) is None or cp.stages_done != ["txt2img"]:
         assert time.monotonic() < deadline, "the txt2img checkpoint never came"
         time.sleep(0.05)
     os.kill(first.pid, signal.SIGKILL)
@@ -83,22 +83,22 @@ def test_a_killed_worker_resumes_after_its_last_completed_stage(tmp_path: Path, 
         second.kill()
         second.wait(10)
     job = store.get(job_id)
-    assert job.attempts == 2 and len(job.result["images"]) == 5
+    assert job.attempts == 2 and len(job.result.images) == 5
     stats = sim.stats()
     assert stats["completed"]["txt2img"] == 5  # not redone after the resume
     assert stats["completed"]["img2img"] >= 5
-    assert all(Path(p).is_file() for p in job.result["manifests"])
+    assert all(Path(p).is_file() for p in job.result.manifests)
 
 
 def test_a_stage_reads_the_same_input_from_memory_or_from_disk(make_services, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     services = make_services()
-    waiter = Waiter(services.bus)
+    waiter = Waiter(services.jobs)
 
     def final_pixels() -> list[bytes]:
         job_id = services.jobs.submit_pipeline_run(spec(images=2))
         waiter.wait(EventKind.JOB_COMPLETED, job_id, timeout=60)
         pixels = []
-        for path in services.jobs.get_job(job_id).result["images"]:
+        for path in services.jobs.get_job(job_id).result.images:
             with Image.open(path) as image:
                 pixels.append(image.tobytes())
         return pixels
@@ -111,7 +111,7 @@ def test_a_stage_reads_the_same_input_from_memory_or_from_disk(make_services, mo
 def test_size_guard_scales_down_and_says_so(make_services) -> None:  # type: ignore[no-untyped-def]
     limits = SizeLimits(max_upscale_megapixels=0.05, on_oversize="scale_down", tile_min=64)
     services = make_services(limits=limits)
-    waiter = Waiter(services.bus)
+    waiter = Waiter(services.jobs)
     job_id = services.jobs.submit_pipeline_run(
         spec(
             images=1,
@@ -121,9 +121,9 @@ def test_size_guard_scales_down_and_says_so(make_services) -> None:  # type: ign
     )
     waiter.wait(EventKind.JOB_COMPLETED, job_id)
     job = services.jobs.get_job(job_id)
-    with Image.open(job.result["images"][0]) as image:
+    with Image.open(job.result.images[0]) as image:
         assert image.size == (216, 216)  # sqrt(0.05 MP) floored to a multiple of 8, not 256
-    guard = json.loads(Path(job.result["manifests"][0]).read_text())["guard"]
+    guard = json.loads(Path(job.result.manifests[0]).read_text())["guard"]
     assert any(d.startswith("scaled down: x4 would make 256x256") for d in guard)
     assert any("tile size 16 clamped to 64" in d for d in guard)
     events = [e.message for e in waiter.events if e.kind == EventKind.GUARD]
@@ -132,20 +132,20 @@ def test_size_guard_scales_down_and_says_so(make_services) -> None:  # type: ign
 
 def test_size_guard_refuses_when_told_to(make_services) -> None:  # type: ignore[no-untyped-def]
     services = make_services(limits=SizeLimits(max_upscale_megapixels=0.05, on_oversize="refuse"))
-    waiter = Waiter(services.bus)
+    waiter = Waiter(services.jobs)
     job_id = services.jobs.submit_pipeline_run(
         spec(images=1, img2img={"enabled": False}, upscale={"enabled": True, "factor": 4})
     )
     waiter.wait(EventKind.JOB_FAILED, job_id)
     error = services.jobs.get_job(job_id).error
-    assert error is not None and error["stage"] == "upscale" and error["type"] == "UpscaleRefused"
-    assert "over the 0.05 MP limit" in error["message"]
+    assert error is not None and error.stage == "upscale" and error.type == "UpscaleRefused"
+    assert "over the 0.05 MP limit" in error.message
     assert "upscale" not in sim_stats(services)["stages"]
 
 
 def test_adetailer_stage_and_model_switch(make_services) -> None:  # type: ignore[no-untyped-def]
     services = make_services()
-    waiter = Waiter(services.bus)
+    waiter = Waiter(services.jobs)
     job_id = services.jobs.submit_pipeline_run(
         spec(
             images=2,
@@ -156,8 +156,8 @@ def test_adetailer_stage_and_model_switch(make_services) -> None:  # type: ignor
     )
     waiter.wait(EventKind.JOB_COMPLETED, job_id)
     job = services.jobs.get_job(job_id)
-    assert services.client.get_options()["sd_model_checkpoint"].startswith("sim-xl-photo")
-    with Image.open(job.result["images"][0]) as image:
+    assert services.backend.client().get_options()["sd_model_checkpoint"].startswith("sim-xl-photo")
+    with Image.open(job.result.images[0]) as image:
         text = image.text["parameters"]
     assert (
         "ADetailer model: face_yolov8n.pt" in text
@@ -169,12 +169,12 @@ def test_adetailer_stage_and_model_switch(make_services) -> None:  # type: ignor
 
 def test_unknown_model_fails_with_a_clear_envelope(make_services) -> None:  # type: ignore[no-untyped-def]
     services = make_services()
-    waiter = Waiter(services.bus)
+    waiter = Waiter(services.jobs)
     job_id = services.jobs.submit_pipeline_run(spec(images=1, model="no-such-model"))
     waiter.wait(EventKind.JOB_FAILED, job_id)
     error = services.jobs.get_job(job_id).error
-    assert error is not None and error["stage"] == "setup"
-    assert "unknown model 'no-such-model'" in error["message"]
+    assert error is not None and error.stage == "setup"
+    assert "unknown model 'no-such-model'" in error.message
 
 
 def test_a_backend_orphaned_by_kill_9_is_reaped_at_the_next_start(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from stablenew.jobs.job import JobStatus
 from stablenew.jobs.spec import JobSpec
+from stablenew.jobs.status import JobStatus
 from stablenew.observe.events import EventKind
 from tests.helpers import Waiter
 from tests.pipeline.conftest import sim_faults, sim_stats
@@ -46,7 +46,7 @@ def stage_story(waiter: Waiter, job_id: str) -> list[str]:
 
 def test_multi_image_run_upscale_is_serial_and_honors_cancel(make_services) -> None:  # type: ignore[no-untyped-def]
     services = make_services("--step-ms", "5")
-    waiter = Waiter(services.bus)
+    waiter = Waiter(services.jobs)
     job_id = services.jobs.submit_pipeline_run(five_images())
     waiter.wait(EventKind.JOB_COMPLETED, job_id, timeout=60)
 
@@ -66,10 +66,8 @@ def test_multi_image_run_upscale_is_serial_and_honors_cancel(make_services) -> N
     assert indexes == [(s, i) for s in ("txt2img", "img2img", "upscale") for i in range(1, 6)]
 
     job = services.jobs.get_job(job_id)
-    assert len(job.result["images"]) == 5 and len(job.result["manifests"]) == 5
-    for image_path, manifest_path in zip(
-        job.result["images"], job.result["manifests"], strict=True
-    ):
+    assert len(job.result.images) == 5 and len(job.result.manifests) == 5
+    for image_path, manifest_path in zip(job.result.images, job.result.manifests, strict=True):
         with Image.open(image_path) as image:
             assert image.size == (128, 128)
             assert image.text["parameters"].startswith(
@@ -95,22 +93,29 @@ def test_multi_image_run_upscale_is_serial_and_honors_cancel(make_services) -> N
         if event.job_id == second and event.message.startswith("exit upscale 2/5"):
             services.jobs.cancel_job(second)
 
-    services.bus.subscribe(cancel_after_second_upscale)
+    services.jobs.subscribe(cancel_after_second_upscale)
     waiter.wait(EventKind.JOB_CANCELLED, second, timeout=60)
     assert sim_stats(services)["stages"]["upscale"] == 5 + 2
     cancelled = services.jobs.get_job(second)
     assert cancelled.status == JobStatus.CANCELLED
-    assert len(cancelled.result["stages"]["txt2img"]) == 5  # finished work stays on disk
-    assert all(Path(p).is_file() for p in cancelled.result["partial"])
-    assert len(cancelled.result["partial"]) == 2
+    assert len(cancelled.result.stages["txt2img"]) == 5  # finished work stays on disk
+    assert len(cancelled.result.stages["upscale"]) == 2
+    assert [Path(p).stem for p in cancelled.result.images] == [
+        "1_upscale",
+        "2_upscale",
+        "3_img2img",
+        "4_img2img",
+        "5_img2img",
+    ]  # the furthest version of every image, each with its manifest
+    assert all(Path(p).is_file() for p in cancelled.result.images + cancelled.result.manifests)
 
 
 def test_upscale_stage_logs_stage_and_image_progress(make_services) -> None:  # type: ignore[no-untyped-def]
     services = make_services("--step-ms", "30")
-    waiter = Waiter(services.bus)
+    waiter = Waiter(services.jobs)
     job_id = services.jobs.submit_pipeline_run(five_images(steps=10))
     waiter.wait(EventKind.JOB_COMPLETED, job_id, timeout=60)
-    run_log = Path(services.jobs.get_job(job_id).result["run_dir"]) / "events.jsonl"
+    run_log = Path(services.jobs.get_job(job_id).result.run_dir or "") / "events.jsonl"
     deadline = time.monotonic() + 10  # the run log hears job_completed after this test does
     while '"job_completed"' not in run_log.read_text():
         assert time.monotonic() < deadline
@@ -144,7 +149,7 @@ def test_upscale_stage_logs_stage_and_image_progress(make_services) -> None:  # 
 def test_cancel_stops_long_running_upscale_in_bounded_time(make_services, mode) -> None:  # type: ignore[no-untyped-def]
     services = make_services()
     sim_faults(services, {"hang": {"stage": "upscale", "nth": 2, "mode": mode}})
-    waiter = Waiter(services.bus)
+    waiter = Waiter(services.jobs)
     job_id = services.jobs.submit_pipeline_run(five_images())
     waiter.wait(
         EventKind.STAGE_STARTED, job_id, where=lambda e: e.message.startswith("enter upscale 2/5")

@@ -10,7 +10,10 @@ import sys
 from pathlib import Path
 
 from stablenew.jobs.cancel import CancelToken
-from stablenew.jobs.job import Job, JobOutcome, JobStatus
+from stablenew.jobs.execution import CheckpointSaver
+from stablenew.jobs.job import Job
+from stablenew.jobs.outcome import Checkpoint, JobOutcome
+from stablenew.jobs.status import JobStatus
 from stablenew.observe.events import EventBus
 from stablenew.queue.runner import JobRunner
 from stablenew.queue.store import JobStore, new_owner
@@ -22,19 +25,21 @@ def claim(db: Path, out: Path) -> None:
     print("READY", flush=True)
     sys.stdin.readline()  # start together with the other claimer
     with out.open("w") as f:
-        while (job := store.claim_next(owner)) is not None:
-            f.write(job.id + "\n")
-            store.finish(job.id, owner, JobOutcome(JobStatus.COMPLETED))
+        while (claimed := store.claim_next(owner)) is not None:
+            f.write(claimed.job.id + "\n")
+            store.finish(claimed.job.id, owner, JobOutcome(status=JobStatus.COMPLETED))
 
 
 def run(db: Path) -> None:
-    def execute(job: Job, token: CancelToken, checkpoint) -> JobOutcome:  # type: ignore[no-untyped-def]
-        checkpoint({"completed": [*job.checkpoint.get("completed", []), f"stage{job.attempts}"]})
+    def execute(job: Job, token: CancelToken, saver: CheckpointSaver) -> JobOutcome:
+        done = job.checkpoint.stages_done if job.checkpoint else []
+        saver.save(Checkpoint(run_dir="/r", seeds=[1], stages_done=[*done, f"s{job.attempts}"]))
         print(f"RUNNING {job.id} {job.attempts}", flush=True)
         token.wait()
-        return JobOutcome(JobStatus.CANCELLED)
+        return JobOutcome(status=JobStatus.CANCELLED)
 
-    runner = JobRunner(JobStore(db, lease_seconds=2), execute, EventBus(), poll_interval=0.05)
+    store = JobStore(db, lease_seconds=2)
+    runner = JobRunner(store, execute, EventBus(), max_attempts=3, poll_interval=0.05)
     runner.start()
     runner._thread.join()  # type: ignore[union-attr]  # until killed
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from stablenew.jobs.job import JobStatus
 from stablenew.jobs.spec import JobSpec
+from stablenew.jobs.status import JobStatus
+from stablenew.observe.events import EventKind
 from stablenew.queue.store import JobStore
 
 pytestmark = pytest.mark.integration
@@ -73,15 +74,16 @@ def test_killed_runner_job_resumes_then_is_quarantined(tmp_path: Path) -> None:
         assert (killed_id, attempts) == (job_id, attempt)
         assert store.get(job_id).status == JobStatus.RUNNING  # as the dead process left it
         # The dead owner is detected at once on this host, without waiting for its lease.
-        assert store.recover() == [(job_id, JobStatus.QUEUED)]
+        recovered = store.recover(max_attempts=3)
+        assert [(e.kind, e.job_id) for e in recovered] == [(EventKind.JOB_RECOVERED, job_id)]
         job = store.get(job_id)
-        assert job.status == JobStatus.QUEUED
-        assert job.checkpoint["completed"] == [f"stage{n}" for n in range(1, attempt + 1)]
+        assert job.status == JobStatus.QUEUED and job.checkpoint is not None
+        assert job.checkpoint.stages_done == [f"s{n}" for n in range(1, attempt + 1)]
     start_and_kill(db)
     # The next runner start recovers: the third crash quarantines it.
-    assert store.recover(max_attempts=3) == [(job_id, JobStatus.FAILED)]
+    assert [e.kind for e in store.recover(max_attempts=3)] == [EventKind.JOB_FAILED]
     failed = store.get(job_id)
-    assert failed.status == JobStatus.FAILED
-    assert "crashed the runner 3 times" in failed.error["message"]  # type: ignore[index]
+    assert failed.status == JobStatus.FAILED and failed.error is not None
+    assert "crashed the runner 3 times" in failed.error.message
     assert store.list_jobs([JobStatus.RUNNING]) == []
     assert store.integrity_ok()

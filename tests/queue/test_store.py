@@ -1,15 +1,27 @@
-"""JobStore on a real SQLite file: ordering, user operations, durability, replay, recovery."""
+"""JobStore on a real SQLite file: ordering, user operations, durability, replay, recovery,
+schema migrations and damaged files."""
 
 from __future__ import annotations
 
 import itertools
+import os
+import shutil
+import sqlite3
+import stat
 from pathlib import Path
 
 import pytest
 
-from stablenew.jobs.job import JobOutcome, JobStatus
+from stablenew.errors import QueueError, StoreError
+from stablenew.jobs.outcome import Checkpoint, ErrorEnvelope, ImageRecord, JobOutcome, JobResult
 from stablenew.jobs.spec import JobSpec
-from stablenew.queue.store import JobStore, QueueError
+from stablenew.jobs.status import JobStatus
+from stablenew.observe.events import EventKind, JobLifecycleLogEvent, StageFinishedData
+from stablenew.queue import schema
+from stablenew.queue.store import JobStore
+
+FIXTURE = Path(__file__).parent / "fixtures" / "jobs_release_0_1_0.db"
+DONE = JobOutcome(status=JobStatus.COMPLETED)
 
 
 def spec(prompt: str) -> JobSpec:
@@ -21,11 +33,16 @@ def store(tmp_path: Path) -> JobStore:
     return JobStore(tmp_path / "jobs.db")
 
 
+def claim(store: JobStore, owner: str = "me"):  # type: ignore[no-untyped-def]
+    claimed = store.claim_next(owner)
+    return claimed.job if claimed else None
+
+
 def drain(store: JobStore) -> list[str]:
     prompts = []
-    while (job := store.claim_next("me")) is not None:
+    while (job := claim(store)) is not None:
         prompts.append(job.spec.prompt)
-        store.finish(job.id, "me", JobOutcome(JobStatus.COMPLETED))
+        store.finish(job.id, "me", DONE)
     return prompts
 
 
@@ -38,24 +55,28 @@ def test_claim_order_is_priority_then_fifo(store: JobStore) -> None:
 
 def test_claim_marks_running_with_lease_and_attempts(store: JobStore) -> None:
     job_id = store.submit(spec("a"))
-    job = store.claim_next("me")
-    assert job is not None and job.id == job_id
+    claimed = store.claim_next("me")
+    assert claimed is not None and claimed.job.id == job_id
+    assert claimed.event.kind == EventKind.JOB_STARTED and claimed.event.store_seq
+    job = claimed.job
     assert (job.status, job.attempts) == (JobStatus.RUNNING, 1)
     assert job.started_at is not None and job.started_at.tzinfo is not None
     assert store.claim_next("other") is None
-    assert not store.finish(job_id, "other", JobOutcome(JobStatus.COMPLETED))  # not its job
-    assert store.finish(job_id, "me", JobOutcome(JobStatus.COMPLETED, {"images": ["x"]}))
+    assert store.finish(job_id, "other", DONE) is None  # not its job
+    result = JobResult(images=["x"])
+    assert store.finish(job_id, "me", JobOutcome(status=JobStatus.COMPLETED, result=result))
     done = store.get(job_id)
-    assert done.status == JobStatus.COMPLETED and done.result == {"images": ["x"]}
+    assert done.status == JobStatus.COMPLETED and done.result.images == ["x"]
 
 
 def test_cancel_retry_remove_clear(store: JobStore) -> None:
     a, b = store.submit_many([spec("a"), spec("b")])
-    assert store.cancel(a) == JobStatus.QUEUED
+    before, event = store.cancel(a)
+    assert before == JobStatus.QUEUED and event is not None
     assert store.get(a).status == JobStatus.CANCELLED
-    running = store.claim_next("me")
+    running = claim(store)
     assert running is not None and running.id == b
-    assert store.cancel(b) == JobStatus.RUNNING
+    assert store.cancel(b) == (JobStatus.RUNNING, None)
     assert store.renew_lease(b, "me") is True  # the runner learns of the cancel request
     with pytest.raises(QueueError, match="running"):
         store.remove(b)
@@ -68,6 +89,18 @@ def test_cancel_retry_remove_clear(store: JobStore) -> None:
         store.get(again)
     assert store.clear_finished() == 1  # a
     assert [j.id for j in store.list_jobs()] == [b]
+
+
+def test_bulk_cancel_and_remove_keep_the_running_job(store: JobStore) -> None:
+    ids = store.submit_many([spec(p) for p in "abcd"])
+    running = claim(store)
+    assert running is not None
+    assert len(store.cancel_all_pending()) == 3
+    assert store.count([JobStatus.CANCELLED]) == 3
+    assert store.get(running.id).status == JobStatus.RUNNING
+    assert store.cancel_all_pending() == []
+    assert store.remove_where([JobStatus.CANCELLED, JobStatus.RUNNING]) == 3
+    assert [j.id for j in store.list_jobs()] == [ids[0]]
 
 
 def test_moves(store: JobStore) -> None:
@@ -97,58 +130,190 @@ def test_order_and_pause_survive_a_restart(tmp_path: Path) -> None:
     again = JobStore(tmp_path / "jobs.db")
     assert again.paused() == "maintenance"
     assert again.claim_next("me") is None
-    again.resume()
+    assert again.resume() is not None
+    assert again.resume() is None  # not paused any more
     assert drain(again) == ["c", "a", "b"]
 
 
-def test_filters_and_history(store: JobStore) -> None:
+def test_filters_pages_and_history(store: JobStore) -> None:
     a, b, c = store.submit_many([spec("red fox"), spec("blue 50%_ fox"), spec("green owl")])
     assert {j.id for j in store.list_jobs(text="fox")} == {a, b}
     assert [j.id for j in store.list_jobs(text="50%_")] == [b]
+    assert [j.id for j in store.list_jobs(limit=1, offset=1)] == [b]
+    assert store.count(text="fox") == 2
     store.cancel(c)
-    job = store.claim_next("me")
+    job = claim(store)
     assert job is not None
-    store.finish(job.id, "me", JobOutcome.failed({"message": "boom"}))
+    store.finish(job.id, "me", JobOutcome.failed(ErrorEnvelope(type="X", message="boom")))
     history = store.history()
     assert [j.status for j in history] == [JobStatus.FAILED, JobStatus.CANCELLED]
     assert [j.id for j in store.history([JobStatus.CANCELLED])] == [c]
-    assert store.get(job.id).error == {"message": "boom"}
+    error = store.get(job.id).error
+    assert error is not None and error.message == "boom"
 
 
-def test_event_replay_from_a_sequence_number(store: JobStore) -> None:
+def test_event_log_replays_every_lifecycle_event_in_order(store: JobStore) -> None:
     a = store.submit(spec("a"))
     seen = store.events_since(0)
-    assert [(e.job_id, e.status) for e in seen] == [(a, JobStatus.QUEUED)]
-    job = store.claim_next("me")
+    assert [(e.kind, e.job_id, e.status) for e in seen] == [
+        (EventKind.JOB_QUEUED, a, JobStatus.QUEUED)
+    ]
+    job = claim(store)
     assert job is not None
-    store.finish(a, "me", JobOutcome(JobStatus.COMPLETED))
-    missed = store.events_since(seen[-1].seq)
-    assert [e.status for e in missed] == [JobStatus.RUNNING, JobStatus.COMPLETED]
-    assert all(x.seq < y.seq for x, y in itertools.pairwise(missed))
-    assert store.events_since(missed[-1].seq) == []
-    assert store.last_seq() == missed[-1].seq
+    stage = JobLifecycleLogEvent(
+        EventKind.STAGE_FINISHED,
+        "txt2img 1/1 done",
+        job_id=a,
+        stage="txt2img",
+        image_index=1,
+        total=1,
+        data=StageFinishedData(duration_s=0.5, size=(64, 64), file="/x.png"),
+    )
+    store.append_events([stage])
+    store.finish(a, "me", DONE)
+    missed = store.events_since(seen[-1].store_seq or 0)
+    assert [e.kind for e in missed] == [
+        EventKind.JOB_STARTED,
+        EventKind.STAGE_FINISHED,
+        EventKind.JOB_COMPLETED,
+    ]
+    assert missed[1].data == stage.data  # the typed payload survives the round trip
+    assert missed[1].pid == os.getpid() and missed[1].persisted
+    seqs = [e.store_seq or 0 for e in missed]
+    assert all(x < y for x, y in itertools.pairwise(seqs))
+    assert store.events_since(seqs[-1]) == []
+    assert store.last_seq() == seqs[-1]
+    assert [e.kind for e in store.events_since(0, job_id=a)][-1] == EventKind.JOB_COMPLETED
+
+
+def test_per_image_records_are_the_checkpoint_until_the_job_ends(store: JobStore) -> None:
+    job_id = store.submit(spec("a"))
+    job = claim(store)
+    assert job is not None
+    store.save_checkpoint(job_id, "me", Checkpoint(run_dir="/r", seeds=[5, 6]))
+    record = ImageRecord(index=1, stage="txt2img", file="/r/1.png", size=(64, 64), seed=5)
+    store.save_image(job_id, "other", record)  # not its job: ignored
+    assert store.image_records(job_id) == []
+    store.save_image(job_id, "me", record)
+    assert store.image_records(job_id) == [record]
+    assert store.get(job_id).checkpoint == Checkpoint(run_dir="/r", seeds=[5, 6])
+    store.finish(job_id, "me", DONE)
+    assert store.image_records(job_id) == []
 
 
 def test_recovery_requeues_then_quarantines(tmp_path: Path) -> None:
     store = JobStore(tmp_path / "jobs.db", lease_seconds=0)  # every lease is already stale
     job_id = store.submit(spec("a"))
+    checkpoint = Checkpoint(run_dir="/r", seeds=[1], stages_done=["txt2img"])
     for attempt in (1, 2):
-        job = store.claim_next(f"dead-{attempt}")
+        job = claim(store, f"dead-{attempt}")
         assert job is not None
-        store.save_checkpoint(job_id, f"dead-{attempt}", {"completed": ["txt2img"]})
-        assert store.recover(max_attempts=3) == [(job_id, JobStatus.QUEUED)]
+        store.save_checkpoint(job_id, f"dead-{attempt}", checkpoint)
+        events = store.recover(max_attempts=3)
+        assert [(e.kind, e.job_id) for e in events] == [(EventKind.JOB_RECOVERED, job_id)]
         again = store.get(job_id)
         assert again.status == JobStatus.QUEUED and again.attempts == attempt
-        assert again.checkpoint == {"completed": ["txt2img"]}
-    store.claim_next("dead-3")
-    assert store.recover(max_attempts=3) == [(job_id, JobStatus.FAILED)]
+        assert again.checkpoint == checkpoint
+    claim(store, "dead-3")
+    assert [e.kind for e in store.recover(max_attempts=3)] == [EventKind.JOB_FAILED]
     failed = store.get(job_id)
     assert failed.status == JobStatus.FAILED and failed.error is not None
-    assert "crashed the runner 3 times" in failed.error["message"]
+    assert "crashed the runner 3 times" in failed.error.message
     assert store.integrity_ok()
 
 
 def test_live_leases_are_not_recovered(store: JobStore) -> None:
     store.submit(spec("a"))
-    store.claim_next("somehost:1:abc")  # another host, lease still valid
-    assert store.recover() == []
+    claim(store, "somehost:1:abc")  # another host, lease still valid
+    assert store.recover(max_attempts=3) == []
+
+
+# -- schema versions ---------------------------------------------------------------------------
+
+
+def test_a_database_of_release_0_1_0_opens_and_keeps_its_jobs(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    shutil.copy(FIXTURE, path)
+    store = JobStore(path)
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION
+    jobs = {j.spec.prompt: j for j in store.list_jobs()}
+    assert {j.status for j in jobs.values()} == {
+        JobStatus.QUEUED,
+        JobStatus.COMPLETED,
+        JobStatus.FAILED,
+        JobStatus.CANCELLED,
+    }
+    completed = jobs["release fixture 0"]
+    assert completed.result.images == [
+        "/tmp/fixture/run1/1_upscale.png",
+        "/tmp/fixture/run1/2_upscale.png",
+    ]
+    failed = jobs["release fixture 1"]
+    assert failed.error is not None and failed.error.stage == "upscale"
+    assert [c.type for c in failed.error.causes] == ["BackendServerError"]  # was cause_chain
+    assert store.paused() == "paused in the fixture"
+    kinds = [e.kind for e in store.events_since(0)]
+    assert kinds[:4] == [EventKind.JOB_QUEUED] * 4 and EventKind.JOB_FAILED in kinds
+    store.resume()
+    assert drain(store) == ["release fixture 2"]
+    store.close()
+    assert JobStore(path).count() == 4  # and opens again, already migrated
+
+
+def test_a_running_job_of_release_0_1_0_keeps_its_seed_and_finished_stage(tmp_path: Path) -> None:
+    """A job that was running when the old release died resumes with its seeds and images."""
+    path = tmp_path / "jobs.db"
+    shutil.copy(FIXTURE, path)
+    old_checkpoint = (
+        '{"run_dir": "/r", "seed": 40, "stages": [{"stage": "txt2img", "images": ['
+        '{"index": 1, "stage": "txt2img", "file": "/r/1.png", "size": [64, 64], "seed": 40},'
+        '{"index": 2, "stage": "txt2img", "file": "/r/2.png", "size": [64, 64], "seed": 41}]}]}'
+    )
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "UPDATE jobs SET status = 'RUNNING', checkpoint = ? WHERE prompt = ?",
+            (old_checkpoint, "release fixture 2"),
+        )
+    store = JobStore(path)
+    job = store.list_jobs([JobStatus.RUNNING])[0]
+    assert job.checkpoint == Checkpoint(run_dir="/r", seeds=[40, 41], stages_done=["txt2img"])
+    assert [r.file for r in store.image_records(job.id)] == ["/r/1.png", "/r/2.png"]
+
+
+def test_a_database_from_a_newer_release_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    JobStore(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {schema.VERSION + 1}")
+    with pytest.raises(StoreError, match="newer than this StableNew"):
+        JobStore(path)
+
+
+# -- damaged files -----------------------------------------------------------------------------
+
+
+def test_an_empty_file_is_reported_not_treated_as_new(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    path.write_bytes(b"")
+    with pytest.raises(StoreError, match=r"empty.*queue recover"):
+        JobStore(path)
+
+
+@pytest.mark.parametrize(
+    "content", [b"not a database at all\n" * 100, b"SQLite format 3\x00" + b"\xff" * 4000]
+)
+def test_a_file_that_is_not_a_database_is_a_readable_error(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "jobs.db"
+    path.write_bytes(content)
+    with pytest.raises(StoreError, match=r"damaged.*queue recover"):
+        JobStore(path)
+
+
+def test_the_database_is_owner_only(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "home" / "jobs.db")
+    store.submit(spec("a secret prompt"))
+    for name in ("jobs.db", "jobs.db-wal"):
+        mode = stat.S_IMODE((tmp_path / "home" / name).stat().st_mode)
+        assert mode == 0o600, (name, oct(mode))
+    assert stat.S_IMODE((tmp_path / "home").stat().st_mode) == 0o700

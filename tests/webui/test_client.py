@@ -8,15 +8,18 @@ import socket
 import httpx
 import pytest
 
-from stablenew.webui.client import WebUIClient, decode_b64_image
-from stablenew.webui.errors import (
+from stablenew.errors import (
     BackendApplicationError,
+    BackendAuthRejected,
     BackendBadResponse,
+    BackendOutOfMemory,
     BackendRejected,
     BackendServerError,
     BackendTimeout,
     BackendUnavailable,
 )
+from stablenew.webui.classify import error_kind
+from stablenew.webui.client import Health, WebUIClient, decode_b64_image
 
 SMALL = {"steps": 2, "width": 64, "height": 64}
 PNG_1PX = base64.b64encode(
@@ -74,7 +77,7 @@ def test_model_and_vae_switches_are_verified(start_sim) -> None:  # type: ignore
         client.set_model("nope")
     vae = client.sd_vae()[0]["model_name"]
     assert client.set_vae(vae) == vae
-    with pytest.raises(BackendServerError, match="VAE"):
+    with pytest.raises(BackendApplicationError, match="VAE"):  # deterministic: not restarted
         client.set_vae("missing.vae")
 
 
@@ -89,7 +92,7 @@ def test_errors_are_typed_with_context(start_sim) -> None:  # type: ignore[no-un
     assert (err.status, err.stage, err.endpoint) == (500, "txt2img", "/sdapi/v1/txt2img")
     assert "simulated failure" in err.snippet
     sim.faults({"http_error": {"stage": "img2img", "kind": "oom"}})
-    with pytest.raises(BackendApplicationError, match="CUDA out of memory"):
+    with pytest.raises(BackendOutOfMemory, match="CUDA out of memory"):
         client.img2img({**SMALL, "init_images": [PNG_1PX]})
     with pytest.raises(BackendRejected) as rejected:
         client.img2img(SMALL)
@@ -114,9 +117,11 @@ def test_errors_are_typed_with_context(start_sim) -> None:  # type: ignore[no-un
 def test_basic_auth(start_sim) -> None:  # type: ignore[no-untyped-def]
     sim = start_sim("--api-auth", "bob:pw", auth=("bob", "pw"))
     assert sim.client.txt2img(SMALL).images
-    with pytest.raises(BackendRejected) as denied:
+    with pytest.raises(BackendAuthRejected, match="rejected the credentials") as denied:
         WebUIClient(sim.url).sd_models()
     assert denied.value.status == 401
+    assert WebUIClient(sim.url).health() is Health.AUTH_REJECTED
+    assert WebUIClient(sim.url, auth=("bob", "pw")).health() is Health.OK
 
 
 def test_get_retries_are_bounded_and_posts_never_retried() -> None:
@@ -126,8 +131,7 @@ def test_get_retries_are_bounded_and_posts_never_retried() -> None:
         calls.append(request.method)
         raise httpx.ConnectError("refused", request=request)
 
-    client = WebUIClient("http://127.0.0.1:9", get_retries=2)
-    client._http = httpx.Client(base_url=client.base_url, transport=httpx.MockTransport(refuse))
+    client = WebUIClient("http://127.0.0.1:9", get_retries=2, transport=httpx.MockTransport(refuse))
     with pytest.raises(BackendUnavailable):
         client.sd_models()
     assert calls == ["GET"] * 3
@@ -135,3 +139,31 @@ def test_get_retries_are_bounded_and_posts_never_retried() -> None:
     with pytest.raises(BackendUnavailable):
         client.txt2img(SMALL)
     assert calls == ["POST"]
+
+
+def a1111(error: str, errors: str) -> dict[str, str]:
+    return {"error": error, "detail": "", "body": "", "errors": errors}
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind"),
+    [
+        # reference §9: answers of a real A1111 v1.10.1 that a restart does not change
+        (500, a1111("AssertionError", "could not find upscaler named X"), BackendApplicationError),
+        (500, a1111("HTTPException", "Invalid encoded image"), BackendApplicationError),
+        (500, a1111("Exception", "could not find upscaler named Y"), BackendApplicationError),
+        (500, a1111("RuntimeError", "model 'x' not found"), BackendApplicationError),
+        (500, a1111("OutOfMemoryError", "CUDA out of memory. Tried ..."), BackendOutOfMemory),
+        (500, a1111("RuntimeError", "CUDA error: out of memory"), BackendOutOfMemory),
+        # a backend in a bad state: a restart may cure it
+        (500, a1111("RuntimeError", "CUDA error: an illegal memory access"), BackendServerError),
+        (502, None, BackendServerError),
+        (401, {"detail": "Not authenticated"}, BackendAuthRejected),
+        (403, None, BackendAuthRejected),
+        (422, {"detail": [{"loc": ["body", "steps"]}]}, BackendRejected),
+    ],
+)
+def test_a1111_answers_are_classified_by_their_error_body(status, body, kind) -> None:  # type: ignore[no-untyped-def]
+    import json as _json
+
+    assert error_kind(status, body, _json.dumps(body) if body else "Bad Gateway") is kind

@@ -8,10 +8,10 @@ import time
 import psutil
 import pytest
 
+from stablenew.errors import BackendStartError
+from stablenew.jobs.status import BackendState
 from stablenew.webui.client import WebUIClient
 from stablenew.webui.process import (
-    BackendStartError,
-    BackendState,
     LaunchConfig,
     WebUIProcessManager,
     reference_backend_command,
@@ -41,7 +41,7 @@ def test_states_are_published_and_crash_is_seen(tmp_path) -> None:  # type: igno
     seen: list[BackendState] = []
     manager = WebUIProcessManager(
         LaunchConfig(command=reference_backend_command(0, "--fault", "crash:txt2img:1")),
-        probe=lambda url: WebUIClient(url).is_healthy(),
+        probe=lambda url: WebUIClient(url).health(),
         on_state=lambda state, detail: seen.append(state),
     )
     try:
@@ -97,7 +97,7 @@ def test_crash_loop_ends_in_failed(start_sim) -> None:  # type: ignore[no-untype
 def test_start_failure_reports_the_tail() -> None:
     manager = WebUIProcessManager(
         LaunchConfig(command=reference_backend_command(0, "--fail-start"), startup_timeout=30),
-        probe=lambda url: WebUIClient(url).is_healthy(),
+        probe=lambda url: WebUIClient(url).health(),
     )
     with pytest.raises(BackendStartError, match=r"exited during start-up(.|\n)*fail_start"):
         manager.start()
@@ -106,11 +106,9 @@ def test_start_failure_reports_the_tail() -> None:
 
 def test_attached_backend_down_fails_in_bounded_time() -> None:
     url = f"http://127.0.0.1:{closed_port()}"
-    manager = WebUIProcessManager(
-        LaunchConfig(url=url), probe=lambda u: WebUIClient(u).is_healthy()
-    )
+    manager = WebUIProcessManager(LaunchConfig(url=url), probe=lambda u: WebUIClient(u).health())
     started = time.monotonic()
-    with pytest.raises(BackendStartError, match="cannot restart"):
+    with pytest.raises(BackendStartError, match="cannot start it"):
         manager.restart_and_wait_ready(1.0)
     assert time.monotonic() - started < 10
     assert manager.state == BackendState.FAILED

@@ -1,8 +1,11 @@
 """Configuration: one TOML file, defaults that work with no file at all.
 
 Everything StableNew keeps (config, database, logs, outputs) lives under one home folder:
-`--home DIR`, else `$STABLENEW_HOME`, else the platform's user data folder. A bad value is an
-error that names the key.
+`--home DIR`, else `$STABLENEW_HOME`, else the platform's user data folder. A value that cannot
+work is an error naming the key, at load time. Each section that the runtime uses *is* the
+runtime setting (`[limits]` is SizeLimits, `[recovery]` RecoveryPolicy, `[timeouts]` Timeouts),
+and `[backend]` builds the LaunchConfig field by field: one declaration, one default. Reading a
+configuration registers its secrets with `redact`, so none is ever written or printed.
 """
 
 from __future__ import annotations
@@ -10,25 +13,38 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+import httpx
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from stablenew import redact
 from stablenew.app.services import ServiceConfig
+from stablenew.errors import ConfigError
 from stablenew.jobs.spec import problems
 from stablenew.pipeline.settings import PipelineSettings, SizeLimits
 from stablenew.webui.client import Timeouts
 from stablenew.webui.process import LaunchConfig, reference_backend_command
 from stablenew.webui.recovery import RecoveryPolicy
 
-
-class ConfigError(ValueError):
-    pass
+_LAUNCH = LaunchConfig()  # the runtime's defaults, which the [backend] section repeats by name
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _check_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        url = httpx.URL(value)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise ValueError(f"{value!r} is not a URL") from exc
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"{value!r} is not an http(s) URL such as http://127.0.0.1:7860")
+    return value
 
 
 class BackendSection(_Section):
@@ -39,9 +55,23 @@ class BackendSection(_Section):
     url: str | None = None  # attached mode, or a managed backend's fixed URL
     username: str | None = None
     password: str | None = None
-    startup_timeout: float = Field(120.0, gt=0)
-    max_restarts: int = Field(3, ge=0)
-    restart_window: float = Field(300.0, gt=0)
+    startup_timeout: float = Field(_LAUNCH.startup_timeout, gt=0)
+    max_restarts: int = Field(_LAUNCH.max_restarts, ge=0)
+    restart_window: float = Field(_LAUNCH.restart_window, gt=0)
+    crash_loop_starts: int = Field(_LAUNCH.crash_loop_starts, ge=1)
+    discover: bool = True  # look for an A1111 on 127.0.0.1:7860/7861 at first start
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return _check_url(value)
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (not value or not value[0].strip()):
+            raise ValueError("is empty: give the program and its arguments, or leave it out")
+        return value
 
     @model_validator(mode="after")
     def _attached_needs_url(self) -> BackendSection:
@@ -52,28 +82,6 @@ class BackendSection(_Section):
 
 class OutputSection(_Section):
     root: str | None = None  # None: <home>/outputs
-
-
-class LimitsSection(_Section):
-    max_upscale_megapixels: float = Field(16.0, gt=0)
-    on_oversize: Literal["refuse", "scale_down"] = "scale_down"
-    tile_min: int = Field(64, ge=0)
-    tile_max: int = Field(1024, ge=1)
-
-
-class TimeoutsSection(_Section):
-    connect: float = Field(5.0, gt=0)
-    query: float = Field(30.0, gt=0)
-    generate: float = Field(3600.0, gt=0)
-
-
-class RecoverySection(_Section):
-    stall_timeout: float = Field(90.0, gt=0)
-    finished_stall: float = Field(20.0, gt=0)
-    cancel_grace: float = Field(3.0, ge=0)
-    stall_grace: float = Field(5.0, ge=0)
-    restart_timeout: float = Field(120.0, gt=0)
-    max_attempts: int = Field(3, ge=1)
 
 
 class PromptsSection(_Section):
@@ -88,18 +96,18 @@ class PacksSection(_Section):
 class Config(_Section):
     backend: BackendSection = BackendSection()
     output: OutputSection = OutputSection()
-    limits: LimitsSection = LimitsSection()
-    timeouts: TimeoutsSection = TimeoutsSection()
-    recovery: RecoverySection = RecoverySection()
+    limits: SizeLimits = SizeLimits()
+    timeouts: Timeouts = Timeouts()
+    recovery: RecoveryPolicy = RecoveryPolicy()
     prompts: PromptsSection = PromptsSection()
     packs: PacksSection = PacksSection()
 
 
 def home_dir(home: Path | None = None) -> Path:
     if home is not None:
-        return home
+        return home.absolute()
     env = os.environ.get("STABLENEW_HOME")
-    return Path(env) if env else Path(platformdirs.user_data_dir("stablenew"))
+    return Path(env).absolute() if env else Path(platformdirs.user_data_dir("stablenew"))
 
 
 def load_config(home: Path) -> Config:
@@ -107,13 +115,39 @@ def load_config(home: Path) -> Config:
     if not path.is_file():
         return Config()
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it: {exc.strerror or exc}") from exc
+    try:
+        text = raw.decode("utf-8-sig")  # a BOM from a Windows editor is harmless
+    except UnicodeDecodeError as exc:
+        hint = (
+            " (it looks like UTF-16: save it as UTF-8)"
+            if raw[:2] in (b"\xff\xfe", b"\xfe\xff")
+            else ""
+        )
+        raise ConfigError(f"{path}: not UTF-8 text{hint}") from exc
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {problems(exc)}") from exc
+    register_secrets(config)
+    return config
+
+
+def register_secrets(config: Config, *urls: str | None) -> None:
+    b = config.backend
+    credentials = f"{b.username}:{b.password}" if b.username and b.password else None
+    redact.register_launch(b.command, b.env, (b.url, *urls), (b.password, credentials))
+
+
+def output_root(home: Path, config: Config, output: Path | None = None) -> Path:
+    """Absolute, so a job resumed from any folder writes where it was submitted to."""
+    return (output or Path(config.output.root or home / "outputs")).absolute()
 
 
 def service_config(
@@ -121,49 +155,58 @@ def service_config(
 ) -> ServiceConfig:
     """The runtime wiring for a configuration; `backend_url` attaches to a running backend."""
     b = config.backend
+    if backend_url is not None:
+        try:
+            _check_url(backend_url)
+        except ValueError as exc:
+            raise ConfigError(f"--backend: {exc}") from exc
+        register_secrets(config, backend_url)
+    fields: dict[str, Any] = {
+        "startup_timeout": b.startup_timeout,
+        "max_restarts": b.max_restarts,
+        "restart_window": b.restart_window,
+        "crash_loop_starts": b.crash_loop_starts,
+        "breaker_cooldown": config.recovery.breaker_cooldown,
+    }
     if backend_url or b.mode == "attached":
-        launch = LaunchConfig(url=backend_url or b.url, startup_timeout=b.startup_timeout)
+        launch = LaunchConfig(url=backend_url or b.url, **fields)
     else:
         launch = LaunchConfig(
             command=b.command or reference_backend_command(0),
             url=b.url,
             cwd=Path(b.cwd) if b.cwd else None,
             env=b.env,
-            startup_timeout=b.startup_timeout,
-            max_restarts=b.max_restarts,
-            restart_window=b.restart_window,
             log_dir=home / "logs",
             pidfile=home / "backend.pid",
+            **fields,
         )
-    r, t, lim = config.recovery, config.timeouts, config.limits
     return ServiceConfig(
+        home=home,
         database=home / "jobs.db",
         log_dir=home / "logs",
         launch=launch,
         pipeline=PipelineSettings(
-            output_root=output or Path(config.output.root or home / "outputs"),
+            output_root=output_root(home, config, output),
             global_positive=config.prompts.global_positive,
             global_negative=config.prompts.global_negative,
-            limits=SizeLimits(
-                lim.max_upscale_megapixels, lim.on_oversize, lim.tile_min, lim.tile_max
-            ),
+            limits=config.limits,
         ),
-        policy=RecoveryPolicy(
-            stall_timeout=r.stall_timeout,
-            finished_stall=r.finished_stall,
-            cancel_grace=r.cancel_grace,
-            stall_grace=r.stall_grace,
-            restart_timeout=r.restart_timeout,
-        ),
-        timeouts=Timeouts(connect=t.connect, query=t.query, generate=t.generate),
+        policy=config.recovery,
+        timeouts=config.timeouts,
         auth=(b.username, b.password or "") if b.username else None,
-        max_attempts=r.max_attempts,
+        wildcards_dir=Path(config.packs.wildcards_dir) if config.packs.wildcards_dir else None,
     )
 
 
 def shown(config: Config) -> dict[str, object]:
-    """The effective configuration, with the password hidden."""
+    """The effective configuration, fit to print: every credential masked."""
     data = config.model_dump()
-    if data["backend"].get("password"):
-        data["backend"]["password"] = "***"
+    backend = data["backend"]
+    if backend.get("password"):
+        backend["password"] = redact.MASK
+    if backend.get("command"):
+        backend["command"] = redact.command(backend["command"])
+    backend["env"] = redact.mapping(backend.get("env") or {})
+    if backend.get("url"):
+        backend["url"] = redact.text(backend["url"])
     return data

@@ -1,23 +1,38 @@
-"""The controllers: the one door through which the GUI, the CLI and any API act.
+"""The controllers: the one door through which the GUI, the CLI and the API act.
 
 JobExecutionController turns intents into queue operations (and keeps the draft); the
-PipelineController maps job lifecycles onto the app lifecycle IDLE, RUNNING, STOPPING, ERROR.
+PipelineController maps job lifecycles onto the app lifecycle IDLE, RUNNING, STOPPING, ERROR;
+the BackendController is what a door may ask of the backend, and what the runner asks of it
+between jobs (the crash-loop breaker included).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 from stablenew.app.queue_snapshot import QueueSnapshot
 from stablenew.app.state import AppState, Lifecycle
-from stablenew.jobs.job import Job, JobStatus
+from stablenew.errors import BackendStartError
+from stablenew.jobs.job import Job
+from stablenew.jobs.outcome import ErrorEnvelope
 from stablenew.jobs.spec import JobSpec
-from stablenew.observe.events import EventBus, EventKind, JobLifecycleLogEvent
+from stablenew.jobs.status import BackendState, JobStatus
+from stablenew.observe.events import (
+    FINISHED_KINDS,
+    EventBus,
+    EventKind,
+    JobLifecycleLogEvent,
+    Subscriber,
+)
 from stablenew.observe.lifecycle import JobLifecycleLogger
+from stablenew.queue.home import HomeLock, Owner
 from stablenew.queue.runner import JobRunner
 from stablenew.queue.store import JobStore, Move
+from stablenew.webui.breaker import BreakerState
 from stablenew.webui.client import WebUIClient
-from stablenew.webui.process import BackendState, WebUIProcessManager
+from stablenew.webui.process import WebUIProcessManager
 
 QUEUE_KINDS = {
     EventKind.ADD_TO_QUEUE,
@@ -29,14 +44,28 @@ QUEUE_KINDS = {
 }
 
 
+@dataclass(frozen=True)
+class Page:
+    """Some jobs of a listing, and how many there are in all."""
+
+    jobs: list[Job]
+    total: int
+    offset: int
+
+    @property
+    def more(self) -> int:
+        return max(0, self.total - self.offset - len(self.jobs))
+
+
 class JobExecutionController:
     def __init__(
-        self, store: JobStore, bus: EventBus, state: AppState, runner: JobRunner | None = None
+        self, store: JobStore, bus: EventBus, state: AppState, output_root: Path | None = None
     ) -> None:
         self.store = store
         self.bus = bus
         self.state = state
-        self.runner = runner
+        self.output_root = output_root  # where jobs submitted here write, unless they say
+        self.runner: JobRunner | None = None  # set when this process owns the home
         self.lifecycle = JobLifecycleLogger(bus)
         self.snapshot = QueueSnapshot(store, state, bus)
         self._draft: list[JobSpec] = []
@@ -44,6 +73,10 @@ class JobExecutionController:
 
     def close(self) -> None:
         self.snapshot.close()
+
+    def subscribe(self, listener: Subscriber) -> Callable[[], None]:
+        """Hear every event of this process (and, for a client, the owner's)."""
+        return self.bus.subscribe(listener)
 
     # -- the draft ("Add to Job") -------------------------------------------------------------
 
@@ -81,28 +114,50 @@ class JobExecutionController:
     def submit_many(
         self, specs: Iterable[JobSpec], priority: int = 0, source: str = "api"
     ) -> list[str]:
-        specs = list(specs)
+        """Queue jobs; each records the output root it was submitted with (absolute)."""
+        specs = [self._rooted(s) for s in specs]
         try:
-            ids = self.store.submit_many(specs, priority)
+            ahead = self.store.count([JobStatus.QUEUED, JobStatus.RUNNING])
+            ids = self.store.submit_many(specs, priority, source=source)
         except Exception as exc:
             self.lifecycle.log_add_to_queue_failed(source, str(exc))
             raise
-        self.lifecycle.log_add_to_queue(source, ids)
+        self.lifecycle.log_add_to_queue(source, ids, ahead)
         self._wake()
         return ids
 
+    def _rooted(self, spec: JobSpec) -> JobSpec:
+        if spec.output.root is not None:
+            root = Path(spec.output.root)
+            if root.is_absolute():
+                return spec
+        else:
+            if self.output_root is None:
+                return spec
+            root = self.output_root
+        output = spec.output.model_copy(update={"root": str(root.absolute())})
+        return spec.model_copy(update={"output": output})
+
     # -- one job -------------------------------------------------------------------------------
 
-    def cancel_job(self, job_id: str) -> JobStatus:
+    def cancel_job(self, job_id: str, source: str = "api") -> JobStatus:
         """A queued job is CANCELLED at once; a running one is signalled and ends CANCELLED
         shortly (RUNNING is returned meanwhile); a finished one is left as it is."""
-        before = self.store.cancel(job_id)
-        if before == JobStatus.QUEUED:
-            self.lifecycle.log_job_finished(job_id, JobStatus.CANCELLED, "Cancelled while queued.")
+        before, event = self.store.cancel(job_id, source)
+        if event is not None:
+            self.bus.publish(event)
             return JobStatus.CANCELLED
         if before == JobStatus.RUNNING and self.runner is not None:
             self.runner.cancel(job_id)  # at once here; another process's runner polls the store
         return before
+
+    def cancel_all_pending(self, source: str = "api") -> int:
+        """Cancel every queued job (the running one goes on); returns how many."""
+        events = self.store.cancel_all_pending(source)
+        for event in events[-50:]:  # the store's log has all of them; the window needs few
+            self.bus.publish(event)
+        self.refresh_queue()
+        return len(events)
 
     def get_job_status(self, job_id: str) -> JobStatus:
         return self.store.get(job_id).status
@@ -110,11 +165,18 @@ class JobExecutionController:
     def get_job(self, job_id: str) -> Job:
         return self.store.get(job_id)
 
+    def find(self, prefix: str) -> str:
+        """A full job id from a unique prefix."""
+        return self.store.find(prefix)
+
     def retry(self, job_id: str, source: str = "gui") -> str:
-        new_id = self.store.retry(job_id)
+        new_id = self.store.retry(job_id, source)
         self.lifecycle.log_add_to_queue(source, [new_id])
         self._wake()
         return new_id
+
+    def error_of(self, job_id: str) -> ErrorEnvelope | None:
+        return self.store.get(job_id).error
 
     # -- the queue -----------------------------------------------------------------------------
 
@@ -126,29 +188,70 @@ class JobExecutionController:
         self.store.remove(job_id)
         self.refresh_queue()
 
+    def remove_where(self, statuses: Iterable[JobStatus]) -> int:
+        removed = self.store.remove_where(statuses)
+        self.refresh_queue()
+        return removed
+
     def clear_finished(self) -> int:
         removed = self.store.clear_finished()
         self.refresh_queue()
         return removed
 
-    def pause(self, reason: str = "paused by the user") -> None:
-        self.store.pause(reason)
-        self.bus.emit(EventKind.QUEUE_PAUSED, f"Queue paused: {reason}", source="controller")
+    def pause(self, reason: str = "paused by the user", source: str = "api") -> None:
+        self.bus.publish(self.store.pause(reason, source))
 
-    def resume(self) -> None:
-        self.store.resume()
-        self.bus.emit(EventKind.QUEUE_RESUMED, "Queue resumed.", source="controller")
+    def resume(self, source: str = "api") -> bool:
+        """Resume; False when the queue was not paused."""
+        event = self.store.resume(source)
+        if event is not None:
+            self.bus.publish(event)
         self._wake()
+        return event is not None
+
+    def paused(self) -> str | None:
+        return self.store.paused()
 
     def list_jobs(
-        self, statuses: Iterable[JobStatus] | None = None, text: str | None = None
+        self,
+        statuses: Iterable[JobStatus] | None = None,
+        text: str | None = None,
+        limit: int = 1000,
+        offset: int = 0,
     ) -> list[Job]:
-        return self.store.list_jobs(statuses, text)
+        return self.store.list_jobs(statuses, text, limit, offset)
+
+    def page(
+        self,
+        statuses: Iterable[JobStatus] | None = None,
+        text: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        history: bool = False,
+    ) -> Page:
+        """One page of the queue (running, queued, finished) or of the history."""
+        wanted = list(statuses) if statuses is not None else None
+        if history:
+            finished = [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED]
+            wanted = [s for s in (wanted or finished) if s in finished]
+            jobs = self.store.history(wanted, text, limit, offset)
+        else:
+            jobs = self.store.list_jobs(wanted, text, limit, offset)
+        return Page(jobs, self.store.count(wanted, text), offset)
 
     def history(
         self, statuses: Iterable[JobStatus] | None = None, text: str | None = None
     ) -> list[Job]:
         return self.store.history(statuses, text)
+
+    def events_since(
+        self, seq: int, job_id: str | None = None, limit: int = 10_000
+    ) -> list[JobLifecycleLogEvent]:
+        """The store's lifecycle log after `seq` (the owner's and every client's)."""
+        return self.store.events_since(seq, limit, job_id)
+
+    def last_seq(self) -> int:
+        return self.store.last_seq()
 
     def refresh_queue(self) -> None:
         self.snapshot.refresh()
@@ -177,13 +280,6 @@ LIFECYCLE_OF_STATUS = {
     JobStatus.COMPLETED: Lifecycle.IDLE,
     JobStatus.CANCELLED: Lifecycle.IDLE,
     JobStatus.FAILED: Lifecycle.ERROR,
-}
-
-STATUS_OF_KIND = {
-    EventKind.JOB_STARTED: JobStatus.RUNNING,
-    EventKind.JOB_COMPLETED: JobStatus.COMPLETED,
-    EventKind.JOB_CANCELLED: JobStatus.CANCELLED,
-    EventKind.JOB_FAILED: JobStatus.FAILED,
 }
 
 
@@ -220,16 +316,18 @@ class PipelineController:
         )
         return True
 
-    def on_job_status(self, job_id: str, status: JobStatus, error: dict | None = None) -> None:
+    def on_job_status(self, job_id: str, status: JobStatus, reason: str | None = None) -> None:
         target = LIFECYCLE_OF_STATUS[status]
         if status == JobStatus.RUNNING:
             self.active_job_id = job_id
             if self.state.lifecycle == Lifecycle.ERROR:
-                self.transition(Lifecycle.IDLE)
+                self.transition(Lifecycle.IDLE)  # a new job: the last one's error is behind us
         elif job_id != self.active_job_id:
             return  # a queued job cancelled: the app's lifecycle is not about it
         if status == JobStatus.FAILED:
-            self.state.set_error(error)
+            self.state.set_error(job_id, reason)
+        elif status == JobStatus.RUNNING:
+            self.state.set_error(None, None)
         if self.transition(target) and status.finished:
             self.active_job_id = None
 
@@ -238,45 +336,77 @@ class PipelineController:
         job_id = self.active_job_id
         if job_id is None or not self.transition(Lifecycle.STOPPING):
             return False
-        self.jobs.cancel_job(job_id)
+        self.jobs.cancel_job(job_id, source="gui")
         return True
 
     def acknowledge_error(self) -> bool:
-        self.state.set_error(None)
+        self.state.set_error(None, None)
         return self.transition(Lifecycle.IDLE)
 
     def _on_event(self, event: JobLifecycleLogEvent) -> None:
-        status = STATUS_OF_KIND.get(event.kind)
-        if status is not None and event.job_id is not None and event.source == "runner":
-            error = None
-            if status == JobStatus.FAILED:
-                error = {"message": event.message, "job_id": event.job_id}
-            self.on_job_status(event.job_id, status, error)
+        if event.job_id is None or event.source != "runner":
+            return
+        if event.kind == EventKind.JOB_STARTED:
+            self.on_job_status(event.job_id, JobStatus.RUNNING)
+        elif event.kind in FINISHED_KINDS and event.status is not None:
+            reason = getattr(event.data, "reason", None)
+            self.on_job_status(event.job_id, event.status, reason)
+        elif event.kind == EventKind.JOB_RECOVERED and event.job_id == self.active_job_id:
+            self.on_job_status(event.job_id, JobStatus.QUEUED)
 
 
 class BackendController:
-    """What a user interface may ask of the backend: start, restart, its output, its lists."""
+    """What a door may ask of the backend (start, restart, its output, its lists), and what the
+    runner asks between jobs (`queue.runner.BackendGate`)."""
 
-    def __init__(self, manager: WebUIProcessManager, client: Callable[[], WebUIClient]) -> None:
-        self.manager = manager
+    def __init__(
+        self,
+        manager: WebUIProcessManager,
+        client: Callable[[], WebUIClient],
+        home: HomeLock,
+    ) -> None:
+        self._manager = manager
         self._client = client
+        self._home = home
 
     @property
     def state(self) -> BackendState:
-        return self.manager.state
+        return self._manager.state
 
     @property
     def url(self) -> str | None:
-        return self.manager.url if self.manager.state == BackendState.READY else None
+        return self._manager.known_url if self._manager.state == BackendState.READY else None
 
-    def start(self) -> str:
-        return self.manager.start()
+    @property
+    def managed(self) -> bool:
+        return self._manager.managed
+
+    @property
+    def restarts(self) -> int:
+        """Restarts of the managed backend since this process started it."""
+        return self._manager.restarts
+
+    def owner(self) -> Owner | None:
+        return self._home.owner()
+
+    def start(self, timeout: float | None = None) -> str:
+        """Start it (a user's Start: a crash-loop breaker is reset first)."""
+        self._manager.reset_breaker("started by the user")
+        return self._manager.start(timeout)
 
     def restart(self) -> str:
-        return self.manager.restart_and_wait_ready()
+        self._manager.reset_breaker("restarted by the user")
+        return self._manager.restart_and_wait_ready()
+
+    def stop(self, grace: float = 5.0) -> None:
+        self._manager.stop(grace)
 
     def tail(self, lines: int = 200) -> dict[str, str]:
-        return self.manager.get_tail_logs(lines)
+        return self._manager.get_tail_logs(lines)
+
+    def client(self) -> WebUIClient:
+        """A client for the backend's read-only lists (doctor, the compose lists)."""
+        return self._client()
 
     def choices(self) -> dict[str, list[str]]:
         """Models, samplers, schedulers and upscalers, for the compose lists."""
@@ -287,3 +417,26 @@ class BackendController:
             "scheduler": [str(s["label"]) for s in client.schedulers()],
             "upscale.upscaler": [str(u["name"]) for u in client.upscalers()],
         }
+
+    # -- the runner's gate ---------------------------------------------------------------------
+
+    def ensure_ready(self) -> str | None:
+        if self._manager.state == BackendState.READY and (
+            not self._manager.managed or self._manager.is_process_alive()
+        ):
+            return None
+        try:
+            self._manager.start()
+        except BackendStartError as exc:
+            return str(exc).splitlines()[0]
+        return None
+
+    def trial_due(self) -> bool:
+        return self._manager.breaker.try_half_open()
+
+    def resumed_by_user(self) -> None:
+        self._manager.reset_breaker("the user resumed the queue")
+
+    @property
+    def breaker(self) -> BreakerState:
+        return self._manager.breaker.state

@@ -12,10 +12,16 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 from stablenew.jobs.job import Job
-from stablenew.observe.events import EventKind, JobLifecycleLogEvent
+from stablenew.jobs.status import BackendState
+from stablenew.observe.events import (
+    STATE_OF_BACKEND_KIND,
+    BackendData,
+    EventKind,
+    JobLifecycleLogEvent,
+    ProgressData,
+)
 
 log = logging.getLogger("stablenew.app")
 
@@ -40,15 +46,12 @@ class ActiveStage:
     eta: float = 0.0
 
 
-BACKEND_KINDS = {
-    EventKind.BACKEND_STARTING: "STARTING",
-    EventKind.BACKEND_READY: "READY",
-    EventKind.BACKEND_CRASHED: "CRASHED",
-    EventKind.BACKEND_RESTARTING: "RESTARTING",
-    EventKind.BACKEND_FAILED: "FAILED",
-    EventKind.BACKEND_STOPPING: "STOPPING",
-    EventKind.BACKEND_STOPPED: "STOPPED",
-}
+@dataclass(frozen=True)
+class Failure:
+    """The last job that failed, and why, in one line."""
+
+    job_id: str
+    reason: str
 
 
 class AppState:
@@ -61,8 +64,9 @@ class AppState:
         self.queue: list[Job] = []
         self.paused: str | None = None
         self.waiting = 0  # queued jobs in all, including those beyond the snapshot
-        self.backend = "STOPPED"
-        self.last_error: dict[str, Any] | None = None
+        self.backend = BackendState.STOPPED
+        self.backend_detail = ""
+        self.failure: Failure | None = None
 
     @property
     def max_events(self) -> int:
@@ -99,18 +103,18 @@ class AppState:
         with self._lock:
             self._events.append(event)
         self._notify("events")
-        if event.kind in BACKEND_KINDS:
-            self.backend = BACKEND_KINDS[event.kind]
+        state = STATE_OF_BACKEND_KIND.get(event.kind)
+        if state is not None:
+            self.backend = state
+            self.backend_detail = event.data.detail if isinstance(event.data, BackendData) else ""
             self._notify("backend")
-        elif event.kind in (EventKind.STAGE_STARTED, EventKind.PROGRESS) and event.job_id:
+        elif event.kind == EventKind.STAGE_STARTED and event.job_id and event.stage != "setup":
+            self.active = ActiveStage(event.job_id, event.stage, event.image_index, event.total)
+            self._notify("active")
+        elif isinstance(event.data, ProgressData) and event.job_id:
+            p = event.data
             self.active = ActiveStage(
-                event.job_id,
-                event.stage,
-                event.image_index,
-                event.total,
-                int(event.fields.get("step", 0)),
-                int(event.fields.get("steps", 0)),
-                float(event.fields.get("eta", 0.0)),
+                event.job_id, event.stage, event.image_index, event.total, p.step, p.steps, p.eta
             )
             self._notify("active")
 
@@ -127,5 +131,5 @@ class AppState:
         self.queue, self.paused, self.waiting = jobs, paused, waiting
         self._notify("queue")
 
-    def set_error(self, error: dict[str, Any] | None) -> None:
-        self.last_error = error
+    def set_error(self, job_id: str | None, reason: str | None) -> None:
+        self.failure = Failure(job_id, reason or "failed") if job_id else None

@@ -8,7 +8,8 @@ from pathlib import Path
 import typer
 
 from stablenew.cli import gui_cmd, info_cmd, queue_cmd, run_cmd, sim_cmd
-from stablenew.cli.common import Context
+from stablenew.cli.common import Context, exit_code, fail
+from stablenew.errors import StableNewError
 
 app = typer.Typer(
     name="stablenew",
@@ -42,4 +43,10 @@ app.add_typer(info_cmd.config_app, name="config")
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except StableNewError as exc:  # one readable line, the exit code of its kind, no traceback
+        try:
+            fail(str(exc), exit_code(exc))
+        except typer.Exit as done:
+            raise SystemExit(done.exit_code) from None

@@ -1,24 +1,40 @@
-"""What the commands share: the home folder, the configuration, specs from flags, errors."""
+"""What the commands share: the home folder, the configuration, errors and exit codes.
+
+Every command acts through the controllers (`Services.jobs`, `.backend`, `.intents`); an error
+StableNew raises on purpose reaches the user as one readable line with the exit code of its kind.
+"""
 
 from __future__ import annotations
 
-import sys
+import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from types import FrameType
+from typing import NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from stablenew.app.config import Config, ConfigError, home_dir, load_config, service_config
+from stablenew import redact
+from stablenew.app.config import Config, home_dir, load_config, service_config
 from stablenew.app.services import Services
-from stablenew.jobs.packs import Expansion, PackError, expand, load_pack
-from stablenew.jobs.spec import STAGES, JobSpec, SpecError, build_spec
-from stablenew.queue.store import QueueError
+from stablenew.errors import (
+    BackendStartError,
+    HomeOwnedError,
+    InputError,
+    QueueError,
+    StableNewError,
+)
 
-console = Console()
-errors = Console(stderr=True)
+console = Console(highlight=False)
+errors = Console(stderr=True, highlight=False)
+
+# Exit codes (also in the README): 0 all completed, 1 something failed, 2 bad input or the home
+# is owned by another process (nothing was done), 3 the backend did not start, 130 interrupted,
+# 143 stopped by SIGTERM/SIGHUP.
+EXIT_FAILED, EXIT_INPUT, EXIT_BACKEND, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 3, 130, 143
 
 
 @dataclass
@@ -30,10 +46,7 @@ class Context:
         return home_dir(self.home_option)
 
     def config(self) -> Config:
-        try:
-            return load_config(self.home)
-        except ConfigError as exc:
-            fail(str(exc), code=2)
+        return load_config(self.home)
 
     def services(self, backend_url: str | None = None, output: Path | None = None) -> Services:
         return Services(
@@ -41,63 +54,33 @@ class Context:
         )
 
 
-def fail(message: str, code: int = 1) -> NoReturn:
-    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+def exit_code(exc: StableNewError) -> int:
+    if isinstance(exc, InputError | QueueError | HomeOwnedError):
+        return EXIT_INPUT
+    if isinstance(exc, BackendStartError):
+        return EXIT_BACKEND
+    return EXIT_FAILED
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    first, *rest = redact.text(message).splitlines() or [""]
+    errors.print(f"[bold red]error:[/] {escape(first)}", soft_wrap=True)
+    for line in rest:
+        errors.print(escape(line), soft_wrap=True)
     raise typer.Exit(code)
 
 
-def stage_overrides(stages: str | None) -> dict[str, Any]:
-    if stages is None:
-        return {}
-    wanted = [s.strip() for s in stages.split(",") if s.strip()]
-    unknown = [s for s in wanted if s not in STAGES]
-    if unknown:
-        fail(f"--stages: unknown stage {unknown[0]!r} (choose from {', '.join(STAGES)})", 2)
-    if "txt2img" not in wanted:
-        fail("--stages: txt2img always runs first; include it", 2)
-    return {stage: {"enabled": stage in wanted} for stage in STAGES if stage != "txt2img"}
+def on_stop_signals(handler: Callable[[int], None]) -> Callable[[], None]:
+    """SIGTERM and SIGHUP (a system shutdown, a closed terminal) call `handler(signum)`;
+    returns a function that puts the previous handlers back."""
 
+    def handle(signum: int, frame: FrameType | None) -> None:
+        handler(signum)
 
-def specs_from_flags(
-    ctx: Context,
-    prompt: str | None,
-    pack: Path | None,
-    stages: str | None,
-    images: int | None,
-    seed: int | None,
-    source: str = "cli",
-) -> tuple[list[JobSpec], Expansion | None]:
-    """A prompt or a pack into JobSpecs, through the same code path as every other door."""
-    if bool(prompt) == bool(pack):
-        fail("give either a PROMPT or --pack FILE", 2)
-    overrides: dict[str, Any] = stage_overrides(stages)
-    if images is not None:
-        overrides["images"] = images
-    if seed is not None:
-        overrides["seed"] = seed
-    if pack is not None:
-        config = ctx.config()
-        wildcards = Path(config.packs.wildcards_dir) if config.packs.wildcards_dir else None
-        try:
-            expansion = expand(load_pack(pack), wildcards_dir=wildcards, overrides=overrides)
-        except (PackError, OSError) as exc:
-            fail(str(exc), 2)
-        for warning in expansion.pack.warnings:
-            errors.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
-        return expansion.specs, expansion
-    try:
-        spec = build_spec({"prompt": prompt, "provenance": {"source": source}, **overrides})
-    except SpecError as exc:
-        fail(str(exc), 2)
-    return [spec], None
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGHUP)}
 
+    def restore() -> None:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
-def find_job(services: Services, prefix: str) -> str:
-    try:
-        return services.store.find(prefix)
-    except QueueError as exc:
-        fail(str(exc), 2)
-
-
-def is_tty() -> bool:
-    return sys.stdout.isatty()
+    return restore

@@ -13,10 +13,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from stablenew.cli.common import console, fail, find_job, specs_from_flags
-from stablenew.jobs.job import Job, JobStatus
-from stablenew.queue.store import QueueError
-from stablenew.webui.process import BackendStartError
+from stablenew.app.intents import Overrides, parse_stages
+from stablenew.cli.common import console, fail, on_stop_signals
+from stablenew.jobs.job import Job
+from stablenew.jobs.status import JobStatus
 
 queue_app = typer.Typer(help="Look at and change the durable job queue.", no_args_is_help=True)
 
@@ -26,7 +26,7 @@ def jobs_table(jobs: list[Job], title: str) -> Table:
     for column in ("#", "job", "status", "prio", "stages", "images", "prompt", "note"):
         table.add_column(column, overflow="fold")
     for n, job in enumerate(jobs, start=1):
-        note = (job.error or {}).get("message", "") if job.error else job.result.get("run_dir", "")
+        note = job.error.one_line() if job.error else job.result.run_dir or ""
         table.add_row(
             str(n),
             job.short_id,
@@ -60,9 +60,17 @@ def add(
     priority: int = typer.Option(0, help="Higher runs first."),
 ) -> None:
     """Queue jobs without running them (a `stablenew worker` runs them)."""
-    specs, _ = specs_from_flags(ctx.obj, prompt, pack, stages, images, seed)
+    if bool(prompt) == bool(pack):
+        fail("give either a PROMPT or --pack FILE", 2)
+    overrides = Overrides(
+        stages=parse_stages(stages) if stages is not None else None, images=images, seed=seed
+    )
     services = ctx.obj.services()
     try:
+        if pack is not None:
+            specs = services.intents.pack(pack, overrides).specs
+        else:
+            specs = [services.intents.prompt(str(prompt), overrides, source="cli")]
         ids = services.jobs.submit_many(specs, priority, source="cli")
     finally:
         services.close()
@@ -81,7 +89,7 @@ def list_jobs(
     services = ctx.obj.services()
     try:
         jobs = services.jobs.list_jobs(_statuses(status), search)
-        paused = services.store.paused()
+        paused = services.jobs.paused()
     finally:
         services.close()
     if json_out:
@@ -100,7 +108,7 @@ def show(ctx: typer.Context, job: str = typer.Argument(..., help="Job id or pref
     """Everything about one job: spec, status, result, error envelope."""
     services = ctx.obj.services()
     try:
-        found = services.jobs.get_job(find_job(services, job))
+        found = services.jobs.get_job(services.jobs.find(job))
     finally:
         services.close()
     print(
@@ -114,9 +122,9 @@ def show(ctx: typer.Context, job: str = typer.Argument(..., help="Job id or pref
                 "started_at": found.started_at.isoformat() if found.started_at else None,
                 "finished_at": found.finished_at.isoformat() if found.finished_at else None,
                 "retried_from": found.retried_from,
-                "checkpoint_stages": [s["stage"] for s in found.checkpoint.get("stages", [])],
-                "result": found.result,
-                "error": found.error,
+                "checkpoint_stages": found.checkpoint.stages_done if found.checkpoint else [],
+                "result": found.result.model_dump(mode="json"),
+                "error": found.error.model_dump(mode="json") if found.error else None,
                 "spec": found.spec.model_dump(mode="json"),
             },
             indent=2,
@@ -127,10 +135,8 @@ def show(ctx: typer.Context, job: str = typer.Argument(..., help="Job id or pref
 def _queue_op(ctx: typer.Context, job: str, op: str, *args: str) -> None:
     services = ctx.obj.services()
     try:
-        job_id = find_job(services, job)
+        job_id = services.jobs.find(job)
         result = getattr(services.jobs, op)(job_id, *args)
-    except QueueError as exc:
-        fail(str(exc), 2)
     finally:
         services.close()
     console.print(f"{op} {job_id[:8]}: {result}" if result is not None else f"{op} {job_id[:8]}")
@@ -215,22 +221,39 @@ def worker(
     ctx: typer.Context,
     backend: str | None = typer.Option(None, help="Attach to a running backend at this URL."),
 ) -> None:
-    """Run queued jobs until stopped (Ctrl+C or SIGTERM); a running job is re-queued to resume."""
+    """Run queued jobs until stopped (Ctrl+C, SIGTERM or SIGHUP); a running job is re-queued to
+    resume. A home has one worker: a second one refuses, naming the first."""
     services = ctx.obj.services(backend_url=backend)
     stop = threading.Event()
+    stopped_by = 0
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
+    def on_signal(signum: int, frame: FrameType | None = None) -> None:
+        nonlocal stopped_by
+        stopped_by = signum
         stop.set()
 
     signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    restore = on_stop_signals(on_signal)
     try:
         services.start()
-        console.print(f"worker running against {services.manager.url}; Ctrl+C to stop")
+        console.print(f"worker running against {services.backend.url}; Ctrl+C to stop")
         while not stop.wait(0.5):
             pass
-    except BackendStartError as exc:
-        fail(f"the backend did not start: {exc}", 3)
     finally:
         services.close()
-    console.print("worker stopped")
+        restore()
+    # A clean stop (Ctrl+C, or SIGTERM/SIGHUP from a service manager) is a success.
+    why = f" ({signal.Signals(stopped_by).name})" if stopped_by else ""
+    console.print(f"worker stopped{why}")
+
+
+@queue_app.command("recover")
+def recover(ctx: typer.Context) -> None:
+    """Rescue a damaged jobs.db: copy every job that can still be read into a fresh database and
+    keep the damaged file aside (nothing is deleted)."""
+    from stablenew.queue.salvage import salvage
+
+    report = salvage(ctx.obj.home / "jobs.db", ctx.obj.home)
+    console.print(report.summary())
+    if not report.ok:
+        raise typer.Exit(1)

@@ -18,14 +18,20 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from stablenew.app.services import Services
-from stablenew.cli.common import console, errors, fail, specs_from_flags
-from stablenew.jobs.job import Job, JobStatus
+from stablenew.app.intents import Overrides, parse_stages
+from stablenew.app.services import Role, Services
+from stablenew.cli.common import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    console,
+    errors,
+    fail,
+    on_stop_signals,
+)
+from stablenew.jobs.job import Job
 from stablenew.jobs.spec import JobSpec
-from stablenew.observe.events import EventKind, JobLifecycleLogEvent
-from stablenew.webui.process import BackendStartError
-
-FINISHED = {EventKind.JOB_COMPLETED, EventKind.JOB_FAILED, EventKind.JOB_CANCELLED}
+from stablenew.jobs.status import JobStatus
+from stablenew.observe.events import FINISHED_KINDS, JobLifecycleLogEvent
 
 
 def run(
@@ -42,71 +48,108 @@ def run(
     json_out: bool = typer.Option(False, "--json", help="Print machine-readable results."),
 ) -> None:
     """Generate images: queue the jobs and run them to the end with live progress."""
-    specs, _ = specs_from_flags(ctx.obj, prompt, pack, stages, images, seed)
+    if bool(prompt) == bool(pack):
+        fail("give either a PROMPT or --pack FILE", 2)
+    overrides = Overrides(
+        stages=parse_stages(stages) if stages is not None else None, images=images, seed=seed
+    )
     services = ctx.obj.services(backend_url=backend, output=out)
-    raise typer.Exit(CliRun(services, json_out).execute(specs))
+    try:
+        if pack is not None:
+            expansion = services.intents.pack(pack, overrides)
+            for warning in expansion.pack.warnings:
+                errors.print(f"[yellow]warning:[/] {escape(warning)}")
+            specs = expansion.specs
+        else:
+            specs = [services.intents.prompt(str(prompt), overrides, source="cli")]
+    except BaseException:
+        services.close()
+        raise
+    raise typer.Exit(CliRun(services, json_out, attach_note=backend is not None).execute(specs))
 
 
 class CliRun:
-    def __init__(self, services: Services, json_out: bool) -> None:
+    """One `stablenew run`: it owns the home if nobody does (runner and backend here), else it
+    is a client of the owner: its jobs join that queue and it follows them to their end."""
+
+    def __init__(self, services: Services, json_out: bool, attach_note: bool = False) -> None:
         self.services = services
+        self.jobs = services.jobs
         self.json_out = json_out
+        self.attach_note = attach_note
         self.ids: list[str] = []
         self.wanted: set[str] = set()
         self.seen_seq = 0
         self.finished: set[str] = set()
         self.changed = threading.Event()
         self.interrupts = 0
+        self.terminated = 0
 
     def execute(self, specs: list[JobSpec]) -> int:
         previous = signal.signal(signal.SIGINT, self._on_sigint)
+        restore = on_stop_signals(self._on_terminate)
         try:
-            try:
-                self.services.start()
-            except BackendStartError as exc:
-                fail(f"the backend did not start: {exc}", 3)
-            self.services.bus.subscribe(self._on_event)
-            self.seen_seq = self.services.store.last_seq()
-            self.ids = self.services.jobs.submit_many(specs, source="cli")
+            if self.services.open() == Role.CLIENT:
+                self._say_client()
+            self.jobs.subscribe(self._on_event)
+            self.seen_seq = self.jobs.last_seq()
+            self.ids = self.jobs.submit_many(specs, source="cli")
             self.wanted = set(self.ids)
             if self.json_out:
                 self._wait(lambda: None)
             else:
                 self._watch()
-            jobs = [self.services.store.get(i) for i in self.ids]
+            jobs = [self.jobs.get_job(i) for i in self.ids]
         finally:
             self.services.close()
             signal.signal(signal.SIGINT, previous)
+            restore()
+        if self.terminated:
+            left = sum(not j.status.finished for j in jobs)
+            errors.print(f"stopped: {left} job(s) stay queued and resume at the next start")
+            return EXIT_TERMINATED
         self._summary(jobs)
         if self.interrupts:
-            return 130
+            return EXIT_INTERRUPTED
         return 0 if jobs and all(j.status == JobStatus.COMPLETED for j in jobs) else 1
+
+    def _say_client(self) -> None:
+        owner = self.services.owner()
+        who = owner.describe() if owner else "another process"
+        note = " (--backend is ignored: the owner's backend runs them)" if self.attach_note else ""
+        errors.print(f"this home is run by {escape(who)}: the jobs join its queue{note}")
 
     # -- waiting -----------------------------------------------------------------------------
 
     def _on_event(self, event: JobLifecycleLogEvent) -> None:
-        if event.kind in FINISHED:
+        if event.kind in FINISHED_KINDS:
             self.changed.set()  # the waiting loop reads the outcome from the store's log
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         self.interrupts += 1
         if self.interrupts > 1:
             errors.print("second Ctrl+C: stopping the backend and leaving now")
-            self.services.manager.stop(grace=1)
-            os._exit(130)
+            if self.services.role == Role.OWNER:
+                self.services.backend.stop(grace=1)
+            os._exit(EXIT_INTERRUPTED)
         errors.print("Ctrl+C: cancelling (press again to leave at once)")
         for job_id in self.ids:
             if job_id not in self.finished:
-                self.services.jobs.cancel_job(job_id)
+                self.jobs.cancel_job(job_id, source="cli")
+        self.changed.set()
+
+    def _on_terminate(self, signum: int) -> None:
+        self.terminated = signum  # like a shutdown: running work is re-queued, not cancelled
         self.changed.set()
 
     def _done(self) -> bool:
-        # The store's status log also sees what the bus cannot: a cancel from another process.
-        for change in self.services.store.events_since(self.seen_seq):
-            self.seen_seq = change.seq
-            if change.status.finished and change.job_id in self.wanted:
-                self.finished.add(change.job_id)
-        return len(self.finished) >= len(self.ids)
+        # The store's log also sees what the bus cannot: a cancel from another process.
+        for event in self.jobs.events_since(self.seen_seq):
+            self.seen_seq = event.store_seq or self.seen_seq
+            status = event.status
+            if status is not None and status.finished and event.job_id in self.wanted:
+                self.finished.add(event.job_id)
+        return len(self.finished) >= len(self.ids) or bool(self.terminated)
 
     def _wait(self, refresh: Any) -> None:
         while not self._done():
@@ -159,14 +202,14 @@ class CliRun:
         for job in jobs:
             colour = {"COMPLETED": "green", "FAILED": "red"}.get(job.status.value, "yellow")
             detail = (
-                (job.error or {}).get("message", "")
-                if job.status == JobStatus.FAILED
-                else job.result.get("run_dir", "")
+                job.error.one_line()
+                if job.status == JobStatus.FAILED and job.error is not None
+                else job.result.run_dir or ""
             )
             table.add_row(
                 job.short_id,
                 f"[{colour}]{job.status.value}[/]",
-                str(len(job.result.get("images", []))),
+                str(len(job.result.images)),
                 escape(str(detail)),
             )
         console.print(table)
@@ -180,10 +223,10 @@ def summary_record(jobs: list[Job]) -> dict[str, Any]:
                 "id": j.id,
                 "status": j.status.value,
                 "prompt_chars": len(j.spec.prompt),
-                "run_dir": j.result.get("run_dir"),
-                "images": j.result.get("images", []),
-                "manifests": j.result.get("manifests", []),
-                "error": j.error,
+                "run_dir": j.result.run_dir,
+                "images": j.result.images,
+                "manifests": j.result.manifests,
+                "error": j.error.model_dump(mode="json") if j.error else None,
                 "duration_s": (
                     round((j.finished_at - j.started_at).total_seconds(), 3)
                     if j.finished_at and j.started_at

@@ -85,7 +85,7 @@ class HistoryPanel(ttk.Frame):
                     job.short_id,
                     job.status.value,
                     finished,
-                    len(job.result.get("images", [])),
+                    len(job.result.images),
                     job.spec.prompt[:120],
                 ),
             )
@@ -102,14 +102,17 @@ def show_envelope(master: tk.Misc, job: Job) -> tk.Toplevel:
     window.title(f"Job {job.short_id}: {job.status.value}")
     text = tk.Text(window, width=100, height=30, wrap="word")
     text.pack(fill="both", expand=True)
-    error = job.error or {"message": "no error recorded"}
-    text.insert(
-        "1.0",
-        error.get("message", "")
-        + "\n\nartifacts:\n"
-        + "\n".join(error.get("artifacts", []) or ["(none)"])
-        + "\n\nenvelope:\n"
-        + json.dumps(error, indent=2),
-    )
+    error = job.error
+    if error is None:
+        text.insert("1.0", "no error recorded")
+    else:
+        text.insert(
+            "1.0",
+            error.message
+            + "\n\nartifacts:\n"
+            + "\n".join(error.artifacts or ["(none)"])
+            + "\n\nenvelope:\n"
+            + json.dumps(error.model_dump(mode="json"), indent=2),
+        )
     text.configure(state="disabled")
     return window

@@ -14,6 +14,7 @@ from typing import Any
 
 import sv_ttk
 
+from stablenew.app.intents import Overrides
 from stablenew.app.services import Services
 from stablenew.app.state import Lifecycle
 from stablenew.gui.backend_view import BackendIndicator, BackendPanel
@@ -25,9 +26,8 @@ from stablenew.gui.prefs import Prefs
 from stablenew.gui.queue_view import DraftPanel, QueuePanel
 from stablenew.gui.running import RunningPanel, thumbnail
 from stablenew.jobs.job import Job, JobStatus
-from stablenew.jobs.packs import expand, load_pack
 from stablenew.jobs.spec import JobSpec, SpecError, build_spec
-from stablenew.observe.events import EventKind
+from stablenew.observe.events import EventKind, StageFinishedData
 
 AUTO_RUN_OFF = "auto-run is off"
 
@@ -137,7 +137,7 @@ class MainWindow:
         def report(error: BaseException) -> None:
             self.say(f"{what} failed: {error}")
             self.ui.run(
-                lambda: self.services.bus.emit(
+                lambda: self.jobs.bus.emit(
                     EventKind.WARNING, f"{what} failed: {error}", source="gui"
                 )
             )
@@ -162,7 +162,7 @@ class MainWindow:
             self.say(f"Expanding {Path(pack).name}…")
             overrides = self._stage_overrides()
             self.ui.run(
-                lambda: self._add_specs(expand(load_pack(Path(pack)), overrides=overrides).specs),
+                lambda: self._add_specs(self.services.intents.pack(Path(pack), overrides).specs),
                 self._draft_changed,
                 self._failed("Add to Job"),
             )
@@ -174,12 +174,12 @@ class MainWindow:
                 lambda: self._add_specs([spec]), self._draft_changed, self._failed("Add to Job")
             )
 
-    def _stage_overrides(self) -> dict[str, Any]:
+    def _stage_overrides(self) -> Overrides:
         data = self.compose.spec_data()
-        return {
-            stage: {"enabled": data[stage]["enabled"]}
-            for stage in ("img2img", "adetailer", "upscale")
-        }
+        stages = ["txt2img"] + [
+            stage for stage in ("img2img", "adetailer", "upscale") if data[stage]["enabled"]
+        ]
+        return Overrides(stages=stages)
 
     def _add_specs(self, specs: list[JobSpec]) -> list[JobSpec]:
         self.jobs.add_to_job(specs, source="gui")
@@ -264,7 +264,7 @@ class MainWindow:
     def _show_history(self, jobs: list[Job]) -> None:
         self.history.show(jobs)
         for job in jobs:
-            images = job.result.get("images") or job.result.get("partial") or []
+            images = job.result.images
             if images and job.id not in self.history.thumbs:
                 self.ui.run(
                     lambda p=images[0]: thumbnail(p, 64),
@@ -278,7 +278,7 @@ class MainWindow:
         if op == "error":
             show_envelope(self.root, job)
         elif op == "open":
-            folder = job.result.get("run_dir")
+            folder = job.result.run_dir
             if folder:
                 opener = "open" if sys.platform == "darwin" else "xdg-open"
                 self.ui.run(
@@ -300,7 +300,7 @@ class MainWindow:
         """Bring the backend up and start the runner, off the Tk thread."""
         self.say("Starting the backend…")
         self.ui.run(
-            self.services.start,
+            self.services.open,
             lambda _r: self.say("Backend ready."),
             self._failed("Backend start"),
         )
@@ -330,7 +330,7 @@ class MainWindow:
             self.compose.pack_preview.configure(text=f"error: {error}")
             self.say("The pack has an error; nothing from it can be queued.")
 
-        self.ui.run(lambda: expand(load_pack(Path(path))).preview(), done, failed)
+        self.ui.run(lambda: self.services.intents.pack(Path(path)).preview(), done, failed)
 
     # -- AppState -> widgets (on the Tk thread) ------------------------------------------------
 
@@ -339,9 +339,9 @@ class MainWindow:
         self.debug_log.add(events)
         active = self.state.active
         for event in reversed(events):
-            if event.kind == EventKind.STAGE_FINISHED and event.fields.get("file"):
+            if isinstance(event.data, StageFinishedData) and event.data.file:
                 if active is None or event.job_id == active.job_id:
-                    path = event.fields["file"]
+                    path = event.data.file
                     if path != self._preview_file:
                         self._preview_file = path
                         self.ui.run(lambda p=path: thumbnail(p), self.running.show_preview)
@@ -371,7 +371,7 @@ class MainWindow:
         self.indicator.show(state)
         self.backend.indicator.show(state)
         if state == "READY":
-            self.backend.url.configure(text=self.services.manager.url)
+            self.backend.url.configure(text=self.services.backend.url or "")
             if not self._choices_loaded:
                 self._choices_loaded = True
                 self.ui.run(self.services.backend.choices, self._fill_choices)

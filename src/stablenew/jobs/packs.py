@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stablenew.jobs.spec import JobSpec, SpecError, build_spec
+from stablenew.errors import PackError, SpecError
+from stablenew.jobs.spec import JobSpec, build_spec
 
 EMBEDDING = re.compile(r"\(\s*<embedding:([^<>:]+)>\s*:\s*([^()]*?)\s*\)|<embedding:([^<>]+)>")
 LORA = re.compile(r"<lora:([^<>:]+)(?::([^<>]*))?>")
@@ -34,10 +35,6 @@ MODES = {
 }
 DEFAULT_LIMIT = 512
 HARD_LIMIT = 8192
-
-
-class PackError(ValueError):
-    """A pack that cannot be used as it is; the message says where and what to fix."""
 
 
 @dataclass(frozen=True)
@@ -259,6 +256,20 @@ class Pack:
         return str(self.txt or self.json_path)
 
 
+def read_text(path: Path) -> str:
+    """A pack or wildcard file as users save it: UTF-8, a BOM from a Windows editor dropped."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise PackError(f"{path}: cannot read it: {exc.strerror or exc}") from exc
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        utf16 = raw[:2] in (b"\xff\xfe", b"\xfe\xff")
+        hint = "it looks like UTF-16" if utf16 else f"byte {exc.start} is not UTF-8"
+        raise PackError(f"{path}: not UTF-8 text ({hint}); save it as UTF-8") from exc
+
+
 def pack_files(path: Path) -> tuple[Path | None, Path | None]:
     base = path.with_suffix("") if path.suffix in (".txt", ".json") else path
     txt, js = base.with_suffix(".txt"), base.with_suffix(".json")
@@ -270,7 +281,7 @@ def pack_files(path: Path) -> tuple[Path | None, Path | None]:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise PackError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
     if not isinstance(data, dict):
@@ -350,7 +361,7 @@ def load_pack(path: Path) -> Pack:
     matrix = _matrix(pack_data.get("matrix"), js) if js else Matrix()
     presets = _presets(data.get("preset_data"), js, unknown) if js else {}
     if txt is not None:
-        rows = parse_rows(txt.read_text(encoding="utf-8"))
+        rows = parse_rows(read_text(txt))
     else:
         rows = rows_from_json_slots(pack_data.get("slots", []), str(js))
     if unknown:
@@ -405,7 +416,7 @@ class Wildcards:
             path = self.folder / f"{name}.txt" if self.folder else None
             if path is None or not path.is_file():
                 return None
-            lines = path.read_text(encoding="utf-8").splitlines()
+            lines = read_text(path).splitlines()
             self._cache[name] = [v.strip() for v in lines if v.strip() and not v.startswith("#")]
         return self._cache[name]
 

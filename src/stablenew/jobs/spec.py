@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from stablenew.errors import SpecError
+
 STAGES = ("txt2img", "img2img", "adetailer", "upscale")
 Stage = Literal["txt2img", "img2img", "adetailer", "upscale"]
 
@@ -138,10 +140,6 @@ class JobSpec(_Frozen):
 
     def sha256(self) -> str:
         return hashlib.sha256(self.to_json().encode()).hexdigest()
-
-
-class SpecError(ValueError):
-    """A JobSpec that does not validate; the message names each field and why."""
 
 
 def problems(exc: ValidationError) -> str:

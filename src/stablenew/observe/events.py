@@ -1,27 +1,36 @@
 """Typed events and the EventBus every layer publishes to.
 
+One event class, `JobLifecycleLogEvent`, whose `data` is a typed payload for the kinds that
+consumers read (progress, stage boundaries, guard decisions, recovery steps, backend states, job
+starts and ends), so no consumer digs in a dict by string key. Written out (JSONL, the store's
+event log, the HTTP API) the payload becomes the record's `fields`.
+
 A subscriber that raises is reported and skipped: observing a job must never break running it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import itertools
 import logging
+import os
 import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from stablenew.jobs.job import utcnow
+from stablenew.jobs.status import BackendState, JobStatus
 
 log = logging.getLogger("stablenew.events")
+PID = os.getpid()
 
 
 class EventKind(StrEnum):
@@ -30,6 +39,7 @@ class EventKind(StrEnum):
     ADD_TO_JOB_NOOP = "add_to_job_noop"
     ADD_TO_QUEUE = "add_to_queue"
     ADD_TO_QUEUE_FAILED = "add_to_queue_failed"
+    JOB_QUEUED = "job_queued"
     JOB_STARTED = "job_started"
     JOB_COMPLETED = "job_completed"
     JOB_FAILED = "job_failed"
@@ -42,6 +52,7 @@ class EventKind(StrEnum):
     STAGE_FINISHED = "stage_finished"
     PROGRESS = "progress"
     GUARD = "guard"
+    RECOVERY = "recovery"
     # the backend
     BACKEND_STARTING = "backend_starting"
     BACKEND_READY = "backend_ready"
@@ -53,6 +64,185 @@ class EventKind(StrEnum):
     # the app
     LIFECYCLE = "lifecycle"
     WARNING = "warning"
+
+
+FINISHED_KINDS = {EventKind.JOB_COMPLETED, EventKind.JOB_FAILED, EventKind.JOB_CANCELLED}
+STATUS_OF_KIND = {
+    EventKind.JOB_QUEUED: JobStatus.QUEUED,
+    EventKind.JOB_RECOVERED: JobStatus.QUEUED,
+    EventKind.JOB_STARTED: JobStatus.RUNNING,
+    EventKind.JOB_COMPLETED: JobStatus.COMPLETED,
+    EventKind.JOB_FAILED: JobStatus.FAILED,
+    EventKind.JOB_CANCELLED: JobStatus.CANCELLED,
+}
+KIND_OF_STATUS = {
+    JobStatus.QUEUED: EventKind.JOB_QUEUED,
+    JobStatus.RUNNING: EventKind.JOB_STARTED,
+    JobStatus.COMPLETED: EventKind.JOB_COMPLETED,
+    JobStatus.FAILED: EventKind.JOB_FAILED,
+    JobStatus.CANCELLED: EventKind.JOB_CANCELLED,
+}
+BACKEND_KIND = {
+    BackendState.STARTING: EventKind.BACKEND_STARTING,
+    BackendState.READY: EventKind.BACKEND_READY,
+    BackendState.CRASHED: EventKind.BACKEND_CRASHED,
+    BackendState.RESTARTING: EventKind.BACKEND_RESTARTING,
+    BackendState.FAILED: EventKind.BACKEND_FAILED,
+    BackendState.STOPPING: EventKind.BACKEND_STOPPING,
+    BackendState.STOPPED: EventKind.BACKEND_STOPPED,
+}
+STATE_OF_BACKEND_KIND = {kind: state for state, kind in BACKEND_KIND.items()}
+
+
+# -- payloads -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressData:
+    step: int
+    steps: int
+    eta: float = 0.0
+    fraction: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StageStartedData:
+    cancelled: bool = False
+    upscaler: str | None = None
+    tile_size: int | None = None
+    source: tuple[int, int] | None = None
+    target: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StageFinishedData:
+    duration_s: float = 0.0
+    size: tuple[int, int] | None = None
+    attempts: int = 0
+    file: str | None = None
+    cancelled: bool = False
+    resumed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GuardData:
+    decision: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryData:
+    """A step of the recovery layer: crash_detected, artifacts_written, restart, retry,
+    breaker_open, breaker_half_open, breaker_closed, gave_up."""
+
+    step: str
+    attempt: int = 0
+    cause: str = ""
+    artifacts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BackendData:
+    state: BackendState
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JobStartedData:
+    attempt: int
+    stages: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class JobFinishedData:
+    status: JobStatus
+    images: int = 0
+    run_dir: str | None = None
+    reason: str | None = None  # a failure's one-line reason
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedData:
+    job_ids: tuple[str, ...]
+    ahead: int = 0  # jobs that were queued before these
+
+
+@dataclass(frozen=True, slots=True)
+class StatusData:
+    """A status change recorded by the store (queued, recovered, released, cancelled)."""
+
+    status: JobStatus
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class NoteData:
+    """Free-form details for kinds no consumer reads field by field."""
+
+    values: dict[str, Any]
+
+
+EventData = (
+    ProgressData
+    | StageStartedData
+    | StageFinishedData
+    | GuardData
+    | RecoveryData
+    | BackendData
+    | JobStartedData
+    | JobFinishedData
+    | QueuedData
+    | StatusData
+    | NoteData
+)
+
+DATA_OF_KIND: dict[EventKind, type[Any]] = {
+    EventKind.PROGRESS: ProgressData,
+    EventKind.STAGE_STARTED: StageStartedData,
+    EventKind.STAGE_FINISHED: StageFinishedData,
+    EventKind.GUARD: GuardData,
+    EventKind.RECOVERY: RecoveryData,
+    EventKind.JOB_STARTED: JobStartedData,
+    EventKind.JOB_COMPLETED: JobFinishedData,
+    EventKind.JOB_FAILED: JobFinishedData,
+    EventKind.JOB_CANCELLED: JobFinishedData,
+    EventKind.ADD_TO_QUEUE: QueuedData,
+    EventKind.JOB_QUEUED: StatusData,
+    EventKind.JOB_RECOVERED: StatusData,
+    **{kind: BackendData for kind in STATE_OF_BACKEND_KIND},
+}
+
+_TUPLE_FIELDS = {"source", "target", "size", "artifacts", "stages", "job_ids"}
+
+
+def data_fields(data: EventData | None) -> dict[str, Any]:
+    if data is None:
+        return {}
+    if isinstance(data, NoteData):
+        return dict(data.values)
+    return {f.name: getattr(data, f.name) for f in dataclasses.fields(data)}
+
+
+def data_from_fields(kind: EventKind, values: dict[str, Any]) -> EventData | None:
+    """Rebuild a typed payload from its written form (the store's log, a JSONL line)."""
+    cls = DATA_OF_KIND.get(kind)
+    if not values:
+        return None
+    if cls is None:
+        return NoteData(dict(values))
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {
+        k: tuple(v) if k in _TUPLE_FIELDS and isinstance(v, list) else v
+        for k, v in values.items()
+        if k in names
+    }
+    if cls is BackendData:
+        kwargs["state"] = BackendState(kwargs.get("state", BackendState.STOPPED))
+    if cls in (JobFinishedData, StatusData) and "status" in kwargs:
+        kwargs["status"] = JobStatus(kwargs["status"])
+    try:
+        return cls(**kwargs)  # type: ignore[no-any-return]
+    except TypeError:  # a record from another release: keep what it said
+        return NoteData(dict(values))
 
 
 _seq = itertools.count(1)
@@ -69,9 +259,22 @@ class JobLifecycleLogEvent:
     stage: str | None = None
     image_index: int | None = None
     total: int | None = None
-    fields: dict[str, Any] = field(default_factory=dict)
+    data: EventData | None = None
     ts: datetime = field(default_factory=utcnow)
-    seq: int = field(default_factory=lambda: next(_seq))
+    seq: int = field(default_factory=lambda: next(_seq))  # this process's order
+    pid: int = PID  # the process that emitted it
+    store_seq: int | None = None  # the store's event-log order, once it is recorded there
+    persisted: bool = False  # already in the store's log (written with a status change)
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        return data_fields(self.data)
+
+    @property
+    def status(self) -> JobStatus | None:
+        if isinstance(self.data, JobFinishedData | StatusData):
+            return self.data.status
+        return STATUS_OF_KIND.get(self.kind)
 
     @functools.cached_property
     def json_line(self) -> bytes:
@@ -82,6 +285,8 @@ class JobLifecycleLogEvent:
         return {
             "ts": self.ts.isoformat(),
             "seq": self.seq,
+            "pid": self.pid,
+            "store_seq": self.store_seq,
             "event": self.kind.value,
             "source": self.source,
             "job_id": self.job_id,
@@ -93,7 +298,10 @@ class JobLifecycleLogEvent:
         }
 
 
-Subscriber = Callable[[JobLifecycleLogEvent], None]
+class Subscriber(Protocol):
+    """Anything that hears events: the JSONL sinks, AppState, the store's log, a door."""
+
+    def __call__(self, event: JobLifecycleLogEvent, /) -> None: ...
 
 
 class EventBus:

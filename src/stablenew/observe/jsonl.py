@@ -4,7 +4,8 @@ Written on the publishing thread, as one `write` per line: a writer thread was m
 (handing each event over cost the job thread more than writing the line), and the standard
 library's RotatingFileHandler spends four extra system calls a line (stat, stat, seek, tell) on
 a size this sink simply counts. A sink never raises: a failed write is reported on stderr, once
-until writing works again, and the event is dropped.
+until writing works again, and the event is dropped. Lines pass through `redact` (a backend's
+launch command may hold a password), and the file is the owner's alone (0600): it holds prompts.
 """
 
 from __future__ import annotations
@@ -16,14 +17,18 @@ import threading
 from pathlib import Path
 from typing import BinaryIO
 
+from stablenew import redact
 from stablenew.observe.events import JobLifecycleLogEvent
 
 
 class JsonlSink:
     """Appends to `path`; past `max_bytes` (0: never) it rotates, keeping `backups` old files."""
 
-    def __init__(self, path: Path, max_bytes: int = 10 * 1024 * 1024, backups: int = 3) -> None:
+    def __init__(
+        self, path: Path, max_bytes: int = 10 * 1024 * 1024, backups: int = 3, mode: int = 0o600
+    ) -> None:
         self.path = path
+        self.mode = mode
         self.max_bytes = max_bytes
         self.backups = backups
         self._lock = threading.Lock()
@@ -32,7 +37,7 @@ class JsonlSink:
         self._failing = False
 
     def __call__(self, event: JobLifecycleLogEvent) -> None:
-        line = event.json_line
+        line = redact.text(event.json_line.decode()).encode()
         with self._lock:
             try:
                 if self._file is None:
@@ -58,11 +63,12 @@ class JsonlSink:
 
     def _open(self) -> None:
         try:
-            self._file = open(self.path, "ab")  # noqa: SIM115 - lives as long as the sink
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, self.mode)
         except FileNotFoundError:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "ab")  # noqa: SIM115
-        self._size = os.fstat(self._file.fileno()).st_size
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, self.mode)
+        self._file = os.fdopen(fd, "ab")
+        self._size = os.fstat(fd).st_size
 
     def _rotate(self) -> None:
         """events.jsonl -> events.jsonl.1 -> ... -> events.jsonl.<backups>, oldest dropped."""

@@ -1,18 +1,114 @@
-"""JobLifecycleLogger: the user-facing trail of a job, from "Add to Job" to its end."""
+"""The user-facing trail of a job, from "Add to Job" to its end.
+
+The builders make the events (wording and payload in one place); the store records the status
+changes among them in the same transaction as the change itself, and `JobLifecycleLogger`
+publishes the ones that doors emit (Add to Job, Add to Queue).
+"""
 
 from __future__ import annotations
 
-from stablenew.jobs.job import JobStatus
-from stablenew.observe.events import EventBus, EventKind
+from collections.abc import Sequence
 
-FINISHED_KIND = {
-    JobStatus.COMPLETED: EventKind.JOB_COMPLETED,
-    JobStatus.FAILED: EventKind.JOB_FAILED,
-    JobStatus.CANCELLED: EventKind.JOB_CANCELLED,
-}
+from stablenew.jobs.outcome import JobOutcome
+from stablenew.jobs.status import JobStatus
+from stablenew.observe.events import (
+    KIND_OF_STATUS,
+    EventBus,
+    EventKind,
+    JobFinishedData,
+    JobLifecycleLogEvent,
+    JobStartedData,
+    NoteData,
+    QueuedData,
+    StatusData,
+)
+
+
+def job_queued(job_id: str, source: str) -> JobLifecycleLogEvent:
+    return JobLifecycleLogEvent(
+        EventKind.JOB_QUEUED,
+        "Job queued.",
+        source=source,
+        job_id=job_id,
+        data=StatusData(JobStatus.QUEUED),
+    )
+
+
+def job_started(job_id: str, attempt: int, stages: Sequence[str]) -> JobLifecycleLogEvent:
+    return JobLifecycleLogEvent(
+        EventKind.JOB_STARTED,
+        f"Job picked up by the runner (attempt {attempt}; stages {' -> '.join(stages)}).",
+        source="runner",
+        job_id=job_id,
+        data=JobStartedData(attempt, tuple(stages)),
+    )
+
+
+def job_finished(job_id: str, outcome: JobOutcome, source: str = "runner") -> JobLifecycleLogEvent:
+    count = len(outcome.result.images)
+    reason = outcome.error.one_line() if outcome.error is not None else None
+    if outcome.status == JobStatus.COMPLETED:
+        message = f"Job completed: {count} image(s)."
+    elif outcome.status == JobStatus.CANCELLED:
+        message = f"Job cancelled; {count} image(s) on disk kept."
+    else:
+        kept = f" ({count} image(s) on disk kept)" if count else ""
+        message = f"Job failed: {reason}{kept}"
+    return JobLifecycleLogEvent(
+        KIND_OF_STATUS[outcome.status],
+        message,
+        source=source,
+        job_id=job_id,
+        data=JobFinishedData(outcome.status, count, outcome.result.run_dir, reason),
+    )
+
+
+def job_cancelled_while_queued(job_id: str, source: str) -> JobLifecycleLogEvent:
+    return JobLifecycleLogEvent(
+        EventKind.JOB_CANCELLED,
+        "Cancelled while queued.",
+        source=source,
+        job_id=job_id,
+        data=JobFinishedData(JobStatus.CANCELLED),
+    )
+
+
+def job_requeued(job_id: str, detail: str, source: str = "runner") -> JobLifecycleLogEvent:
+    return JobLifecycleLogEvent(
+        EventKind.JOB_RECOVERED,
+        f"Job queued again: {detail}.",
+        source=source,
+        job_id=job_id,
+        data=StatusData(JobStatus.QUEUED, detail),
+    )
+
+
+def job_quarantined(job_id: str, reason: str) -> JobLifecycleLogEvent:
+    return JobLifecycleLogEvent(
+        EventKind.JOB_FAILED,
+        f"Job failed: {reason}",
+        source="runner",
+        job_id=job_id,
+        data=JobFinishedData(JobStatus.FAILED, reason=reason),
+    )
+
+
+def queue_paused(reason: str, source: str) -> JobLifecycleLogEvent:
+    return JobLifecycleLogEvent(
+        EventKind.QUEUE_PAUSED,
+        f"Queue paused: {reason}",
+        source=source,
+        data=NoteData({"reason": reason}),
+    )
+
+
+def queue_resumed(source: str) -> JobLifecycleLogEvent:
+    return JobLifecycleLogEvent(EventKind.QUEUE_RESUMED, "Queue resumed.", source=source)
 
 
 class JobLifecycleLogger:
+    """The events doors emit when a user acts (Add to Job, Add to Queue)."""
+
     def __init__(self, bus: EventBus) -> None:
         self.bus = bus
 
@@ -21,7 +117,7 @@ class JobLifecycleLogger:
             EventKind.ADD_TO_JOB,
             f"Add to Job: {added} job(s) added; draft now has {draft_size} item(s).",
             source=source,
-            fields={"draft_size": draft_size, "added": added},
+            data=NoteData({"draft_size": draft_size, "added": added}),
         )
 
     def log_add_to_job_noop(self, source: str, draft_size: int, reason: str) -> None:
@@ -29,17 +125,18 @@ class JobLifecycleLogger:
             EventKind.ADD_TO_JOB_NOOP,
             f"Add to Job did nothing: {reason}",
             source=source,
-            fields={"draft_size": draft_size, "reason": reason},
+            data=NoteData({"draft_size": draft_size, "reason": reason}),
         )
 
-    def log_add_to_queue(self, source: str, job_ids: list[str]) -> None:
-        first = job_ids[0] if job_ids else None
+    def log_add_to_queue(self, source: str, job_ids: Sequence[str], ahead: int = 0) -> None:
+        first = job_ids[0] if len(job_ids) == 1 else None
+        waiting = f" {ahead} job(s) ahead of them." if ahead else ""
         self.bus.emit(
             EventKind.ADD_TO_QUEUE,
-            f"Submitted {len(job_ids)} job(s) to the queue.",
+            f"Submitted {len(job_ids)} job(s) to the queue.{waiting}",
             source=source,
-            job_id=first if len(job_ids) == 1 else None,
-            fields={"job_ids": job_ids, "draft_size": len(job_ids)},
+            job_id=first,
+            data=QueuedData(tuple(job_ids), ahead),
         )
 
     def log_add_to_queue_failed(self, source: str, reason: str) -> None:
@@ -47,17 +144,5 @@ class JobLifecycleLogger:
             EventKind.ADD_TO_QUEUE_FAILED,
             f"Nothing was queued: {reason}",
             source=source,
-            fields={"reason": reason},
+            data=NoteData({"reason": reason}),
         )
-
-    def log_job_started(self, job_id: str, attempt: int, stages: list[str]) -> None:
-        self.bus.emit(
-            EventKind.JOB_STARTED,
-            f"Job picked up by the runner (attempt {attempt}; stages {' -> '.join(stages)}).",
-            source="runner",
-            job_id=job_id,
-            fields={"attempt": attempt, "stages": stages},
-        )
-
-    def log_job_finished(self, job_id: str, status: JobStatus, message: str) -> None:
-        self.bus.emit(FINISHED_KIND[status], message, source="runner", job_id=job_id)

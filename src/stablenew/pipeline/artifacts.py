@@ -6,6 +6,7 @@ and the backend's own chunks stay byte-for-byte what the backend sent.
 
 from __future__ import annotations
 
+import errno
 import io
 import re
 import struct
@@ -17,6 +18,7 @@ from typing import Any
 import orjson
 from PIL import Image
 
+from stablenew.errors import OutputError
 from stablenew.jobs.job import Job
 from stablenew.webui.artifacts import sanitize
 
@@ -24,15 +26,53 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def slug(text: str, limit: int = 40) -> str:
-    words = re.findall(r"[a-z0-9]+", text.lower())
+    """A folder-name fragment: words of any script (a Japanese prompt keeps its characters)."""
+    words = re.findall(r"[^\W_]+", text.casefold())
     return "-".join(words)[:limit].strip("-") or "job"
 
 
 def run_dir_for(job: Job, root: Path, now: datetime) -> Path:
+    """Under the output root the job was submitted with (absolute), else the configured one."""
     spec = job.spec
     label = spec.output.label or spec.provenance.pack_id or spec.prompt
     base = Path(spec.output.root) if spec.output.root else root
-    return base / now.strftime("%Y-%m-%d") / f"{job.short_id}_{slug(label)}"
+    return base.absolute() / now.strftime("%Y-%m-%d") / f"{job.short_id}_{slug(label)}"
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def output_error(exc: OSError, path: Path) -> OSError:
+    """An output write that failed because of the folder (full, read-only) as an OutputError;
+    any other OSError as it is."""
+    if exc.errno in _FULL:
+        return OutputError(
+            f"the disk is full: cannot write {path}", reason="output_full", path=str(path)
+        )
+    if exc.errno in _UNWRITABLE:
+        return OutputError(
+            f"cannot write {path}: {exc.strerror}", reason="output_unwritable", path=str(path)
+        )
+    return exc
+
+
+def make_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(exc, path) from exc
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Whole or absent, never half-written; a failed write leaves no temp file behind."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise output_error(exc, path) from exc
 
 
 def image_name(index: int, total: int, stage: str, variant: str = "") -> str:
@@ -96,16 +136,12 @@ def image_size(data: bytes) -> tuple[int, int]:
 
 
 def write_json(path: Path, record: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
     # orjson: the standard library falls back to its pure-Python encoder when indenting.
-    tmp.write_bytes(orjson.dumps(record, default=str, option=orjson.OPT_INDENT_2))
-    tmp.replace(path)  # a manifest is whole or absent, never half-written
+    _write_atomically(path, orjson.dumps(record, default=str, option=orjson.OPT_INDENT_2))
 
 
 def write_image(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    _write_atomically(path, data)
 
 
 def sanitized_payload(payload: dict[str, Any]) -> dict[str, Any]:

@@ -11,15 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from stablenew.errors import GuardViolation, UpscaleRefused
 from stablenew.pipeline.settings import SizeLimits
-
-
-class GuardViolation(RuntimeError):
-    """An invariant of the run was about to break (e.g. a second concurrent upscale)."""
-
-
-class UpscaleRefused(ValueError):
-    """The upscale would exceed the configured size limit and the policy is to refuse."""
 
 
 class UpscaleGuard:

@@ -1,14 +1,16 @@
 """PipelineRunner: one job through txt2img -> img2img -> adetailer -> upscale, strictly serial.
 
-Stage-major: txt2img makes every image of the job (seed, seed+1, ...), then each later stage
-takes the previous stage's images in order, one backend call at a time, every call through the
-recovery layer. After each completed stage a checkpoint is saved, so a job re-queued after a
-crash resumes from the images already on disk. The CancelToken is checked before every stage
-and every image, and honoured during a call by the recovery layer.
+Stage-major: txt2img makes every image of the job, then each later stage takes the previous
+stage's images in order, one backend call at a time, every call through the recovery layer.
+Before the first call the run folder and every image's seed are checkpointed; after each image
+its record is, so a job re-queued after a crash redoes at most the image that was in flight,
+with the same seed, and never replaces a finished file. The CancelToken is checked before every
+stage and every image, and honoured during a call by the recovery layer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import time
@@ -16,52 +18,75 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stablenew.errors import (
+    BackendError,
+    CallCancelled,
+    CallFailed,
+    PipelineError,
+    StageCancelled,
+    StageFailed,
+)
 from stablenew.jobs.cancel import CancelToken
-from stablenew.jobs.job import Job, JobOutcome, JobStatus, error_envelope, utcnow
-from stablenew.observe.events import EventBus, EventKind
+from stablenew.jobs.execution import CheckpointSaver
+from stablenew.jobs.job import Job, utcnow
+from stablenew.jobs.outcome import (
+    BackendInfo,
+    Cause,
+    Checkpoint,
+    ErrorEnvelope,
+    ImageRecord,
+    JobOutcome,
+    JobResult,
+    reason_of,
+)
+from stablenew.jobs.status import FailureReason, JobStatus
+from stablenew.observe.events import (
+    EventBus,
+    EventData,
+    EventKind,
+    GuardData,
+    JobLifecycleLogEvent,
+    ProgressData,
+    RecoveryData,
+    StageFinishedData,
+)
 from stablenew.observe.jsonl import JsonlSink
 from stablenew.pipeline import payloads
 from stablenew.pipeline.artifacts import (
     add_png_text,
     image_name,
     image_size,
+    make_dir,
     png_text_keys,
     run_dir_for,
     sanitized_payload,
     write_image,
     write_json,
 )
-from stablenew.pipeline.guards import (
-    GuardViolation,
-    UpscaleGuard,
-    UpscalePlan,
-    UpscaleRefused,
-    plan_upscale,
-)
+from stablenew.pipeline.guards import UpscaleGuard
 from stablenew.pipeline.settings import PipelineSettings
-from stablenew.queue.runner import Checkpoint
-from stablenew.webui.client import ExtrasResult
-from stablenew.webui.errors import BackendError
-from stablenew.webui.process import BackendState
-from stablenew.webui.recovery import Progress, RecoveringBackend, StageCancelled, StageFailed
-
-FINAL_KINDS = {
-    EventKind.JOB_COMPLETED,
-    EventKind.JOB_FAILED,
-    EventKind.JOB_CANCELLED,
-    EventKind.JOB_RECOVERED,
-}
-
+from stablenew.pipeline.stages import Request, Source, Stage, chain
+from stablenew.webui.recovery import (
+    BackendCall,
+    CallReport,
+    CallResult,
+    Progress,
+    RecoveringBackend,
+    RecoveryStep,
+)
 
 HANDOFF_BYTES = 64 * 2**20  # stage outputs kept in memory for the next stage, at most
+RUN_LOG_END = {EventKind.JOB_COMPLETED, EventKind.JOB_FAILED, EventKind.JOB_CANCELLED}
 
 
-def resolve_seed(seed: int) -> int:
-    return seed if seed >= 0 else random.randrange(4294967294)
+def resolve_seeds(seed: int, count: int) -> list[int]:
+    """Every image's seed, fixed before the first call: seed, seed+1, ... (random base for -1)."""
+    base = seed if seed >= 0 else random.randrange(4294967294 - count)
+    return [(base + k) % 4294967295 for k in range(count)]
 
 
 class PipelineRunner:
-    """The JobRunner's execute callable: `runner(job, cancel_token, checkpoint) -> JobOutcome`."""
+    """The JobRunner's execute callable: `runner(job, cancel_token, saver) -> JobOutcome`."""
 
     def __init__(
         self, backend: RecoveringBackend, bus: EventBus, settings: PipelineSettings
@@ -69,10 +94,9 @@ class PipelineRunner:
         self.backend = backend
         self.bus = bus
         self.settings = settings
-        self.tile_option: tuple[int, int] | None = None  # (backend restarts, tile) last sent
 
-    def __call__(self, job: Job, token: CancelToken, checkpoint: Checkpoint) -> JobOutcome:
-        return _Run(self, job, token, checkpoint).execute()
+    def __call__(self, job: Job, token: CancelToken, saver: CheckpointSaver) -> JobOutcome:
+        return _Run(self, job, token, saver).execute()
 
 
 @dataclass
@@ -82,140 +106,160 @@ class _Run:
     owner: PipelineRunner
     job: Job
     token: CancelToken
-    save_checkpoint: Checkpoint
-    stages_done: list[dict[str, Any]] = field(default_factory=list)
-    partial: list[dict[str, Any]] = field(default_factory=list)
+    saver: CheckpointSaver
+    records: dict[str, dict[int, ImageRecord]] = field(default_factory=dict)
     guard: UpscaleGuard = field(default_factory=UpscaleGuard)
     handoff: dict[str, bytes] = field(default_factory=dict)  # stage outputs not yet consumed
     handoff_size: int = 0
 
     def __post_init__(self) -> None:
-        cp = self.job.checkpoint
         self.spec = self.job.spec
         self.spec_sha256 = self.spec.sha256()
         self.bus = self.owner.bus
         self.backend = self.owner.backend
         self.settings = self.owner.settings
-        self.run_dir = Path(
-            cp.get("run_dir") or run_dir_for(self.job, self.settings.output_root, utcnow())
-        )
-        self.seed = int(cp["seed"]) if "seed" in cp else resolve_seed(self.spec.seed)
-        self.stages_done = list(cp.get("stages", []))
         self.total = self.spec.images
+        self.chain = chain(self.spec)
+        cp = self.job.checkpoint
+        if cp is None:
+            run_dir = run_dir_for(self.job, self.settings.output_root, utcnow())
+            cp = Checkpoint(run_dir=str(run_dir), seeds=resolve_seeds(self.spec.seed, self.total))
+            self.fresh = True
+        else:
+            self.fresh = False
+            for record in self.saver.records():
+                self.records.setdefault(record.stage, {})[record.index] = record
+        self.checkpoint = cp
+        self.run_dir = Path(cp.run_dir)
 
     # -- the run -------------------------------------------------------------------------------
 
     def execute(self) -> JobOutcome:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._log_to_run_folder()
         stage, index = "setup", None
         try:
+            make_dir(self.run_dir)
+            self._log_to_run_folder()
+            if self.fresh:  # seeds and folder are fixed before the backend is asked anything
+                self.saver.save(self.checkpoint)
             self._switch_models()
-            done = {s["stage"] for s in self.stages_done}
-            stages = self.spec.stages()
-            for stage in stages:
-                if stage in done:
+            for step in self.chain:
+                stage, index = step.name, None
+                if step.name in self.checkpoint.stages_done:
                     self._emit(
-                        EventKind.STAGE_FINISHED, stage, None, f"{stage}: done before, resumed"
+                        EventKind.STAGE_FINISHED,
+                        step.name,
+                        None,
+                        f"{step.name}: done before, resumed",
+                        StageFinishedData(resumed=True),
                     )
                     continue
-                index = None
-                self._check_cancel(stage, None)
-                self._run_stage(stage)
-                if stage != stages[-1]:  # after the last one, the job's result is the record
-                    self.save_checkpoint(self._checkpoint())
-            manifests = self._write_manifests()
-            return JobOutcome(JobStatus.COMPLETED, self._result(manifests))
+                self._check_cancel(step.name, None)
+                self._run_stage(step)
+            return JobOutcome(status=JobStatus.COMPLETED, result=self._result(complete=True))
         except StageCancelled:
-            return JobOutcome(JobStatus.CANCELLED, self._result([]))
+            return JobOutcome(status=JobStatus.CANCELLED, result=self._result(complete=False))
         except StageFailed as exc:
-            causes = {c.get("type") for c in exc.envelope.get("cause_chain", [])}
-            down = "BackendStartError" in causes or self.backend.manager.state in (
-                BackendState.FAILED,
-                BackendState.CRASHED,
-            )
-            return JobOutcome.failed(exc.envelope, self._result([]), backend_down=down)
-        except (UpscaleRefused, GuardViolation, BackendError, OSError, ValueError) as exc:
+            # A crash loop is not the job's fault: it goes back to the queue, which pauses.
+            crash_loop = exc.envelope.reason == FailureReason.CRASH_LOOP
+            status = JobStatus.QUEUED if crash_loop else JobStatus.FAILED
+            return JobOutcome(status=status, result=self._result(False), error=exc.envelope)
+        except (PipelineError, BackendError, OSError, ValueError) as exc:
             failing = getattr(exc, "stage", None) or stage
-            envelope = error_envelope(exc, stage=failing, image_index=index)
-            return JobOutcome.failed(envelope, self._result([]))
+            envelope = ErrorEnvelope.from_exception(
+                exc,
+                stage=failing,
+                image_index=getattr(exc, "image_index", index),
+                job_id=self.job.id,
+            )
+            return JobOutcome.failed(envelope, self._result(complete=False))
 
-    def _run_stage(self, stage: str) -> None:
-        sources = self.stages_done[-1]["images"] if self.stages_done else []
-        self.partial = []
+    def _run_stage(self, stage: Stage) -> None:
+        done = self.records.setdefault(stage.name, {})
+        last = stage is self.chain[-1]
         for i in range(1, self.total + 1):
-            self._check_cancel(stage, i)
-            source = sources[i - 1] if sources else None
-            self.partial.append(self._run_image(stage, i, source))
-        self.stages_done.append({"stage": stage, "images": self.partial})
-        self.partial = []
-
-    def _run_image(self, stage: str, i: int, source: dict[str, Any] | None) -> dict[str, Any]:
-        seed = self.seed + i - 1
-        data = self._source_bytes(source["file"]) if source else b""
-        size: tuple[int, int] = (
-            (int(source["size"][0]), int(source["size"][1]))
-            if source
-            else (self.spec.width, self.spec.height)
+            if i in done:
+                continue  # finished before this resume: its file stays as it is
+            self._check_cancel(stage.name, i)
+            record = self._run_image(stage, i, keep=not last)
+            done[i] = record
+            if not (last and i == self.total):  # after the last image the job's end is the record
+                self.saver.save_image(record)
+        self.checkpoint = self.checkpoint.model_copy(
+            update={"stages_done": [*self.checkpoint.stages_done, stage.name]}
         )
-        plan: UpscalePlan | None = None
-        endpoint = None
-        if stage == "txt2img":
-            payload = payloads.txt2img(self.spec, self.settings, seed)
-        elif stage == "img2img":
-            payload = payloads.img2img(self.spec, self.settings, seed, data, size)
-        elif stage == "adetailer":
-            payload = payloads.adetailer(self.spec, self.settings, seed, data, size)
-        else:
-            up = self.spec.upscale
-            plan = plan_upscale(size, up.factor, up.tile_size, self.settings.limits)
-            for decision in plan.decisions:
-                self._emit(EventKind.GUARD, stage, i, decision, decision=decision)
-            if up.mode == "extra":
-                self._set_tile(plan.tile)
-                payload = payloads.upscale_extra(data, up.upscaler, plan.target)
-            else:
-                payload = payloads.upscale_img2img(
-                    self.spec, self.settings, seed, data, plan.target
-                )
-                endpoint = "img2img"
+        if not last:
+            self.saver.save(self.checkpoint)
 
-        started = time.monotonic()
-        if plan is not None:
-            self._emit(
-                EventKind.STAGE_STARTED,
-                stage,
-                i,
-                f"enter upscale {i}/{self.total}: {self.spec.upscale.upscaler} "
-                f"{plan.source[0]}x{plan.source[1]} -> {plan.target[0]}x{plan.target[1]}, "
-                f"tile {plan.tile}",
-                upscaler=self.spec.upscale.upscaler,
-                tile_size=plan.tile,
-                source=list(plan.source),
-                target=list(plan.target),
-                cancelled=self.token.is_cancelled(),
-            )
+    def _run_image(self, stage: Stage, i: int, keep: bool) -> ImageRecord:
+        seed = self.checkpoint.seeds[i - 1]
+        source = self._source(stage, i)
+        request = stage.prepare(self.spec, self.settings, seed, f"{i}/{self.total}", source)
+        if request.plan is not None:
+            for decision in request.plan.decisions:
+                self._emit(EventKind.GUARD, stage.name, i, decision, GuardData(decision))
+        started = request.started
+        if self.token.is_cancelled():
+            started = dataclasses.replace(started, cancelled=True)
+        self._emit(EventKind.STAGE_STARTED, stage.name, i, request.message, started)
+        began = time.monotonic()
+        if request.plan is not None:
+            with self.guard.active(i):
+                result = self._call(stage.name, request, i)
         else:
-            self._emit(
-                EventKind.STAGE_STARTED,
-                stage,
-                i,
-                f"{stage} {i}/{self.total}",
+            result = self._call(stage.name, request, i)
+        duration = time.monotonic() - began
+        record = self._keep(stage.name, i, seed, request, result, duration, source, keep)
+        w, h = record.size
+        message = (
+            f"exit upscale {i}/{self.total}: {w}x{h} in {duration:.2f}s"
+            if request.plan is not None
+            else f"{stage.name} {i}/{self.total} done in {duration:.2f}s"
+        )
+        self._emit(
+            EventKind.STAGE_FINISHED,
+            stage.name,
+            i,
+            message,
+            StageFinishedData(
+                duration_s=round(duration, 3),
+                size=record.size,
+                attempts=result.attempts,
+                file=record.file,
                 cancelled=self.token.is_cancelled(),
-            )
-        self.backend.on_progress = lambda p: self._progress(p, i)
+            ),
+        )
+        return record
+
+    def _call(self, stage: str, request: Request, i: int) -> CallResult:
+        if request.options:
+            self.backend.ensure_options(request.options)
+        call = BackendCall(request.endpoint, request.payload, stage, i, self.run_dir / "failures")
         try:
-            if plan is not None:
-                with self.guard.active(i):
-                    result = self._call(stage, payload, i, endpoint)
-            else:
-                result = self._call(stage, payload, i, endpoint)
-        finally:
-            self.backend.on_progress = None
-        duration = time.monotonic() - started
+            return self.backend.call(
+                call,
+                self.token,
+                on_progress=lambda p: self._progress(p, stage, i),
+                on_step=lambda s: self._recovery(s, stage, i),
+            )
+        except CallCancelled as exc:
+            raise StageCancelled(stage, i, exc.abandoned) from exc
+        except CallFailed as exc:
+            raise StageFailed(self._envelope(stage, i, exc.report)) from exc
 
-        produced = result.image if isinstance(result, ExtrasResult) else result.images[0]
-        infotext = produced.infotext or (source or {}).get("infotext", "")
+    def _keep(
+        self,
+        stage: str,
+        i: int,
+        seed: int,
+        request: Request,
+        result: CallResult,
+        duration: float,
+        source: Source | None,
+        keep: bool,
+    ) -> ImageRecord:
+        """Write the image with its provenance chunks; return its record."""
+        produced = result.image
+        infotext = produced.infotext or (source.infotext if source else "")
         chunks = {} if "parameters" in png_text_keys(produced.data) else {"parameters": infotext}
         chunks["stablenew"] = json.dumps(
             {
@@ -230,43 +274,35 @@ class _Run:
         name = image_name(i, self.total, stage, self.spec.provenance.variant_label())
         path = self.run_dir / f"{name}.png"
         write_image(path, out)
-        if stage != self.spec.stages()[-1]:  # a final image has no next stage to feed
+        if keep:  # a final image has no next stage to feed
             self._hand_on(str(path), out)
-        out_size = image_size(out)
-        info = getattr(result, "info", {}) or {}
-        calls = self.backend.last_call
-        record = {
-            "index": i,
-            "stage": stage,
-            "file": str(path),
-            "size": list(out_size),
-            "seed": produced.seed if produced.seed is not None else seed,
-            "infotext": infotext,
-            "duration_s": round(duration, 3),
-            "attempts": calls.attempts,
-            "restarts": calls.restarts,
-            "recovered_from": calls.causes,
-            "payload": sanitized_payload(payload),
-            "backend": {k: info.get(k) for k in ("sd_model_name", "sd_model_hash", "version")},
-            "guard": plan.decisions if plan else [],
-        }
-        message = (
-            f"exit upscale {i}/{self.total}: {out_size[0]}x{out_size[1]} in {duration:.2f}s"
-            if plan is not None
-            else f"{stage} {i}/{self.total} done in {duration:.2f}s"
-        )
-        self._emit(
-            EventKind.STAGE_FINISHED,
-            stage,
-            i,
-            message,
-            duration_s=round(duration, 3),
-            size=list(out_size),
-            cancelled=self.token.is_cancelled(),
-            attempts=calls.attempts,
+        info = result.info
+        return ImageRecord(
+            index=i,
+            stage=stage,
             file=str(path),
+            size=image_size(out),
+            seed=produced.seed if produced.seed is not None else seed,
+            infotext=infotext,
+            duration_s=round(duration, 3),
+            attempts=result.attempts,
+            restarts=result.restarts,
+            recovered_from=result.causes,
+            payload=sanitized_payload(request.payload),
+            backend=BackendInfo(
+                sd_model_name=_text(info.get("sd_model_name")),
+                sd_model_hash=_text(info.get("sd_model_hash")),
+                version=_text(info.get("version")),
+            ),
+            guard=list(request.plan.decisions) if request.plan else [],
         )
-        return record
+
+    def _source(self, stage: Stage, i: int) -> Source | None:
+        position = self.chain.index(stage)
+        if position == 0:
+            return None
+        previous = self.records[self.chain[position - 1].name][i]
+        return Source(self._source_bytes(previous.file), previous.size, previous.infotext)
 
     def _hand_on(self, file: str, data: bytes) -> None:
         """Keep what was just written for the next stage, so it is not read back from disk;
@@ -282,9 +318,21 @@ class _Run:
         self.handoff_size -= len(data)
         return data
 
-    def _call(self, stage: str, payload: dict[str, Any], i: int, endpoint: str | None) -> Any:
-        return self.backend.generate_with_recovery(
-            stage, payload, self.run_dir, self.job.id, self.token, image_index=i, endpoint=endpoint
+    # -- failure -------------------------------------------------------------------------------
+
+    def _envelope(self, stage: str, i: int, report: CallReport) -> ErrorEnvelope:
+        last = report.last
+        return ErrorEnvelope(
+            type="StageFailed",
+            message=f"{stage} failed for image {i} after {report.attempts} attempt(s): {last}",
+            stage=stage,
+            image_index=i,
+            job_id=self.job.id,
+            reason=reason_of(last),
+            causes=[Cause.of(c) for c in report.causes],
+            attempts=report.attempts,
+            restarts=report.restarts,
+            artifacts=report.artifacts,
         )
 
     # -- helpers -------------------------------------------------------------------------------
@@ -293,41 +341,55 @@ class _Run:
         if self.token.is_cancelled():
             where = f" before image {index}" if index else ""
             self._emit(
-                EventKind.STAGE_FINISHED, stage, index, f"{stage} cancelled{where}", cancelled=True
+                EventKind.STAGE_FINISHED,
+                stage,
+                index,
+                f"{stage} cancelled{where}",
+                StageFinishedData(cancelled=True),
             )
             raise StageCancelled(stage, index, abandoned=False)
 
     def _switch_models(self) -> None:
-        client = self.backend.client
         if self.spec.model:
-            title = client.set_model(self.spec.model)
-            self._emit(EventKind.STAGE_STARTED, "setup", None, f"model: {title}")
+            title = self.backend.set_model(self.spec.model)
+            self._emit(EventKind.STAGE_STARTED, "setup", None, f"model: {title}", None)
         if self.spec.vae:
-            client.set_vae(self.spec.vae)
-            self._emit(EventKind.STAGE_STARTED, "setup", None, f"VAE: {self.spec.vae}")
+            self.backend.set_vae(self.spec.vae)
+            self._emit(EventKind.STAGE_STARTED, "setup", None, f"VAE: {self.spec.vae}", None)
 
-    def _set_tile(self, tile: int) -> None:
-        """ESRGAN_tile is a server option: sent when it changes, and again after a restart
-        (a new backend process may not have it)."""
-        wanted = (self.backend.manager.restarts, tile)
-        if self.owner.tile_option != wanted:
-            self.backend.client.set_options({"ESRGAN_tile": tile})
-            self.owner.tile_option = wanted
-
-    def _progress(self, p: Progress, i: int) -> None:
+    def _progress(self, p: Progress, stage: str, i: int) -> None:
         self._emit(
             EventKind.PROGRESS,
-            p.stage,
+            stage,
             i,
-            f"{p.stage} {i}/{self.total}: step {p.step}/{p.steps}",
-            step=p.step,
-            steps=p.steps,
-            eta=round(p.eta, 2),
-            fraction=round(p.fraction, 3),
+            f"{stage} {i}/{self.total}: step {p.step}/{p.steps}",
+            ProgressData(p.step, p.steps, round(p.eta, 2), round(p.fraction, 3)),
+        )
+
+    def _recovery(self, step: RecoveryStep, stage: str, i: int) -> None:
+        text = {
+            "crash_detected": "backend crashed",
+            "artifacts_written": "failure artifacts written",
+            "restart": "restarting the backend",
+            "retry": "retrying",
+            "gave_up": "giving up",
+        }.get(step.step, step.step)
+        detail = f": {step.cause}" if step.cause else ""
+        self._emit(
+            EventKind.RECOVERY,
+            stage,
+            i,
+            f"{stage} {i}/{self.total}: {text} (attempt {step.attempt}){detail}",
+            RecoveryData(step.step, step.attempt, step.cause, step.artifacts),
         )
 
     def _emit(
-        self, kind: EventKind, stage: str, index: int | None, message: str, **fields: Any
+        self,
+        kind: EventKind,
+        stage: str,
+        index: int | None,
+        message: str,
+        data: EventData | None,
     ) -> None:
         self.bus.emit(
             kind,
@@ -337,68 +399,95 @@ class _Run:
             stage=stage,
             image_index=index,
             total=self.total,
-            fields=fields,
+            data=data,
         )
 
     def _log_to_run_folder(self) -> None:
         """The job's own events.jsonl, open until the runner records the job's end."""
-        sink = JsonlSink(self.run_dir / "events.jsonl")
+        sink = JsonlSink(self.run_dir / "events.jsonl", mode=0o644)
 
-        def write(event: Any) -> None:
+        def write(event: JobLifecycleLogEvent) -> None:
             if event.job_id != self.job.id:
                 return
             sink(event)
-            if event.kind in FINAL_KINDS and event.source == "runner":
+            if event.kind in RUN_LOG_END or (
+                event.kind == EventKind.JOB_RECOVERED and event.source == "runner"
+            ):
                 unsubscribe()
                 sink.close()
 
         unsubscribe = self.bus.subscribe(write)
 
-    def _checkpoint(self) -> dict[str, Any]:
-        return {"run_dir": str(self.run_dir), "seed": self.seed, "stages": self.stages_done}
+    def _furthest(self) -> list[ImageRecord]:
+        """The furthest stage's image of every index that has one."""
+        furthest: dict[int, ImageRecord] = {}
+        for stage in self.chain:
+            furthest.update(self.records.get(stage.name, {}))
+        return [furthest[i] for i in sorted(furthest)]
 
-    def _write_manifests(self) -> list[str]:
-        final = self.stages_done[-1]["images"]
+    def _write_manifests(self, images: list[ImageRecord]) -> list[str]:
         paths = []
         positive, negative = payloads.prompts(self.spec, self.settings)
-        for image in final:
-            i = image["index"]
-            history = [s["images"][i - 1] for s in self.stages_done]
+        for image in images:
+            i = image.index
+            history = [
+                self.records[s.name][i] for s in self.chain if i in self.records.get(s.name, {})
+            ]
             first = history[0]
             manifest = {
                 "job_id": self.job.id,
                 "spec_sha256": self.spec_sha256,
                 "image_index": i,
-                "file": image["file"],
+                "file": image.file,
+                "complete": image.stage == self.chain[-1].name,
                 "prompt": positive,
                 "negative_prompt": negative,
                 "seed_requested": self.spec.seed,
-                "seed": first["seed"],
-                "model": self.spec.model or first["backend"].get("sd_model_name"),
+                "seed": first.seed,
+                "model": self.spec.model or first.backend.sd_model_name,
                 "vae": self.spec.vae,
-                "backend": {"url": self.backend.client.base_url, **first["backend"]},
+                "backend": {"url": self.backend.url, **first.backend.model_dump()},
                 "provenance": self.spec.provenance.model_dump(),
-                "stages": history,
-                "guard": [d for h in history for d in h["guard"]],
+                "stages": [h.model_dump(mode="json") for h in history],
+                "guard": [d for h in history for d in h.guard],
                 "spec": self.spec.model_dump(mode="json"),
             }
-            path = Path(image["file"]).with_suffix(".json")
+            path = Path(image.file).with_suffix(".json")
             write_json(path, manifest)
             paths.append(str(path))
         return paths
 
-    def _result(self, manifests: list[str]) -> dict[str, Any]:
-        final = self.stages_done[-1]["images"] if self.stages_done else []
-        complete = manifests and len(self.stages_done) == len(self.spec.stages())
-        return {
-            "run_dir": str(self.run_dir),
-            "seed": self.seed,
-            "images": [img["file"] for img in final] if complete else [],
-            "manifests": manifests,
-            "stages": {s["stage"]: [img["file"] for img in s["images"]] for s in self.stages_done},
-            "partial": [img["file"] for img in self.partial],
-            "durations_s": {
-                s["stage"]: round(sum(img["duration_s"] for img in s["images"]), 3)
-                for s in self.stages_done
+    def _result(self, complete: bool) -> JobResult:
+        images = self._furthest()
+        try:
+            manifests = self._write_manifests(images)
+        except OSError as exc:
+            if complete:
+                raise
+            manifests = []  # the job already failed; its reason is the failure, not this
+            self.bus.emit(
+                EventKind.WARNING,
+                f"manifests not written: {exc}",
+                source="pipeline",
+                job_id=self.job.id,
+            )
+        return JobResult(
+            run_dir=str(self.run_dir),
+            seeds=self.checkpoint.seeds,
+            images=[image.file for image in images],
+            manifests=manifests,
+            stages={
+                s.name: [r.file for _, r in sorted(self.records[s.name].items())]
+                for s in self.chain
+                if self.records.get(s.name)
             },
-        }
+            durations_s={
+                s.name: round(sum(r.duration_s for r in self.records[s.name].values()), 3)
+                for s in self.chain
+                if self.records.get(s.name)
+            },
+        )
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value is not None else None

@@ -1,28 +1,65 @@
 """JobRunner (single node): one worker thread that claims jobs and runs them one at a time.
 
 While a job runs, a heartbeat thread (one for the runner's life) renews its lease and picks up
-cancel requests made from any process.
-After a failure caused by the backend dying, the runner waits for a healthy backend before the
-next claim; if the backend cannot come up, it pauses the queue with the reason instead of failing
-every remaining job.
+cancel requests made from any process. Before each claim the runner makes sure the backend can
+take a job (`BackendGate`); when it cannot — the crash-loop breaker is open, an attached backend
+is gone — the queue pauses with the reason instead of failing job after job. The same happens
+when two jobs in a row fail for the same environmental reason (an unwritable or full output
+folder, rejected credentials, out of memory). A pause the runner made ends when the user resumes
+the queue, or, for a crash loop, with one trial after the breaker's cooldown.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from typing import Protocol
 
+from stablenew.errors import StableNewError
 from stablenew.jobs.cancel import CancelToken
-from stablenew.jobs.job import Job, JobOutcome, JobStatus, error_envelope
+from stablenew.jobs.execution import Execute
+from stablenew.jobs.job import Job
+from stablenew.jobs.outcome import Checkpoint, ErrorEnvelope, ImageRecord, JobOutcome
+from stablenew.jobs.status import REASON_TEXT, FailureReason, JobStatus
 from stablenew.observe.events import EventBus, EventKind
-from stablenew.observe.lifecycle import JobLifecycleLogger
-from stablenew.queue.store import JobStore, new_owner
-
-Checkpoint = Callable[[dict], None]
-Execute = Callable[[Job, CancelToken, Checkpoint], JobOutcome]
-BackendReady = Callable[[], str | None]  # None when ready, else why not
+from stablenew.queue.store import Claim, JobStore, new_owner
 
 STOPPING = "runner stopping"
+ENVIRONMENTAL = {
+    FailureReason.OUTPUT_UNWRITABLE,
+    FailureReason.OUTPUT_FULL,
+    FailureReason.BACKEND_UNREACHABLE,
+    FailureReason.AUTH_REJECTED,
+    FailureReason.OUT_OF_MEMORY,
+}
+
+
+class BackendGate(Protocol):
+    """What the runner asks of the backend between jobs."""
+
+    def ensure_ready(self) -> str | None:
+        """Start the backend if it is not running; None when it can take a job, else why not."""
+
+    def trial_due(self) -> bool:
+        """A crash loop's cooldown is over: one trial start is allowed now (half-open)."""
+
+    def resumed_by_user(self) -> None:
+        """The user resumed a queue the runner had paused: the cause is said to be fixed."""
+
+
+class _Saver:
+    """A running job's checkpoints, kept in the store under the runner's lease."""
+
+    def __init__(self, store: JobStore, job_id: str, owner: str) -> None:
+        self.store, self.job_id, self.owner = store, job_id, owner
+
+    def save(self, checkpoint: Checkpoint) -> None:
+        self.store.save_checkpoint(self.job_id, self.owner, checkpoint)
+
+    def save_image(self, record: ImageRecord) -> None:
+        self.store.save_image(self.job_id, self.owner, record)
+
+    def records(self) -> list[ImageRecord]:
+        return self.store.image_records(self.job_id)
 
 
 class JobRunner:
@@ -32,16 +69,15 @@ class JobRunner:
         execute: Execute,
         bus: EventBus,
         *,
-        backend_ready: BackendReady | None = None,
+        max_attempts: int,
+        gate: BackendGate | None = None,
         poll_interval: float = 0.5,
-        max_attempts: int = 3,
         owner: str | None = None,
     ) -> None:
         self.store = store
         self.execute = execute
         self.bus = bus
-        self.lifecycle = JobLifecycleLogger(bus)
-        self.backend_ready = backend_ready
+        self.gate = gate
         self.poll_interval = poll_interval
         self.max_attempts = max_attempts
         self.owner = owner or new_owner()
@@ -52,22 +88,12 @@ class JobRunner:
         self._heartbeat_stop = threading.Event()
         self._current_lock = threading.Lock()
         self._current: tuple[str, CancelToken] | None = None
-
-    @property
-    def current_job_id(self) -> str | None:
-        with self._current_lock:
-            return self._current[0] if self._current else None
+        self._my_pause: str | None = None  # the reason of a pause this runner made
+        self._last_reason: FailureReason | None = None  # the previous job's environmental reason
 
     def recover(self) -> None:
-        for job_id, status in self.store.recover(self.max_attempts):
-            verb = "re-queued to resume" if status == JobStatus.QUEUED else "quarantined"
-            self.bus.emit(
-                EventKind.JOB_RECOVERED,
-                f"Job left RUNNING by a dead runner: {verb}.",
-                source="runner",
-                job_id=job_id,
-                fields={"status": status.value},
-            )
+        for event in self.store.recover(self.max_attempts):
+            self.bus.publish(event)
 
     def start(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -109,44 +135,99 @@ class JobRunner:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    # -- the loop ------------------------------------------------------------------------------
+
     def _loop(self) -> None:
         while not self._stopping.is_set():
-            job = self.store.claim_next(self.owner)
-            if job is None:
+            try:
+                claim = self._next()
+            except StableNewError as exc:  # a busy or damaged store: say so, try again later
+                self.bus.emit(EventKind.WARNING, f"runner: {exc}", source="runner")
+                claim = None
+            if claim is None:
                 self._wake.wait(self.poll_interval)
                 self._wake.clear()
                 continue
-            self.run_job(job)
+            self.run_job(claim)
 
-    def run_job(self, job: Job) -> JobOutcome:
+    def _next(self) -> Claim | None:
+        """The next job to run, once the backend can take it; None when there is none now."""
+        paused = self.store.paused()
+        if self._my_pause is not None and paused != self._my_pause:
+            self._my_pause = None  # the user resumed (or paused again for a reason of theirs)
+            self._last_reason = None
+            if paused is None and self.gate is not None:
+                self.gate.resumed_by_user()
+        if paused is not None:
+            if paused == self._my_pause and self.gate is not None and self.gate.trial_due():
+                event = self.store.resume(source="runner")
+                if event is not None:
+                    self._my_pause = None
+                    self.bus.publish(event)
+            else:
+                return None
+        if self.gate is not None:
+            why = self.gate.ensure_ready()
+            if why is not None:
+                self._pause(f"backend unavailable: {why}")
+                return None
+        return self.store.claim_next(self.owner)
+
+    def run_job(self, claim: Claim) -> JobOutcome:
+        job = claim.job
         token = CancelToken()
         with self._current_lock:
             self._current = (job.id, token)
         self._start_heartbeat()
-        self.lifecycle.log_job_started(job.id, job.attempts, job.spec.stages())
+        self.bus.publish(claim.event)
         try:
-            outcome = self.execute(
-                job, token, lambda cp: self.store.save_checkpoint(job.id, self.owner, cp)
-            )
+            outcome = self.execute(job, token, _Saver(self.store, job.id, self.owner))
         except Exception as exc:  # the pipeline's own failures arrive as outcomes; this is a bug
-            outcome = JobOutcome.failed(error_envelope(exc))
+            outcome = JobOutcome.failed(ErrorEnvelope.from_exception(exc, job_id=job.id))
         finally:
             with self._current_lock:
                 self._current = None
         if outcome.status == JobStatus.CANCELLED and token.reason == STOPPING:
-            self.store.release(job.id, self.owner, "runner stopped; will resume")
-            self.bus.emit(
-                EventKind.JOB_RECOVERED,
-                "Runner stopped mid-job: the job is queued again and resumes at the next start.",
-                source="runner",
-                job_id=job.id,
-            )
+            self._release(job, "the runner stopped; it resumes at the next start")
             return outcome
-        if self.store.finish(job.id, self.owner, outcome):
-            self.lifecycle.log_job_finished(job.id, outcome.status, _summary(outcome))
-        if outcome.backend_down:
-            self._await_backend()
+        if outcome.released:
+            error = outcome.error
+            why = "it cannot run jobs now"
+            if error is not None:
+                why = error.causes[-1].message if error.causes else error.message
+            self._release(job, "the backend is in a crash loop")
+            self._pause(f"backend unavailable: {why}")
+            return outcome
+        event = self.store.finish(job.id, self.owner, outcome)
+        if event is not None:
+            self.bus.publish(event)
+        self._after(outcome)
         return outcome
+
+    def _release(self, job: Job, detail: str) -> None:
+        event = self.store.release(job.id, self.owner, detail)
+        if event is not None:
+            self.bus.publish(event)
+
+    def _after(self, outcome: JobOutcome) -> None:
+        """Two jobs in a row failing for one environmental reason: the third would too."""
+        reason = outcome.error.reason if outcome.error is not None else None
+        if outcome.status != JobStatus.FAILED or reason not in ENVIRONMENTAL:
+            self._last_reason = None
+            return
+        if reason == self._last_reason:
+            self._last_reason = None
+            self._pause(f"2 jobs in a row failed because {REASON_TEXT[reason]}")
+        else:
+            self._last_reason = reason
+
+    def _pause(self, reason: str) -> None:
+        if self.store.paused() == reason:
+            return
+        self._my_pause = reason
+        self.bus.publish(self.store.pause(reason, source="runner"))
+
+    # -- the heartbeat -------------------------------------------------------------------------
 
     def _start_heartbeat(self) -> None:
         if self._heartbeat_thread is None or not self._heartbeat_thread.is_alive():
@@ -170,22 +251,3 @@ class JobRunner:
                     token.cancel("cancelled by the user")
             except Exception as exc:  # a busy database must not kill the job
                 self.bus.emit(EventKind.WARNING, f"lease renewal failed: {exc}", job_id=job_id)
-
-    def _await_backend(self) -> None:
-        if self.backend_ready is None:
-            return
-        reason = self.backend_ready()
-        if reason is not None:
-            message = f"backend unavailable: {reason}"
-            self.store.pause(message)
-            self.bus.emit(EventKind.QUEUE_PAUSED, f"Queue paused: {message}", source="runner")
-
-
-def _summary(outcome: JobOutcome) -> str:
-    if outcome.status == JobStatus.COMPLETED:
-        count = len(outcome.result.get("images", []))
-        return f"Job completed: {count} image(s)."
-    if outcome.status == JobStatus.CANCELLED:
-        kept = len(outcome.result.get("images", []))
-        return f"Job cancelled; {kept} finished image(s) kept."
-    return f"Job failed: {(outcome.error or {}).get('message', 'unknown error')}"

@@ -1,14 +1,22 @@
-"""JobStore: the durable job queue on SQLite (WAL).
+"""JobStore: the durable job queue on SQLite (WAL), shared safely by every process on a home.
 
-Every status change happens in one transaction together with a row in `events`, whose
-autoincrement `seq` lets a consumer that reconnects replay what it missed. Claims take the write
-lock first (BEGIN IMMEDIATE), so two processes on one database never run the same job twice.
-A job carries a lease that its runner renews; a job whose runner died is recovered at start-up:
-re-queued to resume from its checkpoint, or quarantined after too many attempts.
+Every status change happens in one transaction together with its lifecycle event in `events`,
+whose autoincrement `seq` orders the log across processes, so a consumer that reconnects replays
+exactly what it missed; the owner appends the other lifecycle events (stage and image
+boundaries, recovery steps, backend states) to the same log. Claims take the write lock first
+(BEGIN IMMEDIATE), so two processes on one database never run the same job twice. A job carries
+a lease that its runner renews; a job whose runner died is recovered at start-up: re-queued to
+resume from its checkpoint, or quarantined after too many attempts. Each finished image is a row
+of `job_images`, written as it finishes: a resume redoes at most the image that was in flight.
+
+The schema is versioned (`queue/schema.py`). Every SQLite failure reaches callers as a
+StoreError that says what to do (a damaged file, a full disk, a busy database).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import os
 import socket
@@ -16,65 +24,42 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import orjson
 import psutil
 
-from stablenew.jobs.job import Job, JobOutcome, JobStatus, utcnow
+from stablenew import redact
+from stablenew.errors import QueueError, StoreError
+from stablenew.jobs.job import Job, utcnow
+from stablenew.jobs.outcome import Checkpoint, ErrorEnvelope, ImageRecord, JobOutcome, JobResult
 from stablenew.jobs.spec import JobSpec
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    spec TEXT NOT NULL,
-    prompt TEXT NOT NULL,
-    status TEXT NOT NULL,
-    priority INTEGER NOT NULL DEFAULT 0,
-    position REAL NOT NULL,
-    created_at TEXT NOT NULL,
-    started_at TEXT,
-    finished_at TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    owner TEXT,
-    lease_until REAL,
-    checkpoint TEXT NOT NULL DEFAULT '{}',
-    result TEXT NOT NULL DEFAULT '{}',
-    error TEXT,
-    retried_from TEXT,
-    cancel_requested INTEGER NOT NULL DEFAULT 0
-);
--- One index serves the claim order (status, then priority, then FIFO) and the status filters.
-CREATE INDEX IF NOT EXISTS jobs_order ON jobs(status, priority DESC, position);
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    job_id TEXT NOT NULL,
-    status TEXT NOT NULL,
-    ts TEXT NOT NULL,
-    detail TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
+from stablenew.jobs.status import JobStatus
+from stablenew.observe import lifecycle
+from stablenew.observe.events import EventKind, JobLifecycleLogEvent, data_from_fields
+from stablenew.queue.schema import migrate
 
 Move = Literal["up", "down", "front", "back"]
-
-
-class QueueError(ValueError):
-    """A queue operation that does not apply (unknown job, wrong status)."""
+FINISHED = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+QUEUED_DATA = orjson.dumps({"status": "QUEUED", "detail": ""}).decode()
 
 
 @dataclass(frozen=True)
-class StatusEvent:
-    seq: int
-    job_id: str
-    status: JobStatus
-    ts: datetime
-    detail: str
+class Claim:
+    job: Job
+    event: JobLifecycleLogEvent  # job_started, as recorded
+
+
+@dataclass(frozen=True)
+class QueueView:
+    jobs: list[Job]  # running first, then the queue in run order, at most the limit asked for
+    waiting: int  # every queued job, those beyond the limit too
+    paused: str | None  # why the queue is paused, or None
 
 
 def new_owner() -> str:
@@ -92,38 +77,63 @@ def _owner_is_dead(owner: str | None) -> bool:
     return not psutil.pid_exists(int(pid))
 
 
-def _ts(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
 def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-@dataclass(frozen=True)
-class QueueView:
-    jobs: list[Job]  # running first, then the queue in run order, at most the limit asked for
-    waiting: int  # every queued job, those beyond the limit too
-    paused: str | None  # why the queue is paused, or None
+def store_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    """A SQLite failure as something a user can act on."""
+    text = str(exc)
+    lowered = text.lower()
+    if "full" in lowered:
+        return StoreError(f"the disk holding {path} is full ({text}); free some space and retry")
+    if "not a database" in lowered or "malformed" in lowered or "corrupt" in lowered:
+        return StoreError(
+            f"{path} is damaged ({text}). `stablenew doctor` checks it; `stablenew queue "
+            "recover` keeps every job that can still be read and sets the damaged file aside"
+        )
+    if "locked" in lowered or "busy" in lowered:
+        return StoreError(f"{path} stayed busy (another process holds it): {text}")
+    if "readonly" in lowered or "unable to open" in lowered or "disk i/o" in lowered:
+        return StoreError(f"cannot use {path}: {text} (is its folder writable?)")
+    return StoreError(f"{path}: {text}")
+
+
+def _create_private(path: Path) -> None:
+    """jobs.db holds every prompt: owner-only from its first byte (SQLite gives its -wal and
+    -shm files the database's own permissions)."""
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):  # made by another process meanwhile
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 class JobStore:
     def __init__(self, path: Path | str, *, lease_seconds: float = 30.0) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(path).absolute()
         self.lease_seconds = lease_seconds
+        if self.path.is_file() and self.path.stat().st_size == 0:
+            raise StoreError(
+                f"{self.path} is empty (0 bytes): it is not a job database any more. "
+                "`stablenew queue recover` sets it aside and starts a fresh one"
+            )
         self._lock = threading.RLock()
-        self._db = self._connect()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        with self._tx() as c:
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    c.execute(statement)
-        # Listings get their own connection: under WAL a reader never blocks the runner's writes,
-        # so a GUI refreshing a long queue does not delay the running job's checkpoints.
         self._read_lock = threading.Lock()
-        self._reader = self._connect()
+        try:
+            _create_private(self.path)
+            self._db = self._connect()
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            # Listings get their own connection: under WAL a reader never blocks the runner's
+            # writes, so a GUI refreshing a long queue does not delay the running job.
+            self._reader = self._connect()
+        except sqlite3.Error as exc:
+            raise store_error(self.path, exc) from exc
+        except OSError as exc:
+            raise StoreError(f"cannot create {self.path}: {exc}") from exc
+        with self._tx() as c:
+            migrate(c)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -139,34 +149,90 @@ class JobStore:
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         with self._read_lock:
-            yield self._reader
+            try:
+                yield self._reader
+            except sqlite3.Error as exc:
+                raise store_error(self.path, exc) from exc
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction that holds SQLite's write lock from its first statement."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise store_error(self.path, exc) from exc
+
+    # -- the event log -------------------------------------------------------------------------
 
     @staticmethod
-    def _event(c: sqlite3.Connection, job_id: str, status: JobStatus, detail: str = "") -> None:
-        c.execute(
-            "INSERT INTO events (job_id, status, ts, detail) VALUES (?, ?, ?, ?)",
-            (job_id, status.value, utcnow().isoformat(), detail),
+    def _record(
+        c: sqlite3.Connection, event: JobLifecycleLogEvent, status: JobStatus | None = None
+    ) -> JobLifecycleLogEvent:
+        """Write one lifecycle event; returns it as recorded (with its seq)."""
+        status = status or event.status
+        cur = c.execute(
+            "INSERT INTO events (ts, kind, job_id, status, source, pid, stage, image_index,"
+            " total, message, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                event.ts.isoformat(),
+                event.kind.value,
+                event.job_id,
+                status.value if status else None,
+                event.source,
+                event.pid,
+                event.stage,
+                event.image_index,
+                event.total,
+                redact.text(event.message),
+                redact.text(orjson.dumps(event.fields, default=str).decode()),
+            ),
         )
+        return dataclasses.replace(event, store_seq=cur.lastrowid, persisted=True)
+
+    def append_events(self, events: Sequence[JobLifecycleLogEvent]) -> None:
+        """Add lifecycle events that come with no status change (stages, recovery, backend)."""
+        with self._tx() as c:
+            for event in events:
+                self._record(c, event)
+
+    def events_since(
+        self, seq: int = 0, limit: int = 10_000, job_id: str | None = None
+    ) -> list[JobLifecycleLogEvent]:
+        """The log after `seq`, oldest first: what a consumer that saw `seq` has missed."""
+        where, params = "seq > ?", [seq]
+        if job_id is not None:
+            where, params = "job_id = ? AND seq > ?", [job_id, seq]
+        with self._read() as db:
+            rows = db.execute(
+                f"SELECT * FROM events WHERE {where} ORDER BY seq LIMIT ?", (*params, limit)
+            ).fetchall()
+        return [_event(r) for r in rows]
+
+    def last_seq(self) -> int:
+        """Where a consumer starts to hear only what happens from now on."""
+        with self._read() as db:
+            return int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
 
     # -- submit --------------------------------------------------------------------------------
 
-    def submit(self, spec: JobSpec, priority: int = 0) -> str:
-        return self.submit_many([spec], priority)[0]
+    def submit(self, spec: JobSpec, priority: int = 0, source: str = "api") -> str:
+        return self.submit_many([spec], priority, source=source)[0]
 
     def submit_many(
-        self, specs: Iterable[JobSpec], priority: int = 0, retried_from: str | None = None
+        self,
+        specs: Iterable[JobSpec],
+        priority: int = 0,
+        retried_from: str | None = None,
+        source: str = "api",
     ) -> list[str]:
         """Queue many jobs in one transaction: all of them, or none."""
         now = utcnow().isoformat()
@@ -182,14 +248,15 @@ class JobStore:
                 ],
             )
             c.executemany(
-                "INSERT INTO events (job_id, status, ts, detail) VALUES (?, 'QUEUED', ?, '')",
-                [(job_id, now) for job_id, _, _ in rows],
+                "INSERT INTO events (ts, kind, job_id, status, source, pid, message, data)"
+                " VALUES (?, 'job_queued', ?, 'QUEUED', ?, ?, 'Job queued.', ?)",
+                [(now, job_id, source, os.getpid(), QUEUED_DATA) for job_id, _, _ in rows],
             )
         return [job_id for job_id, _, _ in rows]
 
-    # -- claim, lease, finish ------------------------------------------------------------------
+    # -- claim, lease, checkpoint, finish ------------------------------------------------------
 
-    def claim_next(self, owner: str) -> Job | None:
+    def claim_next(self, owner: str) -> Claim | None:
         """Atomically take the next QUEUED job (priority, then FIFO); None when paused or empty."""
         with self._tx() as c:
             if self._paused(c):
@@ -205,8 +272,9 @@ class JobStore:
                 " started_at = ?, attempts = attempts + 1, cancel_requested = 0 WHERE id = ?",
                 (owner, time.time() + self.lease_seconds, utcnow().isoformat(), row["id"]),
             )
-            self._event(c, row["id"], JobStatus.RUNNING, owner)
-            return self._get(c, row["id"])
+            job = self._get(c, row["id"])
+            event = self._record(c, lifecycle.job_started(job.id, job.attempts, job.spec.stages()))
+            return Claim(job, event)
 
     def renew_lease(self, job_id: str, owner: str) -> bool:
         """Extend the lease; returns whether a cancel was requested (from any process)."""
@@ -218,15 +286,40 @@ class JobStore:
             row = c.execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return bool(row and row["cancel_requested"])
 
-    def save_checkpoint(self, job_id: str, owner: str, checkpoint: dict[str, Any]) -> None:
+    def save_checkpoint(self, job_id: str, owner: str, checkpoint: Checkpoint) -> None:
         with self._tx() as c:
             c.execute(
                 "UPDATE jobs SET checkpoint = ? WHERE id = ? AND owner = ? AND status = 'RUNNING'",
-                (_dumps(checkpoint), job_id, owner),
+                (checkpoint.model_dump_json(), job_id, owner),
             )
 
-    def finish(self, job_id: str, owner: str, outcome: JobOutcome) -> bool:
-        """Record the outcome; False if this owner no longer holds the job (lease lost)."""
+    def save_image(self, job_id: str, owner: str, record: ImageRecord) -> None:
+        """One finished image: the checkpoint a resume starts after."""
+        with self._tx() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO job_images SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1"
+                " FROM jobs WHERE id = ? AND owner = ? AND status = 'RUNNING')",
+                (
+                    job_id,
+                    record.stage,
+                    record.index,
+                    record.model_dump_json(),
+                    job_id,
+                    owner,
+                ),
+            )
+
+    def image_records(self, job_id: str) -> list[ImageRecord]:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT record FROM job_images WHERE job_id = ? ORDER BY image_index", (job_id,)
+            ).fetchall()
+        return [ImageRecord.model_validate_json(r["record"]) for r in rows]
+
+    def finish(
+        self, job_id: str, owner: str, outcome: JobOutcome, source: str = "runner"
+    ) -> JobLifecycleLogEvent | None:
+        """Record the outcome and its event; None if this owner no longer holds the job."""
         if not outcome.status.finished:
             raise QueueError(f"{outcome.status} is not a final status")
         with self._tx() as c:
@@ -237,20 +330,20 @@ class JobStore:
                 (
                     outcome.status.value,
                     utcnow().isoformat(),
-                    _dumps(outcome.result),
-                    _dumps(outcome.error) if outcome.error else None,
+                    outcome.result.model_dump_json(),
+                    outcome.error.model_dump_json() if outcome.error else None,
                     job_id,
                     owner,
                 ),
             )
-            if cur.rowcount:
-                detail = (outcome.error or {}).get("message", "") if outcome.error else ""
-                self._event(c, job_id, outcome.status, str(detail)[:500])
-            return bool(cur.rowcount)
+            if not cur.rowcount:
+                return None
+            c.execute("DELETE FROM job_images WHERE job_id = ?", (job_id,))
+            return self._record(c, lifecycle.job_finished(job_id, outcome, source))
 
-    def release(self, job_id: str, owner: str, detail: str) -> bool:
-        """Give a running job back to the queue (a clean shutdown): it resumes from its
-        checkpoint at the next start, and the interrupted attempt does not count as a crash."""
+    def release(self, job_id: str, owner: str, detail: str) -> JobLifecycleLogEvent | None:
+        """Give a running job back to the queue (a shutdown, a tripped breaker): it resumes from
+        its checkpoint, and the interrupted attempt does not count as a crash."""
         with self._tx() as c:
             cur = c.execute(
                 "UPDATE jobs SET status = 'QUEUED', owner = NULL, lease_until = NULL,"
@@ -259,15 +352,15 @@ class JobStore:
                 " WHERE id = ? AND owner = ? AND status = 'RUNNING'",
                 (job_id, owner),
             )
-            if cur.rowcount:
-                self._event(c, job_id, JobStatus.QUEUED, detail)
-            return bool(cur.rowcount)
+            if not cur.rowcount:
+                return None
+            return self._record(c, lifecycle.job_requeued(job_id, detail))
 
     # -- recovery ------------------------------------------------------------------------------
 
-    def recover(self, max_attempts: int = 3) -> list[tuple[str, JobStatus]]:
+    def recover(self, max_attempts: int) -> list[JobLifecycleLogEvent]:
         """Jobs left RUNNING by a dead runner: re-queue them, or quarantine after N attempts."""
-        recovered: list[tuple[str, JobStatus]] = []
+        recorded: list[JobLifecycleLogEvent] = []
         with self._tx() as c:
             rows = c.execute(
                 "SELECT id, owner, lease_until, attempts FROM jobs WHERE status = 'RUNNING'"
@@ -282,21 +375,13 @@ class JobStore:
                         f"quarantined: crashed the runner {row['attempts']} times; "
                         "not retried automatically"
                     )
-                    error = {
-                        "type": "Quarantined",
-                        "message": reason,
-                        "stage": None,
-                        "image_index": None,
-                        "cause_chain": [],
-                        "artifacts": [],
-                    }
+                    error = ErrorEnvelope(type="Quarantined", message=reason, job_id=row["id"])
                     c.execute(
                         "UPDATE jobs SET status = 'FAILED', finished_at = ?, error = ?,"
                         " owner = NULL, lease_until = NULL WHERE id = ?",
-                        (utcnow().isoformat(), _dumps(error), row["id"]),
+                        (utcnow().isoformat(), error.model_dump_json(), row["id"]),
                     )
-                    self._event(c, row["id"], JobStatus.FAILED, reason)
-                    recovered.append((row["id"], JobStatus.FAILED))
+                    recorded.append(self._record(c, lifecycle.job_quarantined(row["id"], reason)))
                 else:
                     # Back to the front of its priority group: it was already running.
                     c.execute(
@@ -305,15 +390,17 @@ class JobStore:
                         " WHERE id = ?",
                         (row["id"],),
                     )
-                    self._event(c, row["id"], JobStatus.QUEUED, "recovered after runner died")
-                    recovered.append((row["id"], JobStatus.QUEUED))
-        return recovered
+                    event = lifecycle.job_requeued(row["id"], "recovered after its runner died")
+                    recorded.append(self._record(c, event))
+        return recorded
 
     # -- user operations -----------------------------------------------------------------------
 
-    def cancel(self, job_id: str) -> JobStatus:
-        """QUEUED becomes CANCELLED at once; RUNNING gets a cancel request for its runner.
-        Returns the status the job had before."""
+    def cancel(
+        self, job_id: str, source: str = "api"
+    ) -> tuple[JobStatus, JobLifecycleLogEvent | None]:
+        """QUEUED becomes CANCELLED at once (its event is returned); RUNNING gets a cancel
+        request for its runner. Returns the status the job had before."""
         with self._tx() as c:
             status = self._status(c, job_id)
             if status == JobStatus.QUEUED:
@@ -321,16 +408,28 @@ class JobStore:
                     "UPDATE jobs SET status = 'CANCELLED', finished_at = ? WHERE id = ?",
                     (utcnow().isoformat(), job_id),
                 )
-                self._event(c, job_id, JobStatus.CANCELLED, "cancelled while queued")
+                return status, self._record(c, lifecycle.job_cancelled_while_queued(job_id, source))
             if status == JobStatus.RUNNING:
                 c.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
-            return status
+            return status, None
 
-    def retry(self, job_id: str) -> str:
+    def cancel_all_pending(self, source: str = "api") -> list[JobLifecycleLogEvent]:
+        """Every QUEUED job becomes CANCELLED; the running one is left alone."""
+        with self._tx() as c:
+            ids = [
+                r["id"] for r in c.execute("SELECT id FROM jobs WHERE status = 'QUEUED'").fetchall()
+            ]
+            c.execute(
+                "UPDATE jobs SET status = 'CANCELLED', finished_at = ? WHERE status = 'QUEUED'",
+                (utcnow().isoformat(),),
+            )
+            return [self._record(c, lifecycle.job_cancelled_while_queued(i, source)) for i in ids]
+
+    def retry(self, job_id: str, source: str = "api") -> str:
         job = self.get(job_id)
         if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             raise QueueError(f"job {job.short_id} is {job.status}; only FAILED or CANCELLED retry")
-        return self.submit_many([job.spec], job.priority, retried_from=job_id)[0]
+        return self.submit_many([job.spec], job.priority, retried_from=job_id, source=source)[0]
 
     def move(self, job_id: str, where: Move) -> None:
         with self._tx() as c:
@@ -367,20 +466,38 @@ class JobStore:
             if status == JobStatus.RUNNING:
                 raise QueueError(f"job {job_id[:8]} is running; cancel it first")
             c.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            c.execute("DELETE FROM job_images WHERE job_id = ?", (job_id,))
+
+    def remove_where(self, statuses: Iterable[JobStatus]) -> int:
+        """Remove every job in these statuses (never a running one); returns how many."""
+        wanted = [JobStatus(s).value for s in statuses if JobStatus(s) != JobStatus.RUNNING]
+        if not wanted:
+            return 0
+        marks = ", ".join("?" * len(wanted))
+        with self._tx() as c:
+            c.execute(
+                f"DELETE FROM job_images WHERE job_id IN (SELECT id FROM jobs WHERE status IN"
+                f" ({marks}))",
+                wanted,
+            )
+            return int(c.execute(f"DELETE FROM jobs WHERE status IN ({marks})", wanted).rowcount)
 
     def clear_finished(self) -> int:
-        with self._tx() as c:
-            return c.execute(
-                "DELETE FROM jobs WHERE status IN ('COMPLETED', 'FAILED', 'CANCELLED')"
-            ).rowcount
+        return self.remove_where(FINISHED)
 
-    def pause(self, reason: str = "paused by the user") -> None:
+    def pause(
+        self, reason: str = "paused by the user", source: str = "api"
+    ) -> JobLifecycleLogEvent:
         with self._tx() as c:
             c.execute("INSERT OR REPLACE INTO meta VALUES ('paused', ?)", (reason,))
+            return self._record(c, lifecycle.queue_paused(reason, source))
 
-    def resume(self) -> None:
+    def resume(self, source: str = "api") -> JobLifecycleLogEvent | None:
+        """Resume a paused queue; None when it was not paused."""
         with self._tx() as c:
-            c.execute("DELETE FROM meta WHERE key = 'paused'")
+            if c.execute("DELETE FROM meta WHERE key = 'paused'").rowcount == 0:
+                return None
+            return self._record(c, lifecycle.queue_resumed(source))
 
     def paused(self) -> str | None:
         """The reason the queue is paused, or None when it runs."""
@@ -390,7 +507,7 @@ class JobStore:
     @staticmethod
     def _paused(c: sqlite3.Connection) -> str | None:
         row = c.execute("SELECT value FROM meta WHERE key = 'paused'").fetchone()
-        return row["value"] if row else None
+        return str(row["value"]) if row else None
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -418,25 +535,31 @@ class JobStore:
             ).fetchall()
         if len(rows) != 1:
             raise QueueError(f"{'no' if not rows else 'more than one'} job matches {prefix!r}")
-        return rows[0]["id"]
+        return str(rows[0]["id"])
 
     def list_jobs(
         self,
         statuses: Iterable[JobStatus] | None = None,
         text: str | None = None,
         limit: int = 1000,
+        offset: int = 0,
     ) -> list[Job]:
         """Running first, then the queue in run order, then finished jobs newest first."""
         with self._read() as db:
-            rows = self._select(db, statuses, text, limit)
+            rows = self._select(db, statuses, text, limit, offset)
         return [_job(r) for r in rows]
+
+    def count(self, statuses: Iterable[JobStatus] | None = None, text: str | None = None) -> int:
+        where, params = self._filter(statuses, text)
+        with self._read() as db:
+            return int(db.execute(f"SELECT COUNT(*) FROM jobs {where}", params).fetchone()[0])
 
     def queue_view(self, limit: int) -> QueueView:
         """The running job and the head of the queue, with the full count, as of one moment."""
         with self._read() as db:
             db.execute("BEGIN")  # one read transaction: the parts agree with each other
             try:
-                rows = self._select(db, [JobStatus.RUNNING, JobStatus.QUEUED], None, limit)
+                rows = self._select(db, [JobStatus.RUNNING, JobStatus.QUEUED], None, limit, 0)
                 waiting = db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'QUEUED'")
                 count = waiting.fetchone()[0]
                 paused = self._paused(db)
@@ -450,31 +573,39 @@ class JobStore:
         statuses: Iterable[JobStatus] | None,
         text: str | None,
         limit: int,
+        offset: int,
     ) -> list[sqlite3.Row]:
         where, params = self._filter(statuses, text)
         return db.execute(
             f"SELECT * FROM jobs {where} ORDER BY"
             " CASE status WHEN 'RUNNING' THEN 0 WHEN 'QUEUED' THEN 1 ELSE 2 END,"
             " CASE WHEN status = 'QUEUED' THEN -priority END, position, finished_at DESC"
-            " LIMIT ?",
-            (*params, limit),
+            " LIMIT ? OFFSET ?",
+            (*params, limit, offset),
         ).fetchall()
 
     def history(
-        self, statuses: Iterable[JobStatus] | None = None, text: str | None = None, limit: int = 200
+        self,
+        statuses: Iterable[JobStatus] | None = None,
+        text: str | None = None,
+        limit: int = 200,
+        offset: int = 0,
     ) -> list[Job]:
-        finished = [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED]
-        wanted = [s for s in (statuses or finished) if s in finished]
+        wanted = [s for s in (statuses or FINISHED) if s in FINISHED]
         where, params = self._filter(wanted, text)
         with self._read() as db:
             rows = db.execute(
-                f"SELECT * FROM jobs {where} ORDER BY finished_at DESC LIMIT ?", (*params, limit)
+                f"SELECT * FROM jobs {where} ORDER BY finished_at DESC LIMIT ? OFFSET ?",
+                (*params, limit, offset),
             ).fetchall()
         return [_job(r) for r in rows]
 
     @staticmethod
-    def _filter(statuses: Iterable[JobStatus] | None, text: str | None) -> tuple[str, list[Any]]:
-        clauses, params = [], []
+    def _filter(
+        statuses: Iterable[JobStatus] | None, text: str | None
+    ) -> tuple[str, list[str | int]]:
+        clauses: list[str] = []
+        params: list[str | int] = []
         if statuses is not None:
             wanted = [JobStatus(s).value for s in statuses]
             clauses.append(f"status IN ({', '.join('?' * len(wanted))})" if wanted else "0")
@@ -485,50 +616,66 @@ class JobStore:
             params.append(f"%{escaped}%")
         return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
-    def events_since(self, seq: int = 0, limit: int = 10_000) -> list[StatusEvent]:
-        with self._read() as db:
-            rows = db.execute(
-                "SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
-            ).fetchall()
-        return [
-            StatusEvent(r["seq"], r["job_id"], JobStatus(r["status"]), _dt(r["ts"]), r["detail"])  # type: ignore[arg-type]
-            for r in rows
-        ]
-
-    def last_seq(self) -> int:
-        """Where a consumer starts to hear only what happens from now on."""
-        with self._read() as db:
-            return db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+    def integrity(self) -> str:
+        """'ok', or what SQLite's integrity check found."""
+        with self._lock:
+            try:
+                rows = self._db.execute("PRAGMA integrity_check").fetchall()
+            except sqlite3.Error as exc:
+                return str(exc)
+        return "; ".join(str(r[0]) for r in rows)
 
     def integrity_ok(self) -> bool:
-        with self._lock:
-            return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        return self.integrity() == "ok"
 
 
 @functools.lru_cache(maxsize=4096)
 def _spec(job_id: str, spec_json: str) -> JobSpec:
-    """Specs are immutable once queued, so each is validated once, not on every listing."""
+    """A spec changes only by an explicit edit (a new text), so each text is validated once."""
     return JobSpec.from_json(spec_json)
 
 
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()  # stored as TEXT, readable with any SQLite tool
+@functools.lru_cache(maxsize=1024)
+def _result(text: str) -> JobResult:
+    return JobResult.model_validate_json(text)
 
 
 def _job(row: sqlite3.Row) -> Job:
+    checkpoint = row["checkpoint"]
     return Job(
         id=row["id"],
         spec=_spec(row["id"], row["spec"]),
         status=JobStatus(row["status"]),
         priority=row["priority"],
         position=row["position"],
-        created_at=_dt(row["created_at"]),  # type: ignore[arg-type]
+        created_at=_dt(row["created_at"]) or utcnow(),
         started_at=_dt(row["started_at"]),
         finished_at=_dt(row["finished_at"]),
         attempts=row["attempts"],
-        checkpoint=orjson.loads(row["checkpoint"]),
-        result=orjson.loads(row["result"]),
-        error=orjson.loads(row["error"]) if row["error"] else None,
+        checkpoint=Checkpoint.model_validate_json(checkpoint) if checkpoint != "{}" else None,
+        result=_result(row["result"]),
+        error=ErrorEnvelope.model_validate_json(row["error"]) if row["error"] else None,
         retried_from=row["retried_from"],
         cancel_requested=bool(row["cancel_requested"]),
+    )
+
+
+def _event(row: sqlite3.Row) -> JobLifecycleLogEvent:
+    try:
+        kind = EventKind(row["kind"])
+    except ValueError:  # written by a newer release: shown as a warning, never dropped
+        kind = EventKind.WARNING
+    return JobLifecycleLogEvent(
+        kind,
+        row["message"],
+        source=row["source"],
+        job_id=row["job_id"],
+        stage=row["stage"],
+        image_index=row["image_index"],
+        total=row["total"],
+        data=data_from_fields(kind, orjson.loads(row["data"])),
+        ts=_dt(row["ts"]) or utcnow(),
+        pid=row["pid"] or 0,
+        store_seq=row["seq"],
+        persisted=True,
     )

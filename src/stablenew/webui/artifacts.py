@@ -13,6 +13,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from stablenew import redact
+from stablenew.jobs.outcome import Cause
+
 PROMPT_KEYS = {
     "prompt",
     "negative_prompt",
@@ -84,12 +87,9 @@ def write_failure_artifacts(
 ) -> list[str]:
     """Write `stage_failure_payload.json` and `webui_tail.log`; return the paths written."""
     written: list[str] = []
-    to_dict = getattr(error, "to_dict", None)
     record = {
         "stage": stage,
-        "error": to_dict()
-        if callable(to_dict)
-        else {"type": type(error).__name__, "message": str(error)},
+        "error": Cause.of(error).model_dump(),
         "payload": sanitize(payload),
     }
     prompts = prompt_texts(payload)
@@ -103,7 +103,7 @@ def write_failure_artifacts(
         path = folder / name
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            path.write_text(scrub(content, prompts), encoding="utf-8")
+            path.write_text(redact.text(scrub(content, prompts)), encoding="utf-8")
             written.append(str(path))
         except OSError as exc:
             written.append(f"<could not write {path}: {exc}>")

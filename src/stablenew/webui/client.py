@@ -1,7 +1,8 @@
 """WebUIClient: a typed httpx client for the AUTOMATIC1111 WebUI HTTP API.
 
 Generation POSTs are never retried here (the recovery layer decides); idempotent GETs are, a
-bounded number of times. Every failure is one of the typed errors in `errors.py`.
+bounded number of times. Every failure is one of the typed backend errors of `stablenew.errors`,
+chosen by `classify.error_kind`. Tests hand the client an httpx transport (`transport=`).
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import binascii
 import json
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field
 
-from stablenew.webui.errors import (
-    DETERMINISTIC_CAUSES,
-    BackendApplicationError,
+from stablenew.errors import (
+    BackendAuthRejected,
     BackendBadResponse,
     BackendError,
     BackendRejected,
@@ -25,6 +27,7 @@ from stablenew.webui.errors import (
     BackendTimeout,
     BackendUnavailable,
 )
+from stablenew.webui.classify import error_kind, error_message
 
 API = "/sdapi/v1"
 
@@ -66,17 +69,24 @@ def decode_b64_image(value: object, endpoint: str, stage: str | None) -> tuple[b
     return data, fmt
 
 
-@dataclass(frozen=True)
-class Timeouts:
-    """Seconds per call kind. Generation may legitimately run for a long time: the stall
-    watchdog, not this read timeout, is what catches a hang."""
+class Health(StrEnum):
+    OK = "ok"
+    REFUSED = "refused"  # nothing listens there
+    AUTH_REJECTED = "auth_rejected"  # it answers, and refuses our credentials
+    NOT_READY = "not_ready"  # it answers, but not yet with the API (loading, 5xx, timeout)
 
-    connect: float = 5.0
-    probe: float = 5.0
-    query: float = 30.0
-    control: float = 10.0
-    options: float = 600.0
-    generate: float = 3600.0
+
+class Timeouts(BaseModel):
+    """Seconds per call kind (the `[timeouts]` section of config.toml). Generation may
+    legitimately run for a long time: the stall watchdog, not this read timeout, catches a hang."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    connect: float = Field(5.0, gt=0)
+    probe: float = Field(5.0, gt=0)
+    query: float = Field(30.0, gt=0)
+    control: float = Field(10.0, gt=0)
+    options: float = Field(600.0, gt=0)
+    generate: float = Field(3600.0, gt=0)
 
 
 @dataclass(frozen=True)
@@ -108,6 +118,7 @@ class WebUIClient:
         auth: tuple[str, str] | None = None,
         timeouts: Timeouts | None = None,
         get_retries: int = 2,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeouts = timeouts or Timeouts()
@@ -117,6 +128,7 @@ class WebUIClient:
             auth=auth,
             timeout=httpx.Timeout(self.timeouts.query, connect=self.timeouts.connect),
             limits=httpx.Limits(max_connections=8, max_keepalive_connections=4),
+            transport=transport,
         )
 
     def close(self) -> None:
@@ -176,16 +188,10 @@ class WebUIClient:
                 body = response.json()
             except (ValueError, RecursionError):
                 body = None
-            message = _error_message(body) or text[:200] or response.reason_phrase
-            kind: type[BackendError]
-            if status >= 500:
-                kind = (
-                    BackendApplicationError
-                    if DETERMINISTIC_CAUSES.search(text)
-                    else BackendServerError
-                )
-            else:
-                kind = BackendRejected
+            kind = error_kind(status, body, text)
+            message = error_message(body) or text[:200] or response.reason_phrase
+            if kind is BackendAuthRejected:
+                message = f"the backend rejected the credentials ({message})"
             raise kind(message, endpoint=path, stage=stage, status=status, snippet=text)
         try:
             return response.json()
@@ -317,29 +323,35 @@ class WebUIClient:
     def upscalers(self) -> list[dict[str, Any]]:
         return self._get("/upscalers")
 
+    def loras(self) -> list[dict[str, Any]]:
+        return self._get("/loras")
+
+    def embeddings(self) -> dict[str, Any]:
+        return self._get("/embeddings")
+
     def scripts(self) -> dict[str, Any]:
         return self._get("/scripts")
 
     def memory(self) -> dict[str, Any]:
         return self._get("/memory")
 
-    def is_healthy(self) -> bool:
+    def health(self) -> Health:
         """The readiness probe: `/sd-models` answers in API-only mode, `/internal/ping` does not."""
         try:
-            self._http.get(
+            response = self._http.get(
                 API + "/sd-models",
                 timeout=httpx.Timeout(self.timeouts.probe, connect=self.timeouts.connect),
-            ).raise_for_status()
+            )
+        except httpx.ConnectError:
+            return Health.REFUSED
         except httpx.HTTPError:
-            return False
-        return True
+            return Health.NOT_READY
+        if response.status_code in (401, 403):
+            return Health.AUTH_REJECTED
+        return Health.OK if response.is_success else Health.NOT_READY
 
-
-def _error_message(body: Any) -> str:
-    if isinstance(body, dict):
-        parts = [str(body.get(k)) for k in ("error", "errors", "detail") if body.get(k)]
-        return ": ".join(dict.fromkeys(parts))
-    return ""
+    def is_healthy(self) -> bool:
+        return self.health() is Health.OK
 
 
 def _parse_info(raw: Any, endpoint: str, stage: str) -> dict[str, Any]:

@@ -1,9 +1,11 @@
-"""The one recovery layer: every stage call goes through `generate_with_recovery`.
+"""The one recovery layer: every generation call goes through `RecoveringBackend.call`.
 
 It is the only place that restarts the backend or retries a call. While a call runs it watches
-three things at once: the call itself, the job's CancelToken, and `/progress` (the stall watchdog).
-On a failure a restart may cure, it writes sanitized failure artifacts, restarts the backend once
-and retries once; then it gives up with an envelope naming the stage, the causes and the artifacts.
+three things at once: the call itself, the job's CancelToken, and `/progress` (the stall
+watchdog). A failure a restart may cure (a crash, a dropped connection, a malformed answer, a
+stall) gets sanitized failure artifacts, one restart and one retry; a deterministic answer (4xx,
+out of memory, an unknown upscaler) fails at once. The call returns what happened (`CallResult`)
+or raises `CallFailed` with a `CallReport`, and tells each step to the caller's listener.
 """
 
 from __future__ import annotations
@@ -14,42 +16,63 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from stablenew.jobs.cancel import CancelToken
-from stablenew.webui.artifacts import write_failure_artifacts
-from stablenew.webui.client import ExtrasResult, GenerationResult, WebUIClient
-from stablenew.webui.errors import (
+from pydantic import BaseModel, ConfigDict, Field
+
+from stablenew.errors import (
     RECOVERABLE,
     BackendApplicationError,
     BackendError,
     BackendRejected,
+    BackendStall,
+    BackendStartError,
+    BackendUnavailable,
+    CallCancelled,
+    CallFailed,
 )
-from stablenew.webui.process import BackendStartError, WebUIProcessManager
+from stablenew.jobs.cancel import CancelToken
+from stablenew.jobs.status import BackendState
+from stablenew.webui.artifacts import write_failure_artifacts
+from stablenew.webui.client import ExtrasResult, GeneratedImage, GenerationResult, WebUIClient
+from stablenew.webui.process import WebUIProcessManager
 
-ENDPOINT_OF_STAGE = {
-    "txt2img": "txt2img",
-    "img2img": "img2img",
-    "adetailer": "img2img",
-    "upscale": "extras",
-}
+
+class RecoveryPolicy(BaseModel):
+    """How the recovery layer waits and gives up (the `[recovery]` section of config.toml)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    stall_timeout: float = Field(90.0, gt=0)  # no progress change this long is a stall
+    finished_stall: float = Field(20.0, gt=0)  # 100% with no response this long is a stall
+    cancel_grace: float = Field(3.0, ge=0)  # after cancel: wait this long for the partial answer
+    stall_grace: float = Field(5.0, ge=0)  # after a stall: wait this long for the interrupt
+    poll_interval: float = Field(0.5, gt=0)  # /progress polling while a call runs
+    restart_timeout: float = Field(120.0, gt=0)
+    max_attempts: int = Field(3, ge=1)  # runner crashes before a job is quarantined
+    breaker_cooldown: float = Field(600.0, gt=0)  # crash loop: wait this long, then one trial
+
+
+class Endpoint(StrEnum):
+    TXT2IMG = "txt2img"
+    IMG2IMG = "img2img"
+    EXTRAS = "extras"
 
 
 @dataclass(frozen=True)
-class RecoveryPolicy:
-    stall_timeout: float = 90.0  # no progress change this long is a stall
-    finished_stall: float = 20.0  # 100% with no response this long is a stall
-    cancel_grace: float = 3.0  # after cancel: wait this long for the partial response
-    stall_grace: float = 5.0  # after a stall: wait this long for the interrupt to be honoured
-    poll_interval: float = 0.5  # /progress polling while a call runs
-    restart_timeout: float = 120.0
+class BackendCall:
+    """One generation request. `label` names it in messages and artifact folders."""
+
+    endpoint: Endpoint
+    payload: dict[str, Any]
+    label: str
+    image_index: int | None
+    artifacts_dir: Path  # failure artifacts go into a folder under here
 
 
 @dataclass(frozen=True)
 class Progress:
-    stage: str
-    image_index: int | None
     step: int
     steps: int
     fraction: float
@@ -57,36 +80,47 @@ class Progress:
 
 
 @dataclass(frozen=True)
-class CallStats:
-    """How the last successful stage call went (the pipeline calls one at a time)."""
+class CallResult:
+    """A call that succeeded: the first image, the backend's info, and how it went."""
 
+    image: GeneratedImage
+    info: dict[str, Any]
     attempts: int
     restarts: int
-    causes: list[str]
+    causes: list[str]  # what was recovered from on the way
 
 
-class StageCancelled(Exception):
-    def __init__(self, stage: str, image_index: int | None, abandoned: bool) -> None:
-        super().__init__(f"{stage} cancelled" + (" (call abandoned)" if abandoned else ""))
-        self.stage = stage
-        self.image_index = image_index
-        self.abandoned = abandoned
+@dataclass(frozen=True)
+class CallReport:
+    """A call that could not be saved."""
+
+    causes: list[BackendError]
+    attempts: int
+    restarts: int
+    artifacts: list[str]
+    backend_down: bool  # the backend is not running now (crashed, failed to start)
+
+    @property
+    def last(self) -> BackendError:
+        return self.causes[-1]
 
 
-class StageFailed(Exception):
-    """The stage could not be completed; `envelope` is what the job's error record shows."""
+@dataclass(frozen=True)
+class RecoveryStep:
+    """crash_detected, artifacts_written, restart, retry, gave_up."""
 
-    def __init__(self, envelope: dict[str, Any]) -> None:
-        super().__init__(envelope["message"])
-        self.envelope = envelope
+    step: str
+    attempt: int
+    cause: str = ""
+    artifacts: tuple[str, ...] = ()
 
 
-class StallDetected(BackendError):
-    """No progress for too long; `honoured` says whether the interrupt freed the call."""
+class ProgressListener(Protocol):
+    def __call__(self, progress: Progress, /) -> None: ...
 
-    def __init__(self, message: str, *, endpoint: str, stage: str, honoured: bool) -> None:
-        super().__init__(message, endpoint=endpoint, stage=stage)
-        self.honoured = honoured
+
+class RecoveryListener(Protocol):
+    def __call__(self, step: RecoveryStep, /) -> None: ...
 
 
 @dataclass
@@ -166,60 +200,85 @@ class RecoveringBackend:
         client: WebUIClient,
         manager: WebUIProcessManager,
         policy: RecoveryPolicy | None = None,
-        on_progress: Callable[[Progress], None] | None = None,
     ) -> None:
         self.client = client
         self.manager = manager
         self.policy = policy or RecoveryPolicy()
-        self.on_progress = on_progress
         # A call given up on (cancel or stall) that may still hold the backend's queue lock,
-        # with the restart count at that moment.
+        # with the launch count at that moment.
         self._abandoned: tuple[_Call, int] | None = None
         self._caller: _CallThread | None = None
-        self.last_call = CallStats(0, 0, [])
+        self._options: dict[str, Any] = {}  # options set on the running process
+        self._options_for = -1  # ... which process (the manager's launch count then)
 
-    def generate_with_recovery(
+    @property
+    def url(self) -> str:
+        return self.client.base_url
+
+    def call(
         self,
-        stage: str,
-        payload: dict[str, Any],
-        run_dir: Path,
-        job_id: str,
-        cancel_token: CancelToken,
-        *,
-        image_index: int | None = None,
-        endpoint: str | None = None,
-    ) -> GenerationResult | ExtrasResult:
-        endpoint = endpoint or ENDPOINT_OF_STAGE[stage]
-        causes: list[BackendError | BackendStartError] = []
+        request: BackendCall,
+        cancel: CancelToken,
+        on_progress: ProgressListener | None = None,
+        on_step: RecoveryListener | None = None,
+    ) -> CallResult:
+        """Make the call; restart once and retry once when a restart may cure the failure."""
+        causes: list[BackendError] = []
         artifacts: list[str] = []
         restarts = attempts = 0
+        tell = on_step or (lambda step: None)
         for attempt in (1, 2):
             attempts = attempt
-            self._settle_abandoned_call()
+            mark = self.manager.mark()
             try:
-                result = self._attempt(stage, endpoint, payload, cancel_token, image_index)
-                self.last_call = CallStats(attempts, restarts, [str(c) for c in causes])
-                return result
+                self._settle_abandoned_call()
+                image, info = self._attempt(request, cancel, on_progress)
+            except CallCancelled:
+                raise
             except (BackendApplicationError, BackendRejected) as exc:
                 causes.append(exc)
-                artifacts += self._artifacts(run_dir, stage, image_index, attempt, payload, exc)
+                artifacts += self._artifacts(request, attempt, exc, mark, tell)
                 break  # deterministic: a restart or a retry would fail the same way
-            except (*RECOVERABLE, StallDetected) as exc:
+            except BackendStartError as exc:  # the restart before this attempt failed
                 causes.append(exc)
-                artifacts += self._artifacts(run_dir, stage, image_index, attempt, payload, exc)
+                break
+            except RECOVERABLE as exc:
+                causes.append(exc)
+                if self._crashed(exc):
+                    tell(RecoveryStep("crash_detected", attempt, str(exc)))
+                artifacts += self._artifacts(request, attempt, exc, mark, tell)
                 if attempt == 2:
                     break
-                if isinstance(exc, StallDetected) and exc.honoured:
+                if isinstance(exc, BackendStall) and exc.honoured:
+                    tell(RecoveryStep("retry", attempt + 1, "the interrupt freed the backend"))
                     continue  # the backend freed itself on interrupt: retry without a restart
+                tell(RecoveryStep("restart", attempt, str(exc)))
                 try:
                     self.manager.restart_and_wait_ready(self.policy.restart_timeout)
                     restarts += 1
                 except BackendStartError as start_error:
                     causes.append(start_error)
                     break
-        raise StageFailed(
-            _envelope(stage, job_id, image_index, causes, attempts, restarts, artifacts)
+                tell(RecoveryStep("retry", attempt + 1, "after a restart"))
+            else:
+                self.manager.generation_completed()
+                recovered = [str(c) for c in causes]
+                return CallResult(image, info, attempts, restarts, recovered)
+        report = CallReport(causes, attempts, restarts, artifacts, self._down(causes[-1]))
+        tell(RecoveryStep("gave_up", attempts, str(causes[-1]), tuple(artifacts)))
+        raise CallFailed(
+            str(causes[-1]), endpoint=request.endpoint.value, stage=request.label, report=report
         )
+
+    def _crashed(self, exc: BackendError) -> bool:
+        if not self.manager.managed or isinstance(exc, BackendStall):
+            return False
+        return self.manager.exited(within=1.0 if isinstance(exc, BackendUnavailable) else 0.0)
+
+    def _down(self, last: BackendError) -> bool:
+        if isinstance(last, BackendStartError):
+            return True
+        return self.manager.state in (BackendState.FAILED, BackendState.CRASHED)
 
     def _settle_abandoned_call(self) -> None:
         """A call abandoned on cancel may still hold the backend's queue lock: restart first,
@@ -227,27 +286,19 @@ class RecoveringBackend:
         abandoned, self._abandoned = self._abandoned, None
         if abandoned is None:
             return
-        call, restarts = abandoned
-        if not call.done.is_set() and self.manager.restarts == restarts:
+        call, launches = abandoned
+        if not call.done.is_set() and self.manager.launches == launches:
             self.manager.restart_and_wait_ready(self.policy.restart_timeout)
 
     def _attempt(
-        self,
-        stage: str,
-        endpoint: str,
-        payload: dict[str, Any],
-        cancel_token: CancelToken,
-        image_index: int | None,
-    ) -> Any:
-        if cancel_token.is_cancelled():
-            raise StageCancelled(stage, image_index, abandoned=False)
-        fn = {
-            "txt2img": lambda: self.client.txt2img(payload, stage),
-            "img2img": lambda: self.client.img2img(payload, stage),
-            "extras": lambda: self.client.extra_single_image(payload, stage),
-        }[endpoint]
+        self, request: BackendCall, cancel: CancelToken, on_progress: ProgressListener | None
+    ) -> tuple[GeneratedImage, dict[str, Any]]:
+        endpoint, label = request.endpoint, request.label
+        if cancel.is_cancelled():
+            raise CallCancelled(endpoint=endpoint.value, stage=label, abandoned=False)
+        fn = self._function(request)
         wake = threading.Event()
-        unsubscribe = cancel_token.on_cancel(wake.set)
+        unsubscribe = cancel.on_cancel(wake.set)
         if self._caller is None:
             self._caller = _CallThread()
         call = self._caller.submit(fn, wake)
@@ -258,25 +309,59 @@ class RecoveringBackend:
                 wake.clear()
                 if call.done.is_set():
                     break
-                if cancel_token.is_cancelled():
+                if cancel.is_cancelled():
                     self._interrupt_and_wait(call, self.policy.cancel_grace)
                     if not call.done.is_set():
                         self._abandon(call)
-                    raise StageCancelled(stage, image_index, abandoned=not call.done.is_set())
-                reason = self._poll(stage, image_index, watch)
+                    raise CallCancelled(
+                        endpoint=endpoint.value, stage=label, abandoned=not call.done.is_set()
+                    )
+                reason = self._poll(watch, on_progress)
                 if reason is not None:
                     honoured = self._interrupt_and_wait(call, self.policy.stall_grace)
                     if not honoured:
                         self._abandon(call)
-                    raise StallDetected(
+                    raise BackendStall(
                         f"stall: {reason}" + ("" if honoured else "; interrupt ignored"),
-                        endpoint=endpoint,
-                        stage=stage,
+                        endpoint=endpoint.value,
+                        stage=label,
                         honoured=honoured,
                     )
-            return call.outcome()
+            result = call.outcome()
         finally:
             unsubscribe()
+        if isinstance(result, ExtrasResult):
+            return result.image, {}
+        assert isinstance(result, GenerationResult)
+        return result.images[0], result.info
+
+    def _function(self, request: BackendCall) -> Callable[[], Any]:
+        payload, label = request.payload, request.label
+        if request.endpoint is Endpoint.TXT2IMG:
+            return lambda: self.client.txt2img(payload, label)
+        if request.endpoint is Endpoint.IMG2IMG:
+            return lambda: self.client.img2img(payload, label)
+        return lambda: self.client.extra_single_image(payload, label)
+
+    # -- settings the backend must hold --------------------------------------------------------
+
+    def ensure_options(self, values: dict[str, Any]) -> None:
+        """Server options a call depends on (e.g. ESRGAN_tile): sent when they change, and again
+        after a restart (a new backend process may not have them)."""
+        if self._options_for != self.manager.launches:
+            self._options, self._options_for = {}, self.manager.launches
+        missing = {k: v for k, v in values.items() if self._options.get(k, object()) != v}
+        if missing:
+            self.client.set_options(missing)
+            self._options.update(missing)
+
+    def set_model(self, name: str) -> str:
+        return self.client.set_model(name)
+
+    def set_vae(self, name: str) -> str:
+        return self.client.set_vae(name)
+
+    # -- the rest ------------------------------------------------------------------------------
 
     def close(self) -> None:
         """End the call thread (after the call it may still be making)."""
@@ -285,20 +370,18 @@ class RecoveringBackend:
             self._caller = None
 
     def _abandon(self, call: _Call) -> None:
-        self._abandoned = (call, self.manager.restarts)
+        self._abandoned = (call, self.manager.launches)
         self.close()  # that thread ends when the abandoned call does; the next call gets a new one
 
-    def _poll(self, stage: str, image_index: int | None, watch: _StallWatch) -> str | None:
+    def _poll(self, watch: _StallWatch, on_progress: ProgressListener | None) -> str | None:
         try:
             progress = self.client.progress(skip_current_image=True)
         except BackendError:
             return None  # a dead backend shows up as the call's own error
         state = progress["state"]
-        if self.on_progress is not None and state.get("job_count"):
-            self.on_progress(
+        if on_progress is not None and state.get("job_count"):
+            on_progress(
                 Progress(
-                    stage,
-                    image_index,
                     int(state.get("sampling_step") or 0),
                     int(state.get("sampling_steps") or 0),
                     float(progress.get("progress") or 0.0),
@@ -314,43 +397,17 @@ class RecoveringBackend:
 
     def _artifacts(
         self,
-        run_dir: Path,
-        stage: str,
-        image_index: int | None,
+        request: BackendCall,
         attempt: int,
-        payload: dict[str, Any],
         error: BaseException,
+        mark: int,
+        tell: RecoveryListener,
     ) -> list[str]:
-        folder = run_dir / "failures" / f"{stage}_image{image_index or 0}_attempt{attempt}"
-        return write_failure_artifacts(
-            folder, stage, payload, error, self.manager.get_tail_logs(200)
-        )
-
-
-def _envelope(
-    stage: str,
-    job_id: str,
-    image_index: int | None,
-    causes: list[BackendError | BackendStartError],
-    attempts: int,
-    restarts: int,
-    artifacts: list[str],
-) -> dict[str, Any]:
-    last = causes[-1]
-    where = f"image {image_index}" if image_index is not None else "the job"
-    return {
-        "type": "StageFailed",
-        "stage": stage,
-        "job_id": job_id,
-        "image_index": image_index,
-        "message": f"{stage} failed for {where} after {attempts} attempt(s): {last}",
-        "cause_chain": [
-            c.to_dict()
-            if isinstance(c, BackendError)
-            else {"type": type(c).__name__, "message": str(c)}
-            for c in causes
-        ],
-        "attempts": attempts,
-        "restarts": restarts,
-        "artifacts": artifacts,
-    }
+        index = request.image_index or 0
+        folder = request.artifacts_dir / f"{request.label}_image{index}_attempt{attempt}"
+        # Only what the backend printed during this attempt: an old crash's "CUDA error" must
+        # never be blamed for this one.
+        tails = self.manager.get_tail_logs(200, since=mark)
+        written = write_failure_artifacts(folder, request.label, request.payload, error, tails)
+        tell(RecoveryStep("artifacts_written", attempt, str(error), tuple(written)))
+        return written

@@ -1,0 +1,118 @@
+"""Home ownership: at most one process per home runs the JobRunner and the managed backend.
+
+The owner holds an OS-level lock on `<home>/owner.lock` for its whole life; the OS releases it
+when the process ends, however it ends (kill -9 included), so there is never a stale owner to
+clean up. `<home>/owner.json` says who the owner is (pid, command, backend URL) so that other
+processes can tell the user; it is advice, the lock is the truth. Every other process is a
+client: it uses the queue through the store and never starts, stops or reaps a backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import filelock
+
+from stablenew import redact
+from stablenew.jobs.job import utcnow
+
+
+@dataclass(frozen=True)
+class Owner:
+    pid: int
+    host: str
+    command: str
+    since: str
+    backend_url: str | None = None
+
+    def describe(self) -> str:
+        where = "" if self.host == socket.gethostname() else f" on {self.host}"
+        return f"pid {self.pid}{where} ({self.command}), since {self.since}"
+
+
+class HomeLock:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.lock_path = home / "owner.lock"
+        self.info_path = home / "owner.json"
+        self._lock = filelock.FileLock(self.lock_path, timeout=0, mode=0o600)
+        self._info: dict[str, object] = {}
+
+    @property
+    def held(self) -> bool:
+        return self._lock.is_locked
+
+    def try_acquire(self) -> bool:
+        """Become the owner if nobody is; never waits."""
+        if self.held:
+            return True
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            self._lock.acquire()
+        except filelock.Timeout:
+            return False
+        self._info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": " ".join(redact.command(sys.argv)),
+            "since": utcnow().isoformat(timespec="seconds"),
+            "backend_url": None,
+        }
+        self._write()
+        return True
+
+    def set_backend_url(self, url: str | None) -> None:
+        if self.held:
+            self._info["backend_url"] = redact.text(url) if url else None
+            self._write()
+
+    def release(self) -> None:
+        if self.held:
+            with contextlib.suppress(OSError):
+                self.info_path.unlink(missing_ok=True)
+            self._lock.release(force=True)
+
+    def owner(self) -> Owner | None:
+        """The process that owns the home now, or None when nobody does."""
+        if self.held:
+            return _owner(self._info)
+        probe = filelock.FileLock(self.lock_path, timeout=0, mode=0o600)
+        try:
+            probe.acquire()
+        except filelock.Timeout:
+            try:
+                info = json.loads(self.info_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                info = {}
+            return _owner(info)
+        except OSError:
+            return None  # no home yet, or it cannot hold a lock file: nobody owns it
+        probe.release(force=True)
+        return None
+
+    def _write(self) -> None:
+        tmp = self.info_path.with_suffix(".tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(self._info, f)
+            tmp.replace(self.info_path)
+        except OSError:
+            pass  # the lock is what counts; the note is for people
+
+
+def _owner(info: dict[str, object]) -> Owner:
+    pid = info.get("pid")
+    return Owner(
+        pid=pid if isinstance(pid, int) else 0,
+        host=str(info.get("host") or socket.gethostname()),
+        command=str(info.get("command") or "unknown command"),
+        since=str(info.get("since") or "unknown"),
+        backend_url=str(info["backend_url"]) if info.get("backend_url") else None,
+    )
