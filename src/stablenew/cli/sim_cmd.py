@@ -35,7 +35,9 @@ def webui_sim(
     ),
     slow_start: float = typer.Option(0.0, help="Seconds to wait before binding the port."),
     fail_start: bool = typer.Option(False, help="Exit at once with an error on stderr."),
-    api_auth: str | None = typer.Option(None, help="Basic auth for /sdapi: user:pass[,user:pass]."),
+    api_auth: str | None = typer.Option(
+        None, help="Basic auth for /sdapi and /sim: user:pass[,user:pass]."
+    ),
     nowebui: bool = typer.Option(False, help="API-only mode: /internal/ping answers 404."),
 ) -> None:
     """Run the reference backend: an A1111-compatible server that misbehaves on demand."""

@@ -8,7 +8,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+# Who we are: sent in IDENTITY_HEADER on every response so StableNew can tell this server from a
+# real A1111 found on the same port.
 VERSION = "v1.10.1-stablenew-sim"
+IDENTITY_HEADER = "X-StableNew-Reference-Backend"
 ADETAILER_VERSION = "25.3.0"
 
 

@@ -29,6 +29,9 @@ from stablenew.webui_sim.models import (
 from stablenew.webui_sim.processing import ApiError, Extras, Img2Img, Txt2Img
 from stablenew.webui_sim.runner import ProcessingRequest
 
+# Paths behind `--api-auth`: A1111's own routes, and the reference backend's control surface.
+PROTECTED = ("/sdapi/", "/sim/")
+
 
 def _error_body(error: str, detail: str, errors: str) -> dict[str, str]:
     return {"error": error, "detail": detail, "body": "", "errors": errors}
@@ -61,10 +64,20 @@ def create_app(backend: SimBackend) -> FastAPI:
     async def api_middleware(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
+        response = await _handle(request, call_next)
+        # Every answer says what we are, errors and 401s included: a client probing a port for
+        # A1111 must be able to tell the reference backend apart without credentials.
+        response.headers[catalog.IDENTITY_HEADER] = catalog.VERSION
+        return response
+
+    async def _handle(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         # A1111's api_middleware: auth on /sdapi, any escaping exception as its JSON error body.
+        # /sim/* takes the same credentials: faults and stats are no less privileged than /sdapi.
         path = request.url.path
         backend.stats.count_endpoint(path)
-        if users and path.startswith("/sdapi/"):
+        if users and path.startswith(PROTECTED):
             denied = _check_auth(request, users)
             if denied is not None:
                 return denied
