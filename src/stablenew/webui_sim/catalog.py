@@ -1,4 +1,5 @@
-"""What the reference backend pretends to have installed: checkpoints, VAEs, samplers, upscalers.
+"""What the reference backend pretends to have installed: checkpoints, VAEs, samplers, upscalers,
+LoRAs, embeddings and extensions.
 
 Names, shapes and aliases follow A1111 v1.10 (see shared/reference/a1111_api.md §1.7).
 """
@@ -129,6 +130,30 @@ ADETAILER_MODELS: tuple[str, ...] = (
     "person_yolov8n-seg.pt",
     "mediapipe_face_full",
 )
+
+
+@dataclass(frozen=True)
+class Lora:
+    name: str
+
+    def as_api(self) -> dict[str, object]:
+        """One item of `/sdapi/v1/loras`, in the Lora extension's shape."""
+        return {
+            "name": self.name,
+            "alias": self.name,
+            "path": f"/models/Lora/{self.name}.safetensors",
+            "metadata": {},
+        }
+
+
+LORAS: tuple[Lora, ...] = (
+    Lora("add_detail"),
+    Lora("lcm-lora-sdv1-5"),
+    Lora("detail_tweaker_xl"),
+)
+
+# Textual-inversion embeddings, all SD1.5-shaped (768) single-vector ones.
+EMBEDDINGS: tuple[str, ...] = ("EasyNegative", "badhandv4", "negative_hand-neg")
 
 
 def find_checkpoint(name: str) -> Checkpoint | None:

@@ -170,6 +170,24 @@ def create_app(backend: SimBackend) -> FastAPI:
             for u in catalog.UPSCALERS
         ]
 
+    @app.get("/sdapi/v1/loras")
+    def loras() -> list[dict[str, object]]:
+        return [lora.as_api() for lora in catalog.LORAS]
+
+    @app.get("/sdapi/v1/embeddings")
+    def embeddings() -> dict[str, dict[str, object]]:
+        loaded = {
+            name: {
+                "step": None,
+                "sd_checkpoint": None,
+                "sd_checkpoint_name": None,
+                "shape": 768,
+                "vectors": 1,
+            }
+            for name in catalog.EMBEDDINGS
+        }
+        return {"loaded": loaded, "skipped": {}}
+
     @app.get("/sdapi/v1/scripts")
     def scripts() -> dict[str, list[str]]:
         return {"txt2img": ["adetailer"], "img2img": ["adetailer"]}
