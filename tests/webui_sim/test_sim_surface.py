@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import httpx
 import pytest
 
+import stablenew
 from stablenew.webui_sim import catalog
 
 pytestmark = pytest.mark.integration
@@ -65,3 +72,64 @@ def test_sim_endpoints_take_the_api_credentials(start_sim) -> None:  # type: ign
 def test_sim_endpoints_are_open_without_api_auth(sim_url: str) -> None:
     assert httpx.get(f"{sim_url}/sim/stats").status_code == 200
     assert httpx.get(f"{sim_url}/sim/faults").json() == {}
+
+
+def test_models_flag_limits_the_checkpoints(start_sim) -> None:  # type: ignore[no-untyped-def]
+    sim = start_sim("--models", "sim-xl-photo,anime_sim-toon-mix")
+    api = f"{sim.url}/sdapi/v1"
+    models = httpx.get(f"{api}/sd-models").json()
+    assert [m["model_name"] for m in models] == ["sim-xl-photo", "anime_sim-toon-mix"]
+    assert httpx.get(f"{api}/options").json()["sd_model_checkpoint"] == models[0]["title"]
+
+    def model_in_infotext(**body: object) -> str:
+        r = httpx.post(f"{api}/txt2img", json={**SMALL, **body}, timeout=30)
+        last = json.loads(r.json()["info"])["infotexts"][0].splitlines()[-1]
+        return dict(pair.split(": ", 1) for pair in last.split(", "))["Model"]
+
+    assert model_in_infotext() == "sim-xl-photo"
+    # A catalog model this instance does not have is as unknown as a typo, in both places.
+    absent = httpx.post(f"{api}/options", json={"sd_model_checkpoint": "sim-v15-base"})
+    assert absent.status_code == 500
+    assert absent.json() == {
+        "error": "RuntimeError",
+        "detail": "",
+        "body": "",
+        "errors": "model 'sim-v15-base' not found",
+    }
+    assert model_in_infotext(override_settings={"sd_model_checkpoint": "sim-v15-base"}) == (
+        "sim-xl-photo"
+    )
+    assert model_in_infotext(override_settings={"sd_model_checkpoint": "anime_sim-toon-mix"}) == (
+        "anime_sim-toon-mix"
+    )
+    switch = httpx.post(f"{api}/options", json={"sd_model_checkpoint": "anime_sim-toon-mix"})
+    assert switch.status_code == 200 and switch.json() is None
+    assert httpx.get(f"{api}/options").json()["sd_model_checkpoint"] == models[1]["title"]
+
+
+def test_models_flag_rejects_an_unknown_name_at_start() -> None:
+    src = str(Path(stablenew.__file__).parent.parent)
+    path = os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path, "COLUMNS": "300"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stablenew",
+            "webui-sim",
+            "--port",
+            "0",
+            "--models",
+            "sim-v15-base,nope",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    message = " ".join(done.stderr.replace("│", " ").split())  # however typer boxes it
+    assert "unknown model 'nope'; choose from: sim-v15-base, sim-xl-photo, anime_sim-toon-mix" in (
+        message
+    )
+    assert "Running on local URL" not in done.stdout

@@ -156,8 +156,25 @@ LORAS: tuple[Lora, ...] = (
 EMBEDDINGS: tuple[str, ...] = ("EasyNegative", "badhandv4", "negative_hand-neg")
 
 
-def find_checkpoint(name: str) -> Checkpoint | None:
-    return next((c for c in CHECKPOINTS if name in c.aliases()), None)
+def find_checkpoint(
+    name: str, checkpoints: tuple[Checkpoint, ...] = CHECKPOINTS
+) -> Checkpoint | None:
+    return next((c for c in checkpoints if name in c.aliases()), None)
+
+
+def select_checkpoints(model_names: tuple[str, ...]) -> tuple[Checkpoint, ...]:
+    """The checkpoints an instance knows (`--models`), in the order given; () means all of them.
+
+    Names are `model_name`s as `/sdapi/v1/sd-models` spells them; an unknown one is an error that
+    lists the choices, so a typo fails at start instead of as a puzzling 500 later.
+    """
+    if not model_names:
+        return CHECKPOINTS
+    by_name = {c.model_name: c for c in CHECKPOINTS}
+    unknown = [n for n in model_names if n not in by_name]
+    if unknown:
+        raise ValueError(f"unknown model {unknown[0]!r}; choose from: {', '.join(by_name)}")
+    return tuple(dict.fromkeys(by_name[n] for n in model_names))
 
 
 def find_upscaler(name: str | None) -> Upscaler | None:
@@ -189,10 +206,10 @@ def resolve_sampler(sampler_name: str | None, scheduler: str | None) -> tuple[st
     return sampler, label
 
 
-def default_options() -> dict[str, object]:
+def default_options(checkpoint: Checkpoint = CHECKPOINTS[0]) -> dict[str, object]:
     return {
-        "sd_model_checkpoint": CHECKPOINTS[0].title,
-        "sd_checkpoint_hash": CHECKPOINTS[0].sha256,
+        "sd_model_checkpoint": checkpoint.title,
+        "sd_checkpoint_hash": checkpoint.sha256,
         "sd_vae": "Automatic",
         "CLIP_stop_at_last_layers": 1,
         "samples_format": "png",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from PIL import Image
@@ -126,22 +126,28 @@ class Context:
 
     options: dict[str, Any]
     speed: Speed
+    checkpoints: tuple[catalog.Checkpoint, ...] = catalog.CHECKPOINTS  # what this instance has
 
     @property
     def checkpoint(self) -> catalog.Checkpoint:
-        found = catalog.find_checkpoint(str(self.options["sd_model_checkpoint"]))
-        return found or catalog.CHECKPOINTS[0]
+        found = catalog.find_checkpoint(str(self.options["sd_model_checkpoint"]), self.checkpoints)
+        return found or self.checkpoints[0]
 
+    def overridden(self, overrides: dict[str, Any] | None) -> Context:
+        """The context with a request's override_settings applied.
 
-def _effective_options(options: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
-    merged = dict(options)
-    for key, value in (overrides or {}).items():
-        # An unresolvable checkpoint override is silently ignored, as in A1111.
-        if key == "sd_model_checkpoint" and catalog.find_checkpoint(str(value)) is None:
-            continue
-        if key in merged:
-            merged[key] = value
-    return merged
+        An unresolvable checkpoint override (unknown, or not on this instance) is silently
+        ignored, as in A1111; so are keys that are not options.
+        """
+        merged = dict(self.options)
+        for key, value in (overrides or {}).items():
+            usable = key in merged and (
+                key != "sd_model_checkpoint"
+                or catalog.find_checkpoint(str(value), self.checkpoints) is not None
+            )
+            if usable:
+                merged[key] = value
+        return replace(self, options=merged)
 
 
 class Generation:
@@ -152,7 +158,7 @@ class Generation:
 
     def __init__(self, req: GenerationRequest, ctx: Context) -> None:
         self.req = req
-        self.ctx = Context(_effective_options(ctx.options, req.override_settings), ctx.speed)
+        self.ctx = ctx.overridden(req.override_settings)
         self.adetailer = parse_alwayson(req.alwayson_scripts)
         self.width, self.height = _floor8(req.width), _floor8(req.height)
         check_size(self.width, self.height)

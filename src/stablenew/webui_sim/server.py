@@ -140,7 +140,7 @@ def create_app(backend: SimBackend) -> FastAPI:
 
     @app.get("/sdapi/v1/sd-models")
     def sd_models() -> list[dict[str, object]]:
-        return [c.as_api() for c in catalog.CHECKPOINTS]
+        return [c.as_api() for c in backend.checkpoints]
 
     @app.get("/sdapi/v1/sd-vae")
     def sd_vae() -> list[dict[str, object]]:
