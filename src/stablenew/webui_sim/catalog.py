@@ -155,6 +155,15 @@ LORAS: tuple[Lora, ...] = (
 # Textual-inversion embeddings, all SD1.5-shaped (768) single-vector ones.
 EMBEDDINGS: tuple[str, ...] = ("EasyNegative", "badhandv4", "negative_hand-neg")
 
+# Always-on scripts, as their `title()` spells them. `/sdapi/v1/scripts` lists them lower-cased and
+# `alwayson_scripts` keys match them case-insensitively (A1111's `script_name_to_index`).
+# ControlNet and Regional Prompter are accepted and their args passed over: they change nothing.
+ALWAYSON_SCRIPTS: tuple[str, ...] = ("ADetailer", "ControlNet", "Regional Prompter")
+
+
+def find_script(name: str) -> str | None:
+    return next((t for t in ALWAYSON_SCRIPTS if t.lower() == name.lower()), None)
+
 
 def find_checkpoint(
     name: str, checkpoints: tuple[Checkpoint, ...] = CHECKPOINTS

@@ -95,11 +95,17 @@ def _ordinal(n: int) -> str:
 
 
 def parse_alwayson(scripts: dict[str, Any]) -> ADetailerPlan | None:
-    """Match script titles case-insensitively, like A1111; read the args as ADetailer does."""
+    """Match script titles case-insensitively, like A1111; read the args as ADetailer does.
+
+    Other installed scripts (ControlNet, Regional Prompter) take any args and change nothing.
+    """
     plan = None
     for name, value in scripts.items():
-        if name.lower() != "adetailer":
+        title = catalog.find_script(name)
+        if title is None:
             raise ApiError(422, f"Script '{name}' not found")
+        if title != "ADetailer":
+            continue
         args = list((value or {}).get("args", [])) if isinstance(value, dict) else []
         enabled = True
         if args and isinstance(args[0], bool):

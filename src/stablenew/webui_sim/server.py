@@ -190,7 +190,8 @@ def create_app(backend: SimBackend) -> FastAPI:
 
     @app.get("/sdapi/v1/scripts")
     def scripts() -> dict[str, list[str]]:
-        return {"txt2img": ["adetailer"], "img2img": ["adetailer"]}
+        names = [title.lower() for title in catalog.ALWAYSON_SCRIPTS]
+        return {"txt2img": names, "img2img": list(names)}
 
     @app.get("/sdapi/v1/memory")
     def memory() -> dict[str, Any]:
