@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import subprocess
@@ -10,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 
 import stablenew
 from stablenew.webui_sim import catalog
@@ -45,6 +48,8 @@ def test_sim_endpoints_take_the_api_credentials(start_sim) -> None:  # type: ign
         ("GET", "/sim/faults", None),
         ("POST", "/sim/faults", {}),
         ("GET", "/sim/stats", None),
+        ("GET", "/sim/requests", None),
+        ("DELETE", "/sim/requests", None),
     )
     missing_body = {
         "error": "HTTPException",
@@ -133,3 +138,68 @@ def test_models_flag_rejects_an_unknown_name_at_start() -> None:
         message
     )
     assert "Running on local URL" not in done.stdout
+
+
+# Written by hand, not by json.dumps: odd spacing, key order, a float spelled 0.80, escapes and a
+# non-ASCII prompt all have to survive the trip unchanged.
+CONTROLNET_BODY = (
+    r'{"prompt": "a caf\u00e9 \u2014 \"night\" über", "steps": 2,"width":64, "height": 64,'
+    "\n"
+    r' "alwayson_scripts": {"ControlNet": {"args": [{"enabled": true, "module": "canny",'
+    r' "model": "control_v11p_sd15_canny [d14c016b]", "weight": 0.80, "image": "iVBORw0KGgo=",'
+    r' "guidance_start": 0.0, "guidance_end": 1e0, "processor_res": 512,'
+    r' "threshold_a": 100, "threshold_b": 200, "control_mode": "Balanced",'
+    r' "path": "C:\\models\/cn"}]}}}'
+)
+
+
+def test_requests_log_keeps_raw_bodies(start_sim) -> None:  # type: ignore[no-untyped-def]
+    sim = start_sim()
+    r = httpx.post(
+        f"{sim.url}/sdapi/v1/txt2img",
+        content=CONTROLNET_BODY.encode(),
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    assert r.status_code == 200
+    log = httpx.get(f"{sim.url}/sim/requests").json()
+    assert log == [{"endpoint": "/sdapi/v1/txt2img", "body": CONTROLNET_BODY}]
+
+    # And whatever an ordinary client serializes: compare with the bytes it put on the wire.
+    sent: list[bytes] = []
+    unit = json.loads(CONTROLNET_BODY)["alwayson_scripts"]["ControlNet"]["args"][0]
+    payload = {**SMALL, "prompt": "über", "alwayson_scripts": {"ControlNet": {"args": [unit]}}}
+    with httpx.Client(event_hooks={"request": [lambda req: sent.append(req.read())]}) as client:
+        client.post(f"{sim.url}/sdapi/v1/img2img", json={**payload, "init_images": []})
+    log = httpx.get(f"{sim.url}/sim/requests").json()
+    assert log[-1] == {"endpoint": "/sdapi/v1/img2img", "body": sent[0].decode()}
+
+
+def test_requests_log_keeps_the_last_50_generation_calls(start_sim) -> None:  # type: ignore[no-untyped-def]
+    sim = start_sim()
+    api = f"{sim.url}/sdapi/v1"
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (9, 99, 199)).save(buf, format="PNG")
+    pixel = base64.b64encode(buf.getvalue()).decode()
+    httpx.post(f"{api}/txt2img", json=SMALL, timeout=30).raise_for_status()
+    httpx.post(f"{api}/img2img", json={**SMALL, "init_images": [pixel]}, timeout=30)
+    httpx.post(f"{api}/extra-single-image", json={"image": pixel}, timeout=30)
+    httpx.post(f"{api}/options", json={"samples_format": "png"}).raise_for_status()
+    httpx.get(f"{api}/progress").raise_for_status()
+    log = httpx.get(f"{sim.url}/sim/requests").json()
+    assert [entry["endpoint"] for entry in log] == [
+        "/sdapi/v1/txt2img",
+        "/sdapi/v1/img2img",
+        "/sdapi/v1/extra-single-image",
+    ]
+    assert json.loads(log[1]["body"])["init_images"] == [pixel]
+
+    # Rejected bodies were received too; only the newest 50 are kept, newest last.
+    for i in range(55):
+        bad = httpx.post(f"{api}/txt2img", content=f'{{"steps": "x{i}"}}'.encode())
+        assert bad.status_code == 422
+    log = httpx.get(f"{sim.url}/sim/requests").json()
+    assert len(log) == 50
+    assert log[0]["body"] == '{"steps": "x5"}' and log[-1]["body"] == '{"steps": "x54"}'
+    assert httpx.delete(f"{sim.url}/sim/requests").json() == {"cleared": 50}
+    assert httpx.get(f"{sim.url}/sim/requests").json() == []

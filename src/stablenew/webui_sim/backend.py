@@ -29,7 +29,7 @@ from stablenew.webui_sim.runner import (
     ProcessingState,
     Signal,
 )
-from stablenew.webui_sim.state import FifoLock, ProgressState, Stats
+from stablenew.webui_sim.state import FifoLock, ProgressState, RequestLog, Stats
 
 
 @dataclass
@@ -67,6 +67,7 @@ class SimBackend:
         self.queue_lock = FifoLock()
         self.progress = ProgressState()
         self.stats = Stats()
+        self.requests = RequestLog()
         self.faults = FaultBoard(config.faults)
         self.shutdown = threading.Event()
         self.runner = TrackedRunner(self)

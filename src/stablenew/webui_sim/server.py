@@ -31,6 +31,8 @@ from stablenew.webui_sim.runner import ProcessingRequest
 
 # Paths behind `--api-auth`: A1111's own routes, and the reference backend's control surface.
 PROTECTED = ("/sdapi/", "/sim/")
+# Generation calls whose raw bodies `/sim/requests` keeps.
+LOGGED = frozenset({"/sdapi/v1/txt2img", "/sdapi/v1/img2img", "/sdapi/v1/extra-single-image"})
 
 
 def _error_body(error: str, detail: str, errors: str) -> dict[str, str]:
@@ -81,6 +83,9 @@ def create_app(backend: SimBackend) -> FastAPI:
             denied = _check_auth(request, users)
             if denied is not None:
                 return denied
+        if request.method == "POST" and path in LOGGED:
+            # Read here, before any parsing; Starlette hands the same bytes on to the handler.
+            backend.requests.record(path, await request.body())
         try:
             return await call_next(request)
         except Exception as exc:
@@ -227,6 +232,14 @@ def create_app(backend: SimBackend) -> FastAPI:
             detail = exc.errors(include_url=False, include_context=False)
             return JSONResponse({"detail": detail}, status_code=422)
         return backend.faults.active()
+
+    @app.get("/sim/requests")
+    def received() -> list[dict[str, str]]:
+        return backend.requests.entries()
+
+    @app.delete("/sim/requests")
+    def clear_received() -> dict[str, int]:
+        return {"cleared": backend.requests.clear()}
 
     @app.get("/sim/stats")
     def stats() -> dict[str, object]:

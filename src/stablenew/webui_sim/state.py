@@ -1,4 +1,5 @@
-"""Process-wide state of the reference backend: the FIFO queue lock, progress and statistics.
+"""Process-wide state of the reference backend: the FIFO queue lock, progress, statistics and the
+log of generation requests received.
 
 Mirrors A1111's `shared.state` and `call_queue.queue_lock`: generation is serialized in arrival
 order while progress, interrupt and skip answer from other threads without the lock.
@@ -188,3 +189,30 @@ class Stats:
                 "interrupts": self.interrupts,
                 "skips": self.skips,
             }
+
+
+class RequestLog:
+    """The last generation requests, bodies exactly as received (`GET /sim/requests`).
+
+    Kept as the raw text, not re-serialized, so a test can prove that what a client built (an
+    extension's args, key order, number formatting) is what reached the backend, byte for byte.
+    """
+
+    def __init__(self, size: int = 50) -> None:
+        self._lock = threading.Lock()
+        self._entries: deque[dict[str, str]] = deque(maxlen=size)
+
+    def record(self, endpoint: str, body: bytes) -> None:
+        text = body.decode("utf-8", errors="replace")
+        with self._lock:
+            self._entries.append({"endpoint": endpoint, "body": text})
+
+    def entries(self) -> list[dict[str, str]]:
+        with self._lock:
+            return list(self._entries)
+
+    def clear(self) -> int:
+        with self._lock:
+            cleared = len(self._entries)
+            self._entries.clear()
+            return cleared
