@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from typing import Any
 
 import httpx
@@ -101,3 +102,72 @@ def test_unknown_scripts_still_get_a1111s_422(sim_url: str) -> None:
             "body": "",
             "errors": f"422: Script '{name}' not found",
         }
+
+
+def error_body(error: str, errors: str, detail: str = "") -> dict[str, str]:
+    return {"error": error, "detail": detail, "body": "", "errors": errors}
+
+
+def test_unknown_upscalers_fail_with_a1111s_bodies(sim_url: str) -> None:
+    def extras(**body: Any) -> httpx.Response:
+        return post(sim_url, "extra-single-image", {"image": PNG_B64, **body})
+
+    for body, name in (
+        ({"upscaler_1": "Magic"}, "Magic"),
+        ({"upscaler_1": "lanczos"}, "lanczos"),  # names match exactly, as in A1111
+        ({"upscaler_1": "Lanczos", "upscaler_2": "Magic 2"}, "Magic 2"),
+    ):
+        r = extras(**body)
+        assert r.status_code == 500
+        assert r.json() == error_body("AssertionError", f"could not find upscaler named {name}")
+    assert extras(upscaler_1="None", upscaler_2="Magic").status_code == 200  # never looked at
+
+    hires = {**SMALL, "enable_hr": True, "hr_scale": 1.5}
+    r = post(sim_url, "txt2img", {**hires, "hr_upscaler": "Magic"})
+    assert r.status_code == 500
+    assert r.json() == error_body("Exception", "could not find upscaler named Magic")
+    for upscaler in (None, "Latent", "Latent (nearest-exact)", "Lanczos", "R-ESRGAN 4x+"):
+        assert post(sim_url, "txt2img", {**hires, "hr_upscaler": upscaler}).status_code == 200
+
+
+def test_bad_base64_is_a1111s_invalid_encoded_image(sim_url: str) -> None:
+    expected = error_body("HTTPException", "500: Invalid encoded image", "Invalid encoded image")
+    for path, body in (
+        ("img2img", {**SMALL, "init_images": ["@@@not base64"]}),
+        ("img2img", {**SMALL, "init_images": ["data:image/png;base64,AAAA"]}),
+        ("extra-single-image", {"image": "@@@", "upscaler_1": "Lanczos"}),
+    ):
+        r = post(sim_url, path, body)
+        assert (r.status_code, r.json()) == (500, expected), body
+
+
+def last_line(url: str, **body: Any) -> dict[str, str]:
+    """The `Key: value` pairs of a txt2img infotext's last line (values here hold no commas)."""
+    r = post(url, "txt2img", {**SMALL, "seed": 5, **body})
+    assert r.status_code == 200
+    line = json.loads(r.json()["info"])["infotexts"][0].splitlines()[-1]
+    return dict(pair.split(": ", 1) for pair in line.split(", "))
+
+
+def test_unknown_sampler_scheduler_and_checkpoint_fall_back_silently(sim_url: str) -> None:
+    def used(**body: Any) -> tuple[str, str]:
+        params = last_line(sim_url, **body)
+        return params["Sampler"], params["Schedule type"]
+
+    # An unknown sampler is A1111's first, DPM++ 2M, whose Automatic schedule is Karras.
+    assert used(sampler_name="Nope") == ("DPM++ 2M", "Karras")
+    # An unknown scheduler is Automatic: the model's own for Euler, the sampler's for DPM++ 2M.
+    assert used(sampler_name="Euler", scheduler="nope") == ("Euler", "Automatic")
+    assert used(sampler_name="DPM++ 2M", scheduler="nope") == ("DPM++ 2M", "Karras")
+    assert used(sampler_name="Euler", scheduler="karras") == ("Euler", "Karras")
+    assert used(sampler_name="DPM++ 2M SDE", scheduler="Automatic") == (
+        "DPM++ 2M SDE",
+        "Exponential",
+    )
+    # A legacy combined name is split, and its suffix wins.
+    assert used(sampler_name="Euler a Karras", scheduler="uniform") == ("Euler a", "Karras")
+
+    current = get(sim_url, "options").json()["sd_model_checkpoint"]
+    model = next(m for m in get(sim_url, "sd-models").json() if m["title"] == current)
+    ignored = last_line(sim_url, override_settings={"sd_model_checkpoint": "nope"})
+    assert (ignored["Model"], ignored["Model hash"]) == (model["model_name"], model["hash"])

@@ -106,6 +106,19 @@ SCHEDULERS: tuple[tuple[str, str], ...] = (
 )
 
 
+# Samplers that bring their own schedule in A1111 1.10 (`options["scheduler"]`): "Automatic"
+# means this one for them; the others keep the model's own (reported as Automatic).
+SAMPLER_SCHEDULERS: dict[str, str] = {
+    "DPM++ 2M": "karras",
+    "DPM++ SDE": "karras",
+    "DPM++ 2M SDE": "exponential",
+    "DPM++ 2M SDE Heun": "exponential",
+    "DPM++ 2S a": "karras",
+    "DPM++ 3M SDE": "exponential",
+    "Restart": "karras",
+}
+
+
 @dataclass(frozen=True)
 class Upscaler:
     name: str
@@ -121,6 +134,16 @@ UPSCALERS: tuple[Upscaler, ...] = (
     Upscaler("R-ESRGAN 4x+", 4.0, model=True, sharpen=True),
     Upscaler("R-ESRGAN 4x+ Anime6B", 4.0, model=True, sharpen=True),
     Upscaler("ESRGAN_4x", 4.0, model=True, sharpen=True),
+)
+
+# hr_upscaler values that mean a latent upscale rather than an `/upscalers` model (exact names).
+LATENT_UPSCALE_MODES: tuple[str, ...] = (
+    "Latent",
+    "Latent (antialiased)",
+    "Latent (bicubic)",
+    "Latent (bicubic antialiased)",
+    "Latent (nearest)",
+    "Latent (nearest-exact)",
 )
 
 ADETAILER_MODELS: tuple[str, ...] = (
@@ -187,32 +210,33 @@ def select_checkpoints(model_names: tuple[str, ...]) -> tuple[Checkpoint, ...]:
 
 
 def find_upscaler(name: str | None) -> Upscaler | None:
-    wanted = (name or "None").lower()
-    return next((u for u in UPSCALERS if u.name.lower() == wanted), None)
+    """By exact name, as A1111 looks upscalers up: `lanczos` is not `Lanczos`."""
+    wanted = "None" if name is None else name
+    return next((u for u in UPSCALERS if u.name == wanted), None)
 
 
 def resolve_sampler(sampler_name: str | None, scheduler: str | None) -> tuple[str, str]:
-    """Return (sampler, schedule label) the way A1111 1.10 resolves them: never an error.
+    """Return (sampler, label of the schedule used) as A1111 1.10 resolves them: never an error.
 
-    A legacy combined name ("DPM++ 2M Karras") is split; an unknown sampler silently becomes the
-    first one; an unknown scheduler becomes Automatic.
+    A legacy combined name ("DPM++ 2M Karras") is split, and its suffix wins over `scheduler`;
+    an unknown sampler silently becomes the first one (DPM++ 2M), an unknown scheduler Automatic.
+    Automatic then means the sampler's own schedule when it has one (`SAMPLER_SCHEDULERS`): that
+    is the label A1111's sampler writes into the infotext (`Schedule type: Karras`).
     """
-    sampler = sampler_name or "Euler"
-    label = "Automatic"
+    by_key = {key: name for name, label in SCHEDULERS for key in (name, label)}
+    labels = dict(SCHEDULERS)
+    found = by_key.get(scheduler or "", "automatic")
+    sampler = sampler_name or SAMPLERS[0]
+    for name, label in SCHEDULERS:
+        for option in (label, name):
+            if sampler.endswith(f" {option}"):
+                found, sampler = name, sampler[: -len(option) - 1]
+                break
     if sampler not in SAMPLERS:
-        for _, sched_label in SCHEDULERS:
-            base = sampler.removesuffix(f" {sched_label}")
-            if base != sampler and base in SAMPLERS:
-                sampler, label = base, sched_label
-                break
-        else:
-            sampler = SAMPLERS[0]
-    if scheduler:
-        for name, sched_label in SCHEDULERS:
-            if scheduler.lower() in (name, sched_label.lower()):
-                label = sched_label
-                break
-    return sampler, label
+        sampler = SAMPLERS[0]
+    if found == "automatic":
+        found = SAMPLER_SCHEDULERS.get(sampler, "automatic")
+    return sampler, labels[found]
 
 
 def default_options(checkpoint: Checkpoint = CHECKPOINTS[0]) -> dict[str, object]:

@@ -310,9 +310,10 @@ class Txt2Img(Generation):
         super().__init__(req, ctx)
         self.treq = req
         if req.enable_hr:
-            latent = not req.hr_upscaler or req.hr_upscaler.startswith("Latent")
+            latent = req.hr_upscaler is None or req.hr_upscaler in catalog.LATENT_UPSCALE_MODES
             if not latent and catalog.find_upscaler(req.hr_upscaler) is None:
-                raise RuntimeError(f"could not find upscaler named {req.hr_upscaler}")
+                # A1111 raises a bare Exception here, so the 500 body says "error": "Exception".
+                raise Exception(f"could not find upscaler named {req.hr_upscaler}")
             check_size(*self.output_size())
             self.hr_steps = req.hr_second_pass_steps or req.steps
             self.sampling_steps += self.hr_steps
@@ -387,9 +388,12 @@ class Extras:
             self.image = decode_image(req.image).convert("RGB")
         except ValueError as exc:
             raise ApiError(500, "Invalid encoded image") from exc
+        # A1111's postprocessing upscale asserts both names, the second only if the first is real.
         self.upscaler = catalog.find_upscaler(req.upscaler_1)
         if self.upscaler is None:
             raise AssertionError(f"could not find upscaler named {req.upscaler_1}")
+        if self.upscaler.name != "None" and catalog.find_upscaler(req.upscaler_2) is None:
+            raise AssertionError(f"could not find upscaler named {req.upscaler_2}")
         self.tile = int(ctx.options.get("ESRGAN_tile", 192))
         self.overlap = int(ctx.options.get("ESRGAN_tile_overlap", 8))
         self.target_size = self._target_size()
