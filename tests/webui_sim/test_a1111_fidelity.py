@@ -171,3 +171,138 @@ def test_unknown_sampler_scheduler_and_checkpoint_fall_back_silently(sim_url: st
     model = next(m for m in get(sim_url, "sd-models").json() if m["title"] == current)
     ignored = last_line(sim_url, override_settings={"sd_model_checkpoint": "nope"})
     assert (ignored["Model"], ignored["Model hash"]) == (model["model_name"], model["hash"])
+
+
+# Reference §9, verbatim, as a real A1111 v1.10.1 wrote them; only the model differs here.
+SEEN_PLAIN = (
+    "a red cube\nNegative prompt: blurry\nSteps: 2, Sampler: Euler a, Schedule type: Automatic, "
+    "CFG scale: 7.0, Seed: 123, Size: 64x64, Model hash: 220b5e9e8d, Model: random-sd15, "
+    "Version: 1.10.1"
+)
+SEEN_CLIP_SKIP = (
+    "Steps: 3, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 6.5, Seed: 4242, "
+    "Size: 64x64, Model hash: f8cb43a67d, Model: random-sd15, Clip skip: 2, Version: 1.10.1"
+)
+SEEN_HIRES = (
+    "Steps: 2, Sampler: Euler a, Schedule type: Automatic, CFG scale: 7.0, Seed: 77, "
+    "Size: 64x64, Model hash: f8cb43a67d, Model: random-sd15, Denoising strength: 0.45, "
+    "Clip skip: 2, Hires upscale: 2.0, Hires steps: 2, Hires upscaler: Lanczos, Version: 1.10.1"
+)
+
+
+@pytest.fixture(scope="module")
+def as_seen(sim_url: str) -> Any:
+    """Rewrite a §9 infotext for this server's loaded model."""
+    current = get(sim_url, "options").json()["sd_model_checkpoint"]
+    model = next(m for m in get(sim_url, "sd-models").json() if m["title"] == current)
+
+    def rewrite(text: str) -> str:
+        for seen_hash in ("220b5e9e8d", "f8cb43a67d"):
+            text = text.replace(f"Model hash: {seen_hash}", f"Model hash: {model['hash']}")
+        return text.replace("Model: random-sd15", f"Model: {model['model_name']}")
+
+    return rewrite
+
+
+def infotext_of(url: str, path: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    r = post(url, path, body)
+    assert r.status_code == 200, r.text
+    info = json.loads(r.json()["info"])
+    image = Image.open(io.BytesIO(base64.b64decode(r.json()["images"][0])))
+    assert image.text["parameters"] == info["infotexts"][0]  # type: ignore[attr-defined]
+    return info["infotexts"][0], info
+
+
+def test_infotext_plain_as_a1111_wrote_it(sim_url: str, as_seen: Any) -> None:
+    body = {
+        "prompt": "a red cube",
+        "negative_prompt": "blurry",
+        "steps": 2,
+        "sampler_name": "Euler a",
+        "seed": 123,
+        "width": 64,
+        "height": 64,
+    }
+    text, info = infotext_of(sim_url, "txt2img", body)
+    assert text == as_seen(SEEN_PLAIN)
+    assert info["version"] == "1.10.1" and info["extra_generation_params"] == {}
+
+
+def test_infotext_schedule_type_and_clip_skip(sim_url: str, as_seen: Any) -> None:
+    body = {
+        "prompt": "a red cube",
+        "steps": 3,
+        "sampler_name": "DPM++ 2M",
+        "scheduler": "karras",
+        "cfg_scale": 6.5,
+        "seed": 4242,
+        "width": 64,
+        "height": 64,
+        "override_settings": {"CLIP_stop_at_last_layers": 2},
+    }
+    text, info = infotext_of(sim_url, "txt2img", body)
+    assert text == "a red cube\n" + as_seen(SEEN_CLIP_SKIP)
+    assert info["clip_skip"] == 2
+    # Automatic is the same for DPM++ 2M: its own schedule is Karras, and the infotext says so.
+    automatic, _ = infotext_of(sim_url, "txt2img", {**body, "scheduler": None})
+    assert automatic == text
+    # The override lasted one request: clip skip 1 is not written at all.
+    plain, _ = infotext_of(sim_url, "txt2img", {**body, "override_settings": None})
+    assert "Clip skip" not in plain
+
+
+def test_infotext_hires_fix(sim_url: str, as_seen: Any) -> None:
+    body = {
+        "prompt": "a red cube",
+        "steps": 2,
+        "sampler_name": "Euler a",
+        "seed": 77,
+        "width": 64,
+        "height": 64,
+        "enable_hr": True,
+        "hr_scale": 2,
+        "hr_second_pass_steps": 2,
+        "hr_upscaler": "Lanczos",
+        "denoising_strength": 0.45,
+        "override_settings": {"CLIP_stop_at_last_layers": 2},
+    }
+    text, info = infotext_of(sim_url, "txt2img", body)
+    assert text == "a red cube\n" + as_seen(SEEN_HIRES)
+    assert (info["width"], info["height"]) == (64, 64)
+    assert info["extra_generation_params"] == {
+        "Denoising strength": 0.45,
+        "Hires upscale": 2.0,
+        "Hires steps": 2,
+        "Hires upscaler": "Lanczos",
+    }
+    # hr_resize replaces the scale; no hr_upscaler (latent) and no extra steps write nothing.
+    resize = {"hr_resize_x": 96, "hr_resize_y": 80, "hr_upscaler": None, "hr_second_pass_steps": 0}
+    resized, _ = infotext_of(sim_url, "txt2img", {**body, **resize})
+    assert "Denoising strength: 0.45, Clip skip: 2, Hires resize: 96x80, Version: 1.10.1" in (
+        resized
+    )
+
+
+def test_infotext_img2img_denoising_strength(sim_url: str, as_seen: Any) -> None:
+    body = {
+        "prompt": "a red cube",
+        "negative_prompt": "blurry",
+        "steps": 2,
+        "sampler_name": "Euler a",
+        "seed": 123,
+        "width": 64,
+        "height": 64,
+        "init_images": [PNG_B64],
+        "denoising_strength": 0.5,
+    }
+    text, info = infotext_of(sim_url, "img2img", body)
+    assert text == as_seen(SEEN_PLAIN).replace(
+        ", Version: 1.10.1", ", Denoising strength: 0.5, Version: 1.10.1"
+    )
+    assert info["extra_generation_params"] == {"Denoising strength": 0.5}
+
+
+def test_infotext_keeps_the_prompt_verbatim(sim_url: str) -> None:
+    prompt = "a <lora:add_detail:0.6> cat, (masterpiece:1.2)\nsecond line: with colon"
+    text, _ = infotext_of(sim_url, "txt2img", {**SMALL, "prompt": prompt, "seed": 1})
+    assert text.startswith(prompt + "\nSteps: 2, ")

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 # real A1111 found on the same port.
 VERSION = "v1.10.1-stablenew-sim"
 IDENTITY_HEADER = "X-StableNew-Reference-Backend"
+# What A1111 v1.10.1 itself writes as `Version:` in infotexts and in `info.version` (reference §9).
+WEBUI_VERSION = "1.10.1"
 ADETAILER_VERSION = "25.3.0"
 
 

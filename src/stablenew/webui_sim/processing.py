@@ -196,7 +196,9 @@ class Generation:
         return self.width, self.height
 
     def extra_params(self) -> dict[str, object]:
-        return {}
+        """A1111's `extra_generation_params`: what the job adds beyond the fixed infotext keys."""
+        # The sampler records a schedule other than the model's own (A1111's get_sigmas).
+        return {"Schedule type": self.schedule} if self.schedule != "Automatic" else {}
 
     def process(self, control: StepControl) -> Processed:
         seeds, subseeds = self.seeds()
@@ -242,29 +244,39 @@ class Generation:
         return image
 
     def infotext(self, seed: int, subseed: int) -> str:
+        """A1111 1.10's `create_infotext`: a fixed key order, then the extra params, then Version.
+
+        Extra params that are also fixed keys (Denoising strength, Schedule type) keep the fixed
+        place, as the dict literal in A1111 does; `Size` is the first pass, even with hires fix.
+        """
         ckpt = self.ctx.checkpoint
         vae = self.ctx.options.get("sd_vae")
         clip_skip = int(self.ctx.options.get("CLIP_stop_at_last_layers") or 1)
-        width, height = self.output_size()
+        extra = self.extra_params()
+        req = self.req
+        resized = req.seed_resize_from_w > 0 and req.seed_resize_from_h > 0
         params: dict[str, object] = {
-            "Steps": self.req.steps,
+            "Steps": req.steps,
             "Sampler": self.sampler,
             "Schedule type": self.schedule,
-            "CFG scale": self.req.cfg_scale,
+            "CFG scale": req.cfg_scale,
             "Seed": seed,
-            "Size": f"{width}x{height}",
+            "Size": f"{self.width}x{self.height}",
             "Model hash": ckpt.shorthash,
             "Model": ckpt.model_name,
             "VAE": vae if vae not in ("Automatic", "None", None) else None,
-            "Variation seed": subseed if self.req.subseed_strength else None,
-            "Variation seed strength": self.req.subseed_strength or None,
+            "Variation seed": subseed if req.subseed_strength else None,
+            "Variation seed strength": req.subseed_strength or None,
+            "Seed resize from": (
+                f"{req.seed_resize_from_w}x{req.seed_resize_from_h}" if resized else None
+            ),
+            "Denoising strength": extra.get("Denoising strength"),
             "Clip skip": clip_skip if clip_skip > 1 else None,
+            **extra,
+            **(self.adetailer.infotext_params() if self.adetailer else {}),
+            "Version": catalog.WEBUI_VERSION,
         }
-        params.update(self.extra_params())
-        if self.adetailer:
-            params.update(self.adetailer.infotext_params())
-        params["Version"] = catalog.VERSION
-        return infotext(self.req.prompt, self.req.negative_prompt, params)
+        return infotext(req.prompt, req.negative_prompt, params)
 
     def info(self, seeds: list[int], subseeds: list[int], infotexts: list[str]) -> dict[str, Any]:
         ckpt = self.ctx.checkpoint
@@ -301,7 +313,7 @@ class Generation:
             "job_timestamp": time.strftime("%Y%m%d%H%M%S"),
             "clip_skip": int(self.ctx.options.get("CLIP_stop_at_last_layers") or 1),
             "is_using_inpainting_conditioning": False,
-            "version": catalog.VERSION,
+            "version": catalog.WEBUI_VERSION,
         }
 
 
@@ -336,14 +348,19 @@ class Txt2Img(Generation):
         return image
 
     def extra_params(self) -> dict[str, object]:
-        if not self.treq.enable_hr:
-            return {}
-        return {
-            "Denoising strength": self.req.denoising_strength,
-            "Hires upscale": self.treq.hr_scale,
-            "Hires steps": self.treq.hr_second_pass_steps or None,
-            "Hires upscaler": self.treq.hr_upscaler or "Latent",
+        req = self.treq
+        if not req.enable_hr:
+            return super().extra_params()
+        # In the order A1111's txt2img init adds them; None values never reach the infotext.
+        resize = req.hr_resize_x or req.hr_resize_y
+        hires: dict[str, object] = {
+            "Denoising strength": req.denoising_strength,
+            "Hires upscale": None if resize else req.hr_scale,
+            "Hires resize": f"{req.hr_resize_x}x{req.hr_resize_y}" if resize else None,
+            "Hires steps": req.hr_second_pass_steps or None,
+            "Hires upscaler": req.hr_upscaler,
         }
+        return {k: v for k, v in {**hires, **super().extra_params()}.items() if v is not None}
 
 
 class Img2Img(Generation):
@@ -371,7 +388,7 @@ class Img2Img(Generation):
         return blend_toward(init, fresh, self.req.denoising_strength)
 
     def extra_params(self) -> dict[str, object]:
-        return {"Denoising strength": self.req.denoising_strength}
+        return {"Denoising strength": self.req.denoising_strength, **super().extra_params()}
 
 
 class Extras:
