@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import threading
+import time
 from typing import Any
 
 import httpx
@@ -306,3 +308,50 @@ def test_infotext_keeps_the_prompt_verbatim(sim_url: str) -> None:
     prompt = "a <lora:add_detail:0.6> cat, (masterpiece:1.2)\nsecond line: with colon"
     text, _ = infotext_of(sim_url, "txt2img", {**SMALL, "prompt": prompt, "seed": 1})
     assert text.startswith(prompt + "\nSteps: 2, ")
+
+
+def watch_progress(url: str, body: dict[str, Any], **params: Any) -> list[dict[str, Any]]:
+    """Run a txt2img in the background and poll /progress until it is done."""
+    done = threading.Event()
+    worker = threading.Thread(
+        target=lambda: (post(url, "txt2img", body).raise_for_status(), done.set())
+    )
+    worker.start()
+    seen = []
+    deadline = time.monotonic() + 30
+    while not done.is_set():
+        assert time.monotonic() < deadline
+        seen.append(get(url, "progress", params=params).json())
+        time.sleep(0.01)
+    worker.join(10)
+    return [p for p in seen if p["state"]["job_count"]]
+
+
+def test_live_preview_every_n_steps(start_sim) -> None:  # type: ignore[no-untyped-def]
+    sim = start_sim("--step-ms", "25")
+    options = get(sim.url, "options").json()
+    assert options["live_previews_enable"] is True  # A1111's default
+    assert options["show_progress_every_n_steps"] == 10
+    body = {**SMALL, "steps": 40, "seed": 9, "prompt": "a lighthouse"}
+    seen = watch_progress(sim.url, body, skip_current_image="false")
+    early = [p for p in seen if p["state"]["sampling_step"] < 10]
+    later = [p for p in seen if p["state"]["sampling_step"] >= 10]
+    assert early and later
+    assert all(p["current_image"] is None for p in early)  # A1111 shows none before step 10
+    assert all(p["current_image"] for p in later)
+    previews = list(dict.fromkeys(p["current_image"] for p in later))
+    assert 2 <= len(previews) <= 4  # a new one every 10 steps: at 10, 20, 30 (and 40)
+    first = Image.open(io.BytesIO(base64.b64decode(previews[0])))
+    assert first.format == "PNG" and first.size == (64, 64)
+    final = post(sim.url, "txt2img", body).json()["images"][0]
+    final_pixels = Image.open(io.BytesIO(base64.b64decode(final))).tobytes()
+    assert first.tobytes() != final_pixels  # a step-10 preview is not the finished picture
+
+    # Asked to skip it, or with previews off, there is none.
+    skipped = watch_progress(sim.url, body, skip_current_image="true")
+    assert all(p["current_image"] is None for p in skipped)
+    httpx.post(f"{sim.url}/sdapi/v1/options", json={"show_progress_every_n_steps": 1})
+    seen = watch_progress(sim.url, {**body, "steps": 12})
+    assert any(p["current_image"] for p in seen if p["state"]["sampling_step"] < 10)
+    httpx.post(f"{sim.url}/sdapi/v1/options", json={"live_previews_enable": False})
+    assert all(p["current_image"] is None for p in watch_progress(sim.url, body))

@@ -134,8 +134,8 @@ class _Control:
             return Signal.SKIP
         return Signal.CONTINUE
 
-    def preview(self, image: Any) -> None:
-        self.backend.progress.preview = image
+    def preview(self, source: Any) -> None:
+        self.backend.progress.set_preview_source(source)
 
     def _crash(self) -> None:
         err(

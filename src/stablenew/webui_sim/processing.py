@@ -15,6 +15,7 @@ from PIL import Image
 
 from stablenew.webui_sim import catalog
 from stablenew.webui_sim.images import (
+    Preview,
     adetailer_edit,
     blend_toward,
     count_tiles,
@@ -22,6 +23,7 @@ from stablenew.webui_sim.images import (
     detected_region,
     infotext,
     model_pass,
+    partly_sampled,
     synthesize,
 )
 from stablenew.webui_sim.models import (
@@ -156,6 +158,10 @@ class Context:
         return replace(self, options=merged)
 
 
+def _noise_seed(seed: int) -> int:
+    return seed ^ 0x5EED
+
+
 class Generation:
     """Shared by txt2img and img2img: seeds, batches, steps, infotexts and info."""
 
@@ -211,12 +217,13 @@ class Generation:
             for b in range(batch):
                 i = job_no * batch + b
                 targets.append((i, self.target(i, seeds[i], subseeds[i])))
-            control.preview(targets[0][1])
+            first, target = targets[0]
+            control.preview(Preview(target, _noise_seed(seeds[first])))
             signal, done = self._sample(control, job_no)
             for i, image in targets:
                 if done < self.sampling_steps:
-                    noise = synthesize("noise", "", seeds[i] ^ 0x5EED, *image.size)
-                    image = Image.blend(noise, image, done / self.sampling_steps)
+                    fraction = done / self.sampling_steps
+                    image = partly_sampled(image, _noise_seed(seeds[i]), fraction)
                 image = self.post_sample(i, image, seeds[i])
                 images.append(image)
                 used_seeds.append(seeds[i])
@@ -449,8 +456,7 @@ class Extras:
         assert upscaler is not None
         target_w, target_h = self.target_size
         ms_total = self.ctx.speed.upscale_ms_per_mp * target_w * target_h / 1_000_000
-        image = self.image
-        control.preview(image)
+        image = self.image  # no live preview: A1111 shows none while postprocessing
         if upscaler.name == "None":
             return self._processed(image)
         if not upscaler.model:

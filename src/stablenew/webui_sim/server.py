@@ -116,11 +116,14 @@ def create_app(backend: SimBackend) -> FastAPI:
 
     @app.get("/sdapi/v1/progress")
     def progress(skip_current_image: bool = False) -> dict[str, Any]:
-        snap = backend.progress.snapshot()
-        preview = snap.pop("preview")
-        show = preview is not None and not skip_current_image
-        show = show and bool(backend.context().options.get("live_previews_enable"))
-        snap["current_image"] = encode_preview(preview) if show else None
+        # A live preview needs live_previews_enable (on by default, as in A1111) and appears
+        # every show_progress_every_n_steps steps (10 by default): none before the 10th step.
+        options = backend.context().options
+        show = bool(options.get("live_previews_enable")) and not skip_current_image
+        every = int(options.get("show_progress_every_n_steps") or 0) if show else 0
+        snap = backend.progress.snapshot(preview_every=every)
+        preview = snap.pop("current_image")
+        snap["current_image"] = encode_preview(preview) if show and preview is not None else None
         snap["textinfo"] = None
         return snap
 
