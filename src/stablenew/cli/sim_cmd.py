@@ -35,10 +35,18 @@ def webui_sim(
     ),
     slow_start: float = typer.Option(0.0, help="Seconds to wait before binding the port."),
     fail_start: bool = typer.Option(False, help="Exit at once with an error on stderr."),
-    api_auth: str | None = typer.Option(None, help="Basic auth for /sdapi: user:pass[,user:pass]."),
+    api_auth: str | None = typer.Option(
+        None, help="Basic auth for /sdapi and /sim: user:pass[,user:pass]."
+    ),
     nowebui: bool = typer.Option(False, help="API-only mode: /internal/ping answers 404."),
+    models: str | None = typer.Option(
+        None,
+        help="Only these checkpoints, by model_name: NAME,NAME (the first loads at start). "
+        "Default: the whole catalog.",
+    ),
 ) -> None:
     """Run the reference backend: an A1111-compatible server that misbehaves on demand."""
+    from stablenew.webui_sim import catalog
     from stablenew.webui_sim.backend import SimConfig
     from stablenew.webui_sim.processing import Speed
     from stablenew.webui_sim.serve import serve
@@ -47,11 +55,17 @@ def webui_sim(
         faults = merge([parse_fault_flag(f) for f in fault]) if fault else FaultSpec()
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--fault") from exc
+    model_names = tuple(name.strip() for name in (models or "").split(",") if name.strip())
+    try:
+        catalog.select_checkpoints(model_names)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--models") from exc
     config = SimConfig(
         speed=Speed(step_ms=step_ms, upscale_ms_per_mp=upscale_ms_per_mp),
         model_load_ms=model_load_ms,
         faults=faults,
         api_auth=_parse_auth(api_auth),
         nowebui=nowebui,
+        models=model_names,
     )
     raise typer.Exit(serve(config, host, port, slow_start=slow_start, fail_start=fail_start))

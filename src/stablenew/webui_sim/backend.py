@@ -29,7 +29,7 @@ from stablenew.webui_sim.runner import (
     ProcessingState,
     Signal,
 )
-from stablenew.webui_sim.state import FifoLock, ProgressState, Stats
+from stablenew.webui_sim.state import FifoLock, ProgressState, RequestLog, Stats
 
 
 @dataclass
@@ -39,6 +39,8 @@ class SimConfig:
     faults: FaultSpec = field(default_factory=FaultSpec)
     api_auth: dict[str, str] = field(default_factory=dict)
     nowebui: bool = False
+    # model_names of the only checkpoints this instance has (the first loads at start); () = all.
+    models: tuple[str, ...] = ()
 
 
 class SimulatedBackendError(RuntimeError):
@@ -59,18 +61,20 @@ OOM_MESSAGE = (
 class SimBackend:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
-        self.options: dict[str, Any] = catalog.default_options()
+        self.checkpoints = catalog.select_checkpoints(config.models)
+        self.options: dict[str, Any] = catalog.default_options(self.checkpoints[0])
         self.options_lock = threading.Lock()
         self.queue_lock = FifoLock()
         self.progress = ProgressState()
         self.stats = Stats()
+        self.requests = RequestLog()
         self.faults = FaultBoard(config.faults)
         self.shutdown = threading.Event()
         self.runner = TrackedRunner(self)
 
     def context(self) -> Context:
         with self.options_lock:
-            return Context(dict(self.options), self.config.speed)
+            return Context(dict(self.options), self.config.speed, self.checkpoints)
 
     def load_checkpoint(self, checkpoint: catalog.Checkpoint) -> None:
         """Switch models under the queue lock, taking as long as a real load would."""
@@ -92,7 +96,7 @@ class SimBackend:
     def set_options(self, values: dict[str, Any]) -> None:
         for key, value in values.items():
             if key == "sd_model_checkpoint":
-                checkpoint = catalog.find_checkpoint(str(value))
+                checkpoint = catalog.find_checkpoint(str(value), self.checkpoints)
                 if checkpoint is None:
                     raise RuntimeError(f"model {value!r} not found")
                 if checkpoint.title != self.options["sd_model_checkpoint"]:
@@ -130,8 +134,8 @@ class _Control:
             return Signal.SKIP
         return Signal.CONTINUE
 
-    def preview(self, image: Any) -> None:
-        self.backend.progress.preview = image
+    def preview(self, source: Any) -> None:
+        self.backend.progress.set_preview_source(source)
 
     def _crash(self) -> None:
         err(

@@ -1,4 +1,5 @@
-"""What the reference backend pretends to have installed: checkpoints, VAEs, samplers, upscalers.
+"""What the reference backend pretends to have installed: checkpoints, VAEs, samplers, upscalers,
+LoRAs, embeddings and extensions.
 
 Names, shapes and aliases follow A1111 v1.10 (see shared/reference/a1111_api.md §1.7).
 """
@@ -8,7 +9,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+# Who we are: sent in IDENTITY_HEADER on every response so StableNew can tell this server from a
+# real A1111 found on the same port.
 VERSION = "v1.10.1-stablenew-sim"
+IDENTITY_HEADER = "X-StableNew-Reference-Backend"
+# What A1111 v1.10.1 itself writes as `Version:` in infotexts and in `info.version` (reference §9).
+WEBUI_VERSION = "1.10.1"
 ADETAILER_VERSION = "25.3.0"
 
 
@@ -102,6 +108,19 @@ SCHEDULERS: tuple[tuple[str, str], ...] = (
 )
 
 
+# Samplers that bring their own schedule in A1111 1.10 (`options["scheduler"]`): "Automatic"
+# means this one for them; the others keep the model's own (reported as Automatic).
+SAMPLER_SCHEDULERS: dict[str, str] = {
+    "DPM++ 2M": "karras",
+    "DPM++ SDE": "karras",
+    "DPM++ 2M SDE": "exponential",
+    "DPM++ 2M SDE Heun": "exponential",
+    "DPM++ 2S a": "karras",
+    "DPM++ 3M SDE": "exponential",
+    "Restart": "karras",
+}
+
+
 @dataclass(frozen=True)
 class Upscaler:
     name: str
@@ -119,6 +138,16 @@ UPSCALERS: tuple[Upscaler, ...] = (
     Upscaler("ESRGAN_4x", 4.0, model=True, sharpen=True),
 )
 
+# hr_upscaler values that mean a latent upscale rather than an `/upscalers` model (exact names).
+LATENT_UPSCALE_MODES: tuple[str, ...] = (
+    "Latent",
+    "Latent (antialiased)",
+    "Latent (bicubic)",
+    "Latent (bicubic antialiased)",
+    "Latent (nearest)",
+    "Latent (nearest-exact)",
+)
+
 ADETAILER_MODELS: tuple[str, ...] = (
     "face_yolov8n.pt",
     "face_yolov8s.pt",
@@ -128,43 +157,94 @@ ADETAILER_MODELS: tuple[str, ...] = (
 )
 
 
-def find_checkpoint(name: str) -> Checkpoint | None:
-    return next((c for c in CHECKPOINTS if name in c.aliases()), None)
+@dataclass(frozen=True)
+class Lora:
+    name: str
+
+    def as_api(self) -> dict[str, object]:
+        """One item of `/sdapi/v1/loras`, in the Lora extension's shape."""
+        return {
+            "name": self.name,
+            "alias": self.name,
+            "path": f"/models/Lora/{self.name}.safetensors",
+            "metadata": {},
+        }
+
+
+LORAS: tuple[Lora, ...] = (
+    Lora("add_detail"),
+    Lora("lcm-lora-sdv1-5"),
+    Lora("detail_tweaker_xl"),
+)
+
+# Textual-inversion embeddings, all SD1.5-shaped (768) single-vector ones.
+EMBEDDINGS: tuple[str, ...] = ("EasyNegative", "badhandv4", "negative_hand-neg")
+
+# Always-on scripts, as their `title()` spells them. `/sdapi/v1/scripts` lists them lower-cased and
+# `alwayson_scripts` keys match them case-insensitively (A1111's `script_name_to_index`).
+# ControlNet and Regional Prompter are accepted and their args passed over: they change nothing.
+ALWAYSON_SCRIPTS: tuple[str, ...] = ("ADetailer", "ControlNet", "Regional Prompter")
+
+
+def find_script(name: str) -> str | None:
+    return next((t for t in ALWAYSON_SCRIPTS if t.lower() == name.lower()), None)
+
+
+def find_checkpoint(
+    name: str, checkpoints: tuple[Checkpoint, ...] = CHECKPOINTS
+) -> Checkpoint | None:
+    return next((c for c in checkpoints if name in c.aliases()), None)
+
+
+def select_checkpoints(model_names: tuple[str, ...]) -> tuple[Checkpoint, ...]:
+    """The checkpoints an instance knows (`--models`), in the order given; () means all of them.
+
+    Names are `model_name`s as `/sdapi/v1/sd-models` spells them; an unknown one is an error that
+    lists the choices, so a typo fails at start instead of as a puzzling 500 later.
+    """
+    if not model_names:
+        return CHECKPOINTS
+    by_name = {c.model_name: c for c in CHECKPOINTS}
+    unknown = [n for n in model_names if n not in by_name]
+    if unknown:
+        raise ValueError(f"unknown model {unknown[0]!r}; choose from: {', '.join(by_name)}")
+    return tuple(dict.fromkeys(by_name[n] for n in model_names))
 
 
 def find_upscaler(name: str | None) -> Upscaler | None:
-    wanted = (name or "None").lower()
-    return next((u for u in UPSCALERS if u.name.lower() == wanted), None)
+    """By exact name, as A1111 looks upscalers up: `lanczos` is not `Lanczos`."""
+    wanted = "None" if name is None else name
+    return next((u for u in UPSCALERS if u.name == wanted), None)
 
 
 def resolve_sampler(sampler_name: str | None, scheduler: str | None) -> tuple[str, str]:
-    """Return (sampler, schedule label) the way A1111 1.10 resolves them: never an error.
+    """Return (sampler, label of the schedule used) as A1111 1.10 resolves them: never an error.
 
-    A legacy combined name ("DPM++ 2M Karras") is split; an unknown sampler silently becomes the
-    first one; an unknown scheduler becomes Automatic.
+    A legacy combined name ("DPM++ 2M Karras") is split, and its suffix wins over `scheduler`;
+    an unknown sampler silently becomes the first one (DPM++ 2M), an unknown scheduler Automatic.
+    Automatic then means the sampler's own schedule when it has one (`SAMPLER_SCHEDULERS`): that
+    is the label A1111's sampler writes into the infotext (`Schedule type: Karras`).
     """
-    sampler = sampler_name or "Euler"
-    label = "Automatic"
+    by_key = {key: name for name, label in SCHEDULERS for key in (name, label)}
+    labels = dict(SCHEDULERS)
+    found = by_key.get(scheduler or "", "automatic")
+    sampler = sampler_name or SAMPLERS[0]
+    for name, label in SCHEDULERS:
+        for option in (label, name):
+            if sampler.endswith(f" {option}"):
+                found, sampler = name, sampler[: -len(option) - 1]
+                break
     if sampler not in SAMPLERS:
-        for _, sched_label in SCHEDULERS:
-            base = sampler.removesuffix(f" {sched_label}")
-            if base != sampler and base in SAMPLERS:
-                sampler, label = base, sched_label
-                break
-        else:
-            sampler = SAMPLERS[0]
-    if scheduler:
-        for name, sched_label in SCHEDULERS:
-            if scheduler.lower() in (name, sched_label.lower()):
-                label = sched_label
-                break
-    return sampler, label
+        sampler = SAMPLERS[0]
+    if found == "automatic":
+        found = SAMPLER_SCHEDULERS.get(sampler, "automatic")
+    return sampler, labels[found]
 
 
-def default_options() -> dict[str, object]:
+def default_options(checkpoint: Checkpoint = CHECKPOINTS[0]) -> dict[str, object]:
     return {
-        "sd_model_checkpoint": CHECKPOINTS[0].title,
-        "sd_checkpoint_hash": CHECKPOINTS[0].sha256,
+        "sd_model_checkpoint": checkpoint.title,
+        "sd_checkpoint_hash": checkpoint.sha256,
         "sd_vae": "Automatic",
         "CLIP_stop_at_last_layers": 1,
         "samples_format": "png",

@@ -14,6 +14,7 @@ import io
 import json
 import random
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFilter, PngImagePlugin
 
@@ -32,6 +33,24 @@ def synthesize(prompt: str, negative: str, seed: int, width: int, height: int) -
         cells.extend(max(0, min(255, c + rng.randint(-60, 60))) for c in base)
     grid = Image.frombytes("RGB", (GRID, GRID), bytes(cells))
     return grid.resize((width, height), Image.Resampling.BICUBIC)
+
+
+def partly_sampled(target: Image.Image, noise_seed: int, fraction: float) -> Image.Image:
+    """The picture `fraction` of the way from seeded noise to `target`: what an interrupted batch
+    returns and what a live preview shows mid-sampling."""
+    noise = synthesize("noise", "", noise_seed, *target.size)
+    return Image.blend(noise, target, max(0.0, min(1.0, fraction)))
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What the live preview of a batch shows: its first picture, as far as sampling has got."""
+
+    target: Image.Image
+    noise_seed: int
+
+    def at(self, fraction: float) -> Image.Image:
+        return partly_sampled(self.target, self.noise_seed, fraction)
 
 
 def blend_toward(init: Image.Image, target: Image.Image, strength: float) -> Image.Image:

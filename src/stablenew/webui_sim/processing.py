@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from PIL import Image
 
 from stablenew.webui_sim import catalog
 from stablenew.webui_sim.images import (
+    Preview,
     adetailer_edit,
     blend_toward,
     count_tiles,
@@ -22,6 +23,7 @@ from stablenew.webui_sim.images import (
     detected_region,
     infotext,
     model_pass,
+    partly_sampled,
     synthesize,
 )
 from stablenew.webui_sim.models import (
@@ -95,11 +97,17 @@ def _ordinal(n: int) -> str:
 
 
 def parse_alwayson(scripts: dict[str, Any]) -> ADetailerPlan | None:
-    """Match script titles case-insensitively, like A1111; read the args as ADetailer does."""
+    """Match script titles case-insensitively, like A1111; read the args as ADetailer does.
+
+    Other installed scripts (ControlNet, Regional Prompter) take any args and change nothing.
+    """
     plan = None
     for name, value in scripts.items():
-        if name.lower() != "adetailer":
+        title = catalog.find_script(name)
+        if title is None:
             raise ApiError(422, f"Script '{name}' not found")
+        if title != "ADetailer":
+            continue
         args = list((value or {}).get("args", [])) if isinstance(value, dict) else []
         enabled = True
         if args and isinstance(args[0], bool):
@@ -126,22 +134,32 @@ class Context:
 
     options: dict[str, Any]
     speed: Speed
+    checkpoints: tuple[catalog.Checkpoint, ...] = catalog.CHECKPOINTS  # what this instance has
 
     @property
     def checkpoint(self) -> catalog.Checkpoint:
-        found = catalog.find_checkpoint(str(self.options["sd_model_checkpoint"]))
-        return found or catalog.CHECKPOINTS[0]
+        found = catalog.find_checkpoint(str(self.options["sd_model_checkpoint"]), self.checkpoints)
+        return found or self.checkpoints[0]
+
+    def overridden(self, overrides: dict[str, Any] | None) -> Context:
+        """The context with a request's override_settings applied.
+
+        An unresolvable checkpoint override (unknown, or not on this instance) is silently
+        ignored, as in A1111; so are keys that are not options.
+        """
+        merged = dict(self.options)
+        for key, value in (overrides or {}).items():
+            usable = key in merged and (
+                key != "sd_model_checkpoint"
+                or catalog.find_checkpoint(str(value), self.checkpoints) is not None
+            )
+            if usable:
+                merged[key] = value
+        return replace(self, options=merged)
 
 
-def _effective_options(options: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
-    merged = dict(options)
-    for key, value in (overrides or {}).items():
-        # An unresolvable checkpoint override is silently ignored, as in A1111.
-        if key == "sd_model_checkpoint" and catalog.find_checkpoint(str(value)) is None:
-            continue
-        if key in merged:
-            merged[key] = value
-    return merged
+def _noise_seed(seed: int) -> int:
+    return seed ^ 0x5EED
 
 
 class Generation:
@@ -152,7 +170,7 @@ class Generation:
 
     def __init__(self, req: GenerationRequest, ctx: Context) -> None:
         self.req = req
-        self.ctx = Context(_effective_options(ctx.options, req.override_settings), ctx.speed)
+        self.ctx = ctx.overridden(req.override_settings)
         self.adetailer = parse_alwayson(req.alwayson_scripts)
         self.width, self.height = _floor8(req.width), _floor8(req.height)
         check_size(self.width, self.height)
@@ -184,7 +202,9 @@ class Generation:
         return self.width, self.height
 
     def extra_params(self) -> dict[str, object]:
-        return {}
+        """A1111's `extra_generation_params`: what the job adds beyond the fixed infotext keys."""
+        # The sampler records a schedule other than the model's own (A1111's get_sigmas).
+        return {"Schedule type": self.schedule} if self.schedule != "Automatic" else {}
 
     def process(self, control: StepControl) -> Processed:
         seeds, subseeds = self.seeds()
@@ -197,12 +217,13 @@ class Generation:
             for b in range(batch):
                 i = job_no * batch + b
                 targets.append((i, self.target(i, seeds[i], subseeds[i])))
-            control.preview(targets[0][1])
+            first, target = targets[0]
+            control.preview(Preview(target, _noise_seed(seeds[first])))
             signal, done = self._sample(control, job_no)
             for i, image in targets:
                 if done < self.sampling_steps:
-                    noise = synthesize("noise", "", seeds[i] ^ 0x5EED, *image.size)
-                    image = Image.blend(noise, image, done / self.sampling_steps)
+                    fraction = done / self.sampling_steps
+                    image = partly_sampled(image, _noise_seed(seeds[i]), fraction)
                 image = self.post_sample(i, image, seeds[i])
                 images.append(image)
                 used_seeds.append(seeds[i])
@@ -230,29 +251,39 @@ class Generation:
         return image
 
     def infotext(self, seed: int, subseed: int) -> str:
+        """A1111 1.10's `create_infotext`: a fixed key order, then the extra params, then Version.
+
+        Extra params that are also fixed keys (Denoising strength, Schedule type) keep the fixed
+        place, as the dict literal in A1111 does; `Size` is the first pass, even with hires fix.
+        """
         ckpt = self.ctx.checkpoint
         vae = self.ctx.options.get("sd_vae")
         clip_skip = int(self.ctx.options.get("CLIP_stop_at_last_layers") or 1)
-        width, height = self.output_size()
+        extra = self.extra_params()
+        req = self.req
+        resized = req.seed_resize_from_w > 0 and req.seed_resize_from_h > 0
         params: dict[str, object] = {
-            "Steps": self.req.steps,
+            "Steps": req.steps,
             "Sampler": self.sampler,
             "Schedule type": self.schedule,
-            "CFG scale": self.req.cfg_scale,
+            "CFG scale": req.cfg_scale,
             "Seed": seed,
-            "Size": f"{width}x{height}",
+            "Size": f"{self.width}x{self.height}",
             "Model hash": ckpt.shorthash,
             "Model": ckpt.model_name,
             "VAE": vae if vae not in ("Automatic", "None", None) else None,
-            "Variation seed": subseed if self.req.subseed_strength else None,
-            "Variation seed strength": self.req.subseed_strength or None,
+            "Variation seed": subseed if req.subseed_strength else None,
+            "Variation seed strength": req.subseed_strength or None,
+            "Seed resize from": (
+                f"{req.seed_resize_from_w}x{req.seed_resize_from_h}" if resized else None
+            ),
+            "Denoising strength": extra.get("Denoising strength"),
             "Clip skip": clip_skip if clip_skip > 1 else None,
+            **extra,
+            **(self.adetailer.infotext_params() if self.adetailer else {}),
+            "Version": catalog.WEBUI_VERSION,
         }
-        params.update(self.extra_params())
-        if self.adetailer:
-            params.update(self.adetailer.infotext_params())
-        params["Version"] = catalog.VERSION
-        return infotext(self.req.prompt, self.req.negative_prompt, params)
+        return infotext(req.prompt, req.negative_prompt, params)
 
     def info(self, seeds: list[int], subseeds: list[int], infotexts: list[str]) -> dict[str, Any]:
         ckpt = self.ctx.checkpoint
@@ -289,7 +320,7 @@ class Generation:
             "job_timestamp": time.strftime("%Y%m%d%H%M%S"),
             "clip_skip": int(self.ctx.options.get("CLIP_stop_at_last_layers") or 1),
             "is_using_inpainting_conditioning": False,
-            "version": catalog.VERSION,
+            "version": catalog.WEBUI_VERSION,
         }
 
 
@@ -298,9 +329,10 @@ class Txt2Img(Generation):
         super().__init__(req, ctx)
         self.treq = req
         if req.enable_hr:
-            latent = not req.hr_upscaler or req.hr_upscaler.startswith("Latent")
+            latent = req.hr_upscaler is None or req.hr_upscaler in catalog.LATENT_UPSCALE_MODES
             if not latent and catalog.find_upscaler(req.hr_upscaler) is None:
-                raise RuntimeError(f"could not find upscaler named {req.hr_upscaler}")
+                # A1111 raises a bare Exception here, so the 500 body says "error": "Exception".
+                raise Exception(f"could not find upscaler named {req.hr_upscaler}")
             check_size(*self.output_size())
             self.hr_steps = req.hr_second_pass_steps or req.steps
             self.sampling_steps += self.hr_steps
@@ -323,14 +355,19 @@ class Txt2Img(Generation):
         return image
 
     def extra_params(self) -> dict[str, object]:
-        if not self.treq.enable_hr:
-            return {}
-        return {
-            "Denoising strength": self.req.denoising_strength,
-            "Hires upscale": self.treq.hr_scale,
-            "Hires steps": self.treq.hr_second_pass_steps or None,
-            "Hires upscaler": self.treq.hr_upscaler or "Latent",
+        req = self.treq
+        if not req.enable_hr:
+            return super().extra_params()
+        # In the order A1111's txt2img init adds them; None values never reach the infotext.
+        resize = req.hr_resize_x or req.hr_resize_y
+        hires: dict[str, object] = {
+            "Denoising strength": req.denoising_strength,
+            "Hires upscale": None if resize else req.hr_scale,
+            "Hires resize": f"{req.hr_resize_x}x{req.hr_resize_y}" if resize else None,
+            "Hires steps": req.hr_second_pass_steps or None,
+            "Hires upscaler": req.hr_upscaler,
         }
+        return {k: v for k, v in {**hires, **super().extra_params()}.items() if v is not None}
 
 
 class Img2Img(Generation):
@@ -358,7 +395,7 @@ class Img2Img(Generation):
         return blend_toward(init, fresh, self.req.denoising_strength)
 
     def extra_params(self) -> dict[str, object]:
-        return {"Denoising strength": self.req.denoising_strength}
+        return {"Denoising strength": self.req.denoising_strength, **super().extra_params()}
 
 
 class Extras:
@@ -375,9 +412,12 @@ class Extras:
             self.image = decode_image(req.image).convert("RGB")
         except ValueError as exc:
             raise ApiError(500, "Invalid encoded image") from exc
+        # A1111's postprocessing upscale asserts both names, the second only if the first is real.
         self.upscaler = catalog.find_upscaler(req.upscaler_1)
         if self.upscaler is None:
             raise AssertionError(f"could not find upscaler named {req.upscaler_1}")
+        if self.upscaler.name != "None" and catalog.find_upscaler(req.upscaler_2) is None:
+            raise AssertionError(f"could not find upscaler named {req.upscaler_2}")
         self.tile = int(ctx.options.get("ESRGAN_tile", 192))
         self.overlap = int(ctx.options.get("ESRGAN_tile_overlap", 8))
         self.target_size = self._target_size()
@@ -416,8 +456,7 @@ class Extras:
         assert upscaler is not None
         target_w, target_h = self.target_size
         ms_total = self.ctx.speed.upscale_ms_per_mp * target_w * target_h / 1_000_000
-        image = self.image
-        control.preview(image)
+        image = self.image  # no live preview: A1111 shows none while postprocessing
         if upscaler.name == "None":
             return self._processed(image)
         if not upscaler.model:

@@ -24,7 +24,9 @@ class Signal(Enum):
 class StepControl(Protocol):
     def step(self, job_no: int, sampling_step: int, sampling_steps: int) -> Signal: ...
 
-    def preview(self, image: Any) -> None: ...
+    def preview(self, source: Any) -> None:
+        """What the live preview shows from now on (an `images.Preview`), rendered on demand."""
+        ...
 
 
 class Processing(Protocol):
@@ -54,7 +56,7 @@ class _NoControl:
     def step(self, job_no: int, sampling_step: int, sampling_steps: int) -> Signal:
         return Signal.CONTINUE
 
-    def preview(self, image: Any) -> None:
+    def preview(self, source: Any) -> None:
         return None
 
 

@@ -13,7 +13,6 @@ import time
 
 import uvicorn
 
-from stablenew.webui_sim import catalog
 from stablenew.webui_sim.backend import SimBackend, SimConfig
 from stablenew.webui_sim.output import err, say
 from stablenew.webui_sim.server import create_app
@@ -54,7 +53,7 @@ def serve(
 
     def load_model() -> None:
         try:
-            backend.load_locked(catalog.CHECKPOINTS[0])
+            backend.load_locked(backend.checkpoints[0])
         finally:
             backend.queue_lock.release()
 

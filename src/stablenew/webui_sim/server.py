@@ -29,6 +29,11 @@ from stablenew.webui_sim.models import (
 from stablenew.webui_sim.processing import ApiError, Extras, Img2Img, Txt2Img
 from stablenew.webui_sim.runner import ProcessingRequest
 
+# Paths behind `--api-auth`: A1111's own routes, and the reference backend's control surface.
+PROTECTED = ("/sdapi/", "/sim/")
+# Generation calls whose raw bodies `/sim/requests` keeps.
+LOGGED = frozenset({"/sdapi/v1/txt2img", "/sdapi/v1/img2img", "/sdapi/v1/extra-single-image"})
+
 
 def _error_body(error: str, detail: str, errors: str) -> dict[str, str]:
     return {"error": error, "detail": detail, "body": "", "errors": errors}
@@ -61,13 +66,26 @@ def create_app(backend: SimBackend) -> FastAPI:
     async def api_middleware(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
+        response = await _handle(request, call_next)
+        # Every answer says what we are, errors and 401s included: a client probing a port for
+        # A1111 must be able to tell the reference backend apart without credentials.
+        response.headers[catalog.IDENTITY_HEADER] = catalog.VERSION
+        return response
+
+    async def _handle(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         # A1111's api_middleware: auth on /sdapi, any escaping exception as its JSON error body.
+        # /sim/* takes the same credentials: faults and stats are no less privileged than /sdapi.
         path = request.url.path
         backend.stats.count_endpoint(path)
-        if users and path.startswith("/sdapi/"):
+        if users and path.startswith(PROTECTED):
             denied = _check_auth(request, users)
             if denied is not None:
                 return denied
+        if request.method == "POST" and path in LOGGED:
+            # Read here, before any parsing; Starlette hands the same bytes on to the handler.
+            backend.requests.record(path, await request.body())
         try:
             return await call_next(request)
         except Exception as exc:
@@ -98,11 +116,14 @@ def create_app(backend: SimBackend) -> FastAPI:
 
     @app.get("/sdapi/v1/progress")
     def progress(skip_current_image: bool = False) -> dict[str, Any]:
-        snap = backend.progress.snapshot()
-        preview = snap.pop("preview")
-        show = preview is not None and not skip_current_image
-        show = show and bool(backend.context().options.get("live_previews_enable"))
-        snap["current_image"] = encode_preview(preview) if show else None
+        # A live preview needs live_previews_enable (on by default, as in A1111) and appears
+        # every show_progress_every_n_steps steps (10 by default): none before the 10th step.
+        options = backend.context().options
+        show = bool(options.get("live_previews_enable")) and not skip_current_image
+        every = int(options.get("show_progress_every_n_steps") or 0) if show else 0
+        snap = backend.progress.snapshot(preview_every=every)
+        preview = snap.pop("current_image")
+        snap["current_image"] = encode_preview(preview) if show and preview is not None else None
         snap["textinfo"] = None
         return snap
 
@@ -127,7 +148,7 @@ def create_app(backend: SimBackend) -> FastAPI:
 
     @app.get("/sdapi/v1/sd-models")
     def sd_models() -> list[dict[str, object]]:
-        return [c.as_api() for c in catalog.CHECKPOINTS]
+        return [c.as_api() for c in backend.checkpoints]
 
     @app.get("/sdapi/v1/sd-vae")
     def sd_vae() -> list[dict[str, object]]:
@@ -157,9 +178,28 @@ def create_app(backend: SimBackend) -> FastAPI:
             for u in catalog.UPSCALERS
         ]
 
+    @app.get("/sdapi/v1/loras")
+    def loras() -> list[dict[str, object]]:
+        return [lora.as_api() for lora in catalog.LORAS]
+
+    @app.get("/sdapi/v1/embeddings")
+    def embeddings() -> dict[str, dict[str, object]]:
+        loaded = {
+            name: {
+                "step": None,
+                "sd_checkpoint": None,
+                "sd_checkpoint_name": None,
+                "shape": 768,
+                "vectors": 1,
+            }
+            for name in catalog.EMBEDDINGS
+        }
+        return {"loaded": loaded, "skipped": {}}
+
     @app.get("/sdapi/v1/scripts")
     def scripts() -> dict[str, list[str]]:
-        return {"txt2img": ["adetailer"], "img2img": ["adetailer"]}
+        names = [title.lower() for title in catalog.ALWAYSON_SCRIPTS]
+        return {"txt2img": names, "img2img": list(names)}
 
     @app.get("/sdapi/v1/memory")
     def memory() -> dict[str, Any]:
@@ -195,6 +235,14 @@ def create_app(backend: SimBackend) -> FastAPI:
             detail = exc.errors(include_url=False, include_context=False)
             return JSONResponse({"detail": detail}, status_code=422)
         return backend.faults.active()
+
+    @app.get("/sim/requests")
+    def received() -> list[dict[str, str]]:
+        return backend.requests.entries()
+
+    @app.delete("/sim/requests")
+    def clear_received() -> dict[str, int]:
+        return {"cleared": backend.requests.clear()}
 
     @app.get("/sim/stats")
     def stats() -> dict[str, object]:
