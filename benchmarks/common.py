@@ -9,6 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+# Benchmarks run as scripts; the repository root holds the development support (devtools/).
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
+
 
 def benchmark_main(
     run: Callable[[argparse.Namespace], dict[str, Any]],

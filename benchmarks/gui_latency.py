@@ -16,12 +16,12 @@ import tkinter as tk
 from pathlib import Path
 
 from common import benchmark_main  # the sibling module: benchmarks run as scripts
+from devtools.xvfb import start_xvfb
 
 from stablenew.app.config import Config, service_config
 from stablenew.app.services import Services
 from stablenew.gui.prefs import Prefs
 from stablenew.gui.window import MainWindow
-from stablenew.gui.xvfb import start_xvfb
 from stablenew.jobs.spec import JobSpec
 from stablenew.observe.events import EventKind
 

@@ -17,16 +17,19 @@ from stablenew.webui.process import LaunchConfig, WebUIProcessManager, reference
 class Sim:
     manager: WebUIProcessManager
     client: WebUIClient
+    auth: tuple[str, str] | None = None  # /sim/* takes the same credentials as /sdapi
 
     @property
     def url(self) -> str:
         return self.manager.url
 
     def faults(self, spec: dict[str, object]) -> None:
-        httpx.post(f"{self.url}/sim/faults", json=spec, timeout=5).raise_for_status()
+        httpx.post(
+            f"{self.url}/sim/faults", json=spec, auth=self.auth, timeout=5
+        ).raise_for_status()
 
     def stats(self) -> dict[str, object]:
-        return httpx.get(f"{self.url}/sim/stats", timeout=5).json()
+        return httpx.get(f"{self.url}/sim/stats", auth=self.auth, timeout=5).json()
 
 
 SimFactory = Callable[..., Sim]
@@ -52,7 +55,8 @@ def start_sim(tmp_path: Path) -> Iterator[SimFactory]:
 
         manager = WebUIProcessManager(config, probe=probe)
         manager.start()
-        sim = Sim(manager, WebUIClient(manager.url, auth=auth, timeouts=Timeouts(generate=60)))
+        client = WebUIClient(manager.url, auth=auth, timeouts=Timeouts(generate=60))
+        sim = Sim(manager, client, auth)
         started.append(sim)
         return sim
 

@@ -118,7 +118,10 @@ def test_queue_commands(tmp_path: Path) -> None:
 def test_doctor_gives_verdicts(tmp_path: Path) -> None:
     good = cli(tmp_path, "doctor")
     assert good.returncode == 0, good.stdout
-    assert "ok   backend: answers at http://127.0.0.1:" in good.stdout
+    assert (
+        "ok   backend: the reference backend (simulated images) answers at http://127.0.0.1:"
+        in good.stdout
+    )
     bad = cli(tmp_path, "doctor", "--backend", "http://127.0.0.1:9")
     assert bad.returncode == 1 and "FAIL backend" in bad.stdout
 

@@ -12,11 +12,11 @@ from pathlib import Path
 from tkinter import ttk
 
 import pytest
+from devtools.xvfb import start_xvfb
 
 from stablenew.app.services import Services
 from stablenew.gui.prefs import Prefs
 from stablenew.gui.window import MainWindow
-from stablenew.gui.xvfb import start_xvfb
 from tests.pipeline.conftest import service_config
 
 

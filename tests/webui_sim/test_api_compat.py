@@ -244,6 +244,8 @@ def test_progress_interrupt_and_fifo_order(start_sim) -> None:  # type: ignore[n
         assert time.monotonic() < deadline
     second = threading.Thread(target=call, args=("second", 2))
     second.start()
+    while sim.stats()["in_flight"] < 2:  # the second request waits in the queue lock
+        assert time.monotonic() < deadline
     busy = httpx.get(f"{url}/sdapi/v1/progress").json()
     assert 0 < busy["progress"] <= 1 and busy["state"]["job_count"] >= 1
     assert busy["state"]["sampling_steps"] == 30 and busy["state"]["job"] == "scripts_txt2img"

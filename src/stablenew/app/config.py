@@ -20,6 +20,7 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from stablenew import redact
+from stablenew.app.intents import Intents
 from stablenew.app.services import ServiceConfig
 from stablenew.errors import ConfigError
 from stablenew.jobs.spec import problems
@@ -196,6 +197,16 @@ def service_config(
         auth=(b.username, b.password or "") if b.username else None,
         wildcards_dir=Path(config.packs.wildcards_dir) if config.packs.wildcards_dir else None,
     )
+
+
+def intents_for(home: Path, config: Config) -> Intents:
+    """Job building as this configuration has it (wildcards folder, global prompts)."""
+    wildcards = Path(config.packs.wildcards_dir) if config.packs.wildcards_dir else None
+    prompts = PipelineSettings(
+        global_positive=config.prompts.global_positive,
+        global_negative=config.prompts.global_negative,
+    )
+    return Intents(wildcards, prompts)
 
 
 def shown(config: Config) -> dict[str, object]:

@@ -15,6 +15,8 @@ from typing import Any
 from stablenew.errors import InputError
 from stablenew.jobs.packs import Expansion, expand, load_pack
 from stablenew.jobs.spec import STAGES, JobSpec, build_spec
+from stablenew.pipeline import payloads
+from stablenew.pipeline.settings import PipelineSettings
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,15 @@ def stage_fields(stages: Sequence[str]) -> dict[str, Any]:
 
 
 class Intents:
-    def __init__(self, wildcards_dir: Path | None = None) -> None:
+    def __init__(
+        self, wildcards_dir: Path | None = None, prompts: PipelineSettings | None = None
+    ) -> None:
         self.wildcards_dir = wildcards_dir
+        self.settings = prompts or PipelineSettings()
+
+    def sent_prompts(self, spec: JobSpec) -> tuple[str, str]:
+        """The positive and negative prompt exactly as the backend will get them."""
+        return payloads.prompts(spec, self.settings)
 
     def prompt(
         self, prompt: str, overrides: Overrides = Overrides(), source: str = "api"

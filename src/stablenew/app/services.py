@@ -110,7 +110,7 @@ class Services:
         )
         self.pipeline_controller = PipelineController(self.state, self._bus, self.jobs)
         self.backend = BackendController(self._manager, self._the_client, self._home)
-        self.intents = Intents(config.wildcards_dir)
+        self.intents = Intents(config.wildcards_dir, config.pipeline)
 
     # -- events --------------------------------------------------------------------------------
 
@@ -183,7 +183,7 @@ class Services:
         """Who owns the home now (this process included)."""
         return self._home.owner()
 
-    def start(self, run_queue: bool = True) -> None:
+    def start(self, run_queue: bool = True, timeout: float | None = None) -> None:
         """Own the home: take its lock, bring the backend up, start draining the queue
         (`run_queue=False`: the backend only, as `doctor` needs)."""
         with self._role_lock:
@@ -195,7 +195,7 @@ class Services:
                 raise HomeOwnedError(f"this home ({self.config.home}) is owned by {who}")
             self.role = Role.OWNER
         self._manager.reap_stale()  # only the new owner may: no one else touches a backend
-        self._manager.start()
+        self._manager.start(timeout)
         if run_queue:
             self._run_queue()
 

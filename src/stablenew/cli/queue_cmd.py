@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from stablenew.app.intents import Overrides, parse_stages
+from stablenew.app.maintenance import recover_database
 from stablenew.cli.common import console, fail, on_stop_signals
 from stablenew.jobs.job import Job
 from stablenew.jobs.status import JobStatus
@@ -251,9 +252,7 @@ def worker(
 def recover(ctx: typer.Context) -> None:
     """Rescue a damaged jobs.db: copy every job that can still be read into a fresh database and
     keep the damaged file aside (nothing is deleted)."""
-    from stablenew.queue.salvage import salvage
-
-    report = salvage(ctx.obj.home / "jobs.db", ctx.obj.home)
+    report = recover_database(ctx.obj.home)
     console.print(report.summary())
     if not report.ok:
         raise typer.Exit(1)

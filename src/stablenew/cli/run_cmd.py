@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from stablenew.app.events import FINISHED_KINDS, JobLifecycleLogEvent
 from stablenew.app.intents import Overrides, parse_stages
 from stablenew.app.services import Role, Services
 from stablenew.cli.common import (
@@ -31,7 +32,6 @@ from stablenew.cli.common import (
 from stablenew.jobs.job import Job
 from stablenew.jobs.spec import JobSpec
 from stablenew.jobs.status import JobStatus
-from stablenew.observe.events import FINISHED_KINDS, JobLifecycleLogEvent
 
 
 def run(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import tkinter as tk
 from tkinter import ttk
 
-from stablenew.observe.events import JobLifecycleLogEvent
+from stablenew.app.events import JobLifecycleLogEvent
 
 
 class DebugLogPanel(ttk.Frame):

@@ -14,6 +14,7 @@ from typing import Any
 
 import sv_ttk
 
+from stablenew.app.events import EventKind, StageFinishedData
 from stablenew.app.intents import Overrides
 from stablenew.app.services import Services
 from stablenew.app.state import Lifecycle
@@ -27,7 +28,6 @@ from stablenew.gui.queue_view import DraftPanel, QueuePanel
 from stablenew.gui.running import RunningPanel, thumbnail
 from stablenew.jobs.job import Job, JobStatus
 from stablenew.jobs.spec import JobSpec, SpecError, build_spec
-from stablenew.observe.events import EventKind, StageFinishedData
 
 AUTO_RUN_OFF = "auto-run is off"
 

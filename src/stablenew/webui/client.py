@@ -30,6 +30,7 @@ from stablenew.errors import (
 from stablenew.webui.classify import error_kind, error_message
 
 API = "/sdapi/v1"
+REFERENCE_HEADER = "X-StableNew-Reference-Backend"
 
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "png"),
@@ -349,6 +350,18 @@ class WebUIClient:
         if response.status_code in (401, 403):
             return Health.AUTH_REJECTED
         return Health.OK if response.is_success else Health.NOT_READY
+
+    def reference_version(self) -> str | None:
+        """The version of StableNew's own reference backend when that is what answers (it says
+        so in a header); None for a real A1111, Forge or SD.Next."""
+        try:
+            response = self._http.get(
+                API + "/sd-models",
+                timeout=httpx.Timeout(self.timeouts.probe, connect=self.timeouts.connect),
+            )
+        except httpx.HTTPError:
+            return None
+        return response.headers.get(REFERENCE_HEADER)
 
     def is_healthy(self) -> bool:
         return self.health() is Health.OK

@@ -19,11 +19,11 @@ from pathlib import Path
 import httpx
 from PIL import ImageGrab
 
+from devtools.xvfb import start_xvfb
 from stablenew.app.config import Config, service_config
 from stablenew.app.services import Services
 from stablenew.gui.prefs import Prefs
 from stablenew.gui.window import MainWindow
-from stablenew.gui.xvfb import start_xvfb
 from stablenew.webui.process import reference_backend_command
 
 
@@ -80,7 +80,7 @@ def shoot(home: Path, out: Path) -> None:
     pump(lambda: window.lifecycle.cget("text") == "IDLE", 120)
 
     httpx.post(
-        f"{services.manager.url}/sim/faults",
+        f"{services.backend.url}/sim/faults",
         json={"http_error": {"stage": "txt2img", "kind": "oom"}},
     )
     window.compose.restore({"images": "1", "img2img.enabled": False, "upscale.enabled": False})

@@ -1,0 +1,120 @@
+"""`doctor`: every part a job depends on, checked with a clear verdict each.
+
+On a home another process owns it only reads: it never starts, stops or reaps anything, and it
+asks the owner's backend (at the URL the owner published) for its lists. On a free home it takes
+the home for the moment it needs to start a managed backend, without running any job.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from stablenew.app.config import Config, output_root, service_config
+from stablenew.app.services import Services
+from stablenew.errors import BackendError, StoreError
+from stablenew.queue.store import JobStore
+from stablenew.webui.client import Timeouts, WebUIClient
+
+LOW_DISK_MB = 200
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def diagnose(
+    home: Path, config: Config, backend_url: str | None = None, timeout: float = 10.0
+) -> Iterator[Check]:
+    """The checks, one at a time (a slow backend start shows the earlier verdicts first)."""
+    yield Check("config", True, f"{home / 'config.toml'} (defaults where absent)")
+    database = home / "jobs.db"
+    try:
+        store = JobStore(database)
+        integrity = store.integrity()
+        store.close()
+        yield Check("database", integrity == "ok", f"{database}: integrity {integrity}")
+    except StoreError as exc:
+        yield Check("database", False, str(exc))
+        return
+    for name, folder in (("home disk", home), ("output disk", output_root(home, config))):
+        free = free_mb(folder)
+        if free is not None:
+            yield Check(name, free >= LOW_DISK_MB, f"{free:,} MB free under {folder}")
+    services = Services(service_config(home, config, backend_url=backend_url))
+    try:
+        yield from _backend(services, backend_url, timeout)
+    finally:
+        services.close()
+    lim = config.limits
+    yield Check(
+        "limits",
+        True,
+        f"upscale <= {lim.max_upscale_megapixels} MP, tiles {lim.tile_min}..{lim.tile_max}",
+    )
+
+
+def _backend(services: Services, backend_url: str | None, timeout: float) -> Iterator[Check]:
+    owner = services.owner()
+    client: WebUIClient | None = None
+    try:
+        if owner is not None:
+            yield Check("home", True, f"owned by {owner.describe()}: its backend is read, only")
+            url = backend_url or owner.backend_url
+            if url is None:
+                yield Check("backend", False, "the owner has not published its backend's URL yet")
+                return
+            timeouts = Timeouts(query=timeout, probe=timeout)
+            client = WebUIClient(url, auth=services.config.auth, timeouts=timeouts)
+            lists = client
+        else:
+            # A managed backend gets its full start-up time; an attached one must answer now.
+            services.start(run_queue=False, timeout=None if services.backend.managed else timeout)
+            url = services.backend.url or ""
+            lists = services.backend.client()
+        yield from _lists(lists, url)
+    except BackendError as exc:
+        yield Check("backend", False, str(exc).splitlines()[0])
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _lists(client: WebUIClient, url: str) -> Iterator[Check]:
+    reference = client.reference_version()
+    what = "the reference backend (simulated images)" if reference else "an A1111-compatible API"
+    models = [str(m["model_name"]) for m in client.sd_models()]
+    yield Check("backend", True, f"{what} answers at {url}")
+    yield Check("models", bool(models), ", ".join(models) or "none installed")
+    samplers = [s["name"] for s in client.samplers()]
+    yield Check("samplers", bool(samplers), f"{len(samplers)} available")
+    upscalers = [str(u["name"]) for u in client.upscalers()]
+    yield Check("upscalers", bool(upscalers), ", ".join(upscalers))
+    try:
+        loras = [str(x["name"]) for x in client.loras()]
+        yield Check("loras", True, ", ".join(loras) or "none")
+    except BackendError:
+        yield Check("loras", True, "not listed by this backend")
+    try:
+        embeddings = sorted(client.embeddings().get("loaded", {}))
+        yield Check("embeddings", True, ", ".join(embeddings) or "none")
+    except BackendError:
+        yield Check("embeddings", True, "not listed by this backend")
+    scripts = client.scripts()
+    has_ad = any("adetailer" in s.lower() for s in scripts.get("img2img", []))
+    yield Check("adetailer", True, "installed" if has_ad else "not installed (stage unavailable)")
+
+
+def free_mb(folder: Path) -> int | None:
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        return shutil.disk_usage(probe).free // 2**20
+    except OSError:
+        return None
