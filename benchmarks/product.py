@@ -51,7 +51,7 @@ class Product:
         config.backend.command = reference_backend_command(0, *flags)
         config.recovery = config.recovery.model_copy(update={"cancel_grace": cancel_grace})
         config.backend.max_restarts = 1000  # the cancel and recovery trials restart on purpose
-        config.backend.crash_loop_starts = 1000
+        config.backend.crash_loop_limit = 1000
         self.services = Services(service_config(home, config))
         self.events: list[JobLifecycleLogEvent] = []
         self.finished: set[str] = set()

@@ -30,6 +30,7 @@ class Gate:
         self.why: str | None = None  # None: ready
         self.trial = False
         self.resumed = 0
+        self.completed = 0
 
     def ensure_ready(self) -> str | None:
         return self.why
@@ -40,6 +41,9 @@ class Gate:
 
     def resumed_by_user(self) -> None:
         self.resumed += 1
+
+    def job_completed(self) -> None:
+        self.completed += 1
 
 
 def failed(message: str, reason: FailureReason | None = None) -> JobOutcome:

@@ -70,7 +70,7 @@ command = {
     json.dumps([sys.executable, "-m", "stablenew", "webui-sim", "--port", "0", "--step-ms", "40"])
 }
 max_restarts = 1000
-crash_loop_starts = 1000  # the breaker has its own tests; chaos is about transient faults
+crash_loop_limit = 1000  # the breaker has its own tests; chaos is about transient faults
 [recovery]
 stall_timeout = 1.5
 finished_stall = 1.0

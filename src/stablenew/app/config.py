@@ -59,7 +59,7 @@ class BackendSection(_Section):
     startup_timeout: float = Field(_LAUNCH.startup_timeout, gt=0)
     max_restarts: int = Field(_LAUNCH.max_restarts, ge=0)
     restart_window: float = Field(_LAUNCH.restart_window, gt=0)
-    crash_loop_starts: int = Field(_LAUNCH.crash_loop_starts, ge=1)
+    crash_loop_limit: int = Field(_LAUNCH.crash_loop_limit, ge=1)
     discover: bool = True  # look for an A1111 on 127.0.0.1:7860/7861 at first start
 
     @field_validator("url")
@@ -166,7 +166,7 @@ def service_config(
         "startup_timeout": b.startup_timeout,
         "max_restarts": b.max_restarts,
         "restart_window": b.restart_window,
-        "crash_loop_starts": b.crash_loop_starts,
+        "crash_loop_limit": b.crash_loop_limit,
         "breaker_cooldown": config.recovery.breaker_cooldown,
     }
     if backend_url or b.mode == "attached":

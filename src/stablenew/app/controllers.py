@@ -437,6 +437,9 @@ class BackendController:
     def resumed_by_user(self) -> None:
         self._manager.reset_breaker("the user resumed the queue")
 
+    def job_completed(self) -> None:
+        self._manager.breaker.job_completed()
+
     @property
     def breaker(self) -> BreakerState:
         return self._manager.breaker.state

@@ -45,6 +45,9 @@ class BackendGate(Protocol):
     def resumed_by_user(self) -> None:
         """The user resumed a queue the runner had paused: the cause is said to be fixed."""
 
+    def job_completed(self) -> None:
+        """A whole job went through: the backend's earlier crashes were not a loop."""
+
 
 class _Saver:
     """A running job's checkpoints, kept in the store under the runner's lease."""
@@ -201,6 +204,8 @@ class JobRunner:
         event = self.store.finish(job.id, self.owner, outcome)
         if event is not None:
             self.bus.publish(event)
+        if outcome.status == JobStatus.COMPLETED and self.gate is not None:
+            self.gate.job_completed()
         self._after(outcome)
         return outcome
 

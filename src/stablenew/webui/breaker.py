@@ -1,13 +1,19 @@
-"""The crash-loop breaker: a backend that dies every time it starts must stop being started.
+"""The crash-loop breaker: a backend that keeps dying must stop being started.
 
-Every start of the backend process counts, whoever asked for it (the recovery layer's restart,
-the runner waiting for a healthy backend, a Start button); a generation that completes proves the
-running process healthy. The breaker opens when `limit` starts in a row have produced no
-completed generation, or when more than `max_restarts` restarts fall within `window` seconds.
-While open, nothing starts the backend: the runner gives the job back to the queue and pauses it
-with the reason. After `cooldown` seconds one trial start is allowed (half-open); it counts as
-healthy only once a generation completes, and one more failure opens the breaker again. The user
-closes it by resuming the queue (or starting the backend by hand).
+It counts two things, whoever caused them (the recovery layer's restart, the runner waiting for
+a healthy backend, a Start button):
+- crashes: the process died unasked. `limit` crashes within `window` seconds with no job
+  completed in between open the breaker: a backend that crashes on every img2img still makes
+  txt2img images, but it never finishes a job.
+- starts: a process that never completes a generation is unproven; `limit` unproven starts in a
+  row open it (a backend that dies while loading), and so do more than `max_restarts` restarts
+  within `window`.
+
+While open, nothing starts the backend: the job in flight goes back to the queue, which pauses
+with the reason instead of failing job after job. After `cooldown` seconds one trial start is
+allowed (half-open); it counts as healthy only once a generation completes, and one more crash
+or failed start opens the breaker again. The user closes it by resuming the queue or starting
+the backend by hand.
 """
 
 from __future__ import annotations
@@ -49,39 +55,60 @@ class CrashLoopBreaker:
         self._clock = clock
         self._lock = threading.Lock()
         self._starts: deque[float] = deque()
+        self._crashes: deque[float] = deque()  # since the last completed job
         self._unproven = 0  # starts in a row with no completed generation since
         self._opened_at = 0.0
         self.state = BreakerState.CLOSED
         self.reason = ""
 
+    # -- what happens to the backend -----------------------------------------------------------
+
     def allow_start(self) -> None:
         """Count a start about to happen, or raise BackendCrashLoop when it must not."""
-        tripped = False
         with self._lock:
-            now = self._clock()
-            while self._starts and now - self._starts[0] > self.window:
-                self._starts.popleft()
+            now = self._forget_old()
+            reason = ""
             if self.state != BreakerState.OPEN:
                 limit = 1 if self.state == BreakerState.HALF_OPEN else self.limit
                 if self._unproven >= limit:
-                    tripped = self._trip(
+                    reason = (
                         f"the backend was started {self._unproven} time(s) in a row and never "
                         "completed a generation"
                     )
                 elif len(self._starts) > self.max_restarts:
-                    tripped = self._trip(
+                    reason = (
                         f"{len(self._starts) - 1} restarts within {self.window:g}s "
                         f"(max_restarts = {self.max_restarts})"
                     )
+                if reason:
+                    self._trip(reason)
             refused = self.state == BreakerState.OPEN
             if not refused:
                 self._starts.append(now)
                 self._unproven += 1
             refusal = self._refusal()
-        if tripped:
+        if reason:
             self._tell(self.reason)
         if refused:
             raise BackendCrashLoop(refusal)
+
+    def crashed(self) -> None:
+        """The process died unasked."""
+        with self._lock:
+            now = self._forget_old()
+            self._crashes.append(now)
+            reason = ""
+            if self.state == BreakerState.HALF_OPEN:
+                reason = "the backend crashed again during its trial"
+            elif self.state == BreakerState.CLOSED and len(self._crashes) >= self.limit:
+                reason = (
+                    f"the backend crashed {len(self._crashes)} times within {self.window:g}s "
+                    "without completing a job"
+                )
+            if reason:
+                self._trip(reason)
+        if reason:
+            self._tell(self.reason)
 
     def proven(self) -> None:
         """A generation completed: the running process works."""
@@ -93,6 +120,13 @@ class CrashLoopBreaker:
         if changed:
             self._tell("the trial generation completed: the backend is healthy again")
 
+    def job_completed(self) -> None:
+        """A whole job went through: earlier crashes were not a loop."""
+        with self._lock:
+            self._crashes.clear()
+
+    # -- what the user and the runner decide ---------------------------------------------------
+
     def reset(self, why: str = "reset by the user") -> None:
         """The user says the cause is fixed: count from zero."""
         with self._lock:
@@ -100,6 +134,7 @@ class CrashLoopBreaker:
             self.state, self.reason = BreakerState.CLOSED, ""
             self._unproven = 0
             self._starts.clear()
+            self._crashes.clear()
         if was != BreakerState.CLOSED:
             self._tell(why)
 
@@ -109,7 +144,9 @@ class CrashLoopBreaker:
             if self.state != BreakerState.OPEN or self._cooldown_left() > 0:
                 return False
             self.state = BreakerState.HALF_OPEN
-            self._unproven = 0
+            self._unproven = 0  # the trial is judged on its own
+            self._starts.clear()
+            self._crashes.clear()
         self._tell(f"cooldown of {self.cooldown:g}s over: one trial start allowed")
         return True
 
@@ -117,16 +154,24 @@ class CrashLoopBreaker:
         with self._lock:
             return self._cooldown_left()
 
+    # -- inside --------------------------------------------------------------------------------
+
+    def _forget_old(self) -> float:
+        now = self._clock()
+        for times in (self._starts, self._crashes):
+            while times and now - times[0] > self.window:
+                times.popleft()
+        return now
+
     def _cooldown_left(self) -> float:
         if self.state != BreakerState.OPEN:
             return 0.0
         return max(0.0, self._opened_at + self.cooldown - self._clock())
 
-    def _trip(self, reason: str) -> bool:
+    def _trip(self, reason: str) -> None:
         self.state = BreakerState.OPEN
         self.reason = f"crash loop: {reason}; not starting it again"
         self._opened_at = self._clock()
-        return True
 
     def _refusal(self) -> str:
         return (

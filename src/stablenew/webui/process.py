@@ -50,7 +50,7 @@ class LaunchConfig:
     max_restarts: int = 3
     restart_window: float = 300.0
     breaker_cooldown: float = 600.0
-    crash_loop_starts: int = 3
+    crash_loop_limit: int = 3
     log_dir: Path | None = None
     pidfile: Path | None = None  # where the managed backend's pid is kept (stale-orphan reaping)
 
@@ -91,7 +91,7 @@ class WebUIProcessManager:
             max_restarts=config.max_restarts,
             window=config.restart_window,
             cooldown=config.breaker_cooldown,
-            limit=config.crash_loop_starts,
+            limit=config.crash_loop_limit,
             on_change=on_breaker,
         )
 
@@ -120,6 +120,8 @@ class WebUIProcessManager:
             if self._state == state:
                 return
             self._state = state
+        if state == BackendState.CRASHED:
+            self.breaker.crashed()  # counted once, whoever noticed it first
         if self._on_state is not None:
             try:
                 self._on_state(state, redact.text(detail))

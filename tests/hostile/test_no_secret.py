@@ -1,0 +1,96 @@
+"""No secret written: a backend password wherever the user put it (the launch command's
+--api-auth, the config's password, a URL, a token in the environment) appears in no file
+StableNew writes and in nothing it prints, after runs that crash, hang and fail."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import httpx
+
+from tests.helpers import start_worker
+from tests.hostile.conftest import cli, sim_command, write_config
+
+PASSWORD = "Tr0ub4dor-and-3"
+TOKEN = "hf_tok3n_s3cr3t_value"
+
+
+def secret_config(extra_flags: tuple[str, ...] = ()) -> str:
+    command = sim_command("--api-auth", f"ann:{PASSWORD}", "--step-ms", "20", *extra_flags)
+    return (
+        "[backend]\n"
+        f"command = {json.dumps(command)}\n"
+        'username = "ann"\n'
+        f'password = "{PASSWORD}"\n'
+        "[backend.env]\n"
+        f'HF_TOKEN = "{TOKEN}"\n'
+        "[recovery]\n"
+        "stall_timeout = 1.5\nstall_grace = 0.5\n"
+    )
+
+
+def leaks(*roots: Path) -> list[str]:
+    found = []
+    for root in roots:
+        for path in root.rglob("*"):
+            if path.is_file() and path.name != "config.toml":  # the user's own file
+                data = path.read_bytes()
+                if PASSWORD.encode() in data or TOKEN.encode() in data:
+                    found.append(str(path))
+    return found
+
+
+def test_the_password_is_in_no_file_after_crash_hang_and_failure(tmp_path: Path) -> None:
+    home, out = tmp_path / "home", tmp_path / "out"
+    write_config(home, secret_config() + f'[output]\nroot = "{out}"\n')
+    worker = start_worker(home)
+    try:
+        auth = ("ann", PASSWORD)
+        for fault, prompt in (
+            ({"crash": {"stage": "txt2img", "nth": 1}}, "crash"),
+            ({"hang": {"stage": "txt2img", "nth": 1, "mode": "ignore_interrupt"}}, "hang"),
+            ({"http_error": {"stage": "txt2img", "kind": "oom"}}, "fail"),
+        ):
+            httpx.post(f"{worker.url}/sim/faults", json=fault, auth=auth, timeout=5)
+            done = cli(home, "run", prompt, "--json")
+            assert "Traceback" not in done.stderr
+            worker.url = (
+                json.loads(  # the backend may have a new port after a restart
+                    (home / "owner.json").read_text()
+                ).get("backend_url")
+                or worker.url
+            )
+    finally:
+        worker.proc.terminate()
+        worker.proc.wait(30)
+    failures = list(out.rglob("webui_tail.log"))
+    assert len(failures) >= 3, "the crash, the hang and the failure wrote artifacts"
+    backend_log = "".join(p.read_text() for p in (home / "logs").glob("webui_*.log"))
+    assert "Launching API server with arguments:" in backend_log  # it printed its arguments...
+    assert "--api-auth ***" in backend_log  # ...which StableNew wrote without the password
+    assert leaks(home, out) == []
+    shown = cli(home, "config", "show")
+    assert PASSWORD not in shown.stdout and TOKEN not in shown.stdout
+    assert "***" in shown.stdout
+
+
+def test_a_password_in_a_backend_url_is_never_printed(tmp_path: Path) -> None:
+    url = f"http://ann:{PASSWORD}@127.0.0.1:9"
+    done = cli(tmp_path, "run", "x", "--backend", url)
+    assert done.returncode == 3
+    assert PASSWORD not in done.stdout + done.stderr
+    assert leaks(tmp_path) == []
+
+
+def test_files_that_hold_prompts_or_secrets_are_owner_only(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    done = cli(home, "run", "a private prompt")
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    for name in ("jobs.db", "logs/events.jsonl"):
+        assert stat.S_IMODE((home / name).stat().st_mode) == 0o600, name
+    assert stat.S_IMODE((home / "logs").stat().st_mode) == 0o700
+    for log in (home / "logs").glob("webui_*.log"):
+        assert stat.S_IMODE(log.stat().st_mode) == 0o600

@@ -1,0 +1,117 @@
+"""Storage faults: a damaged, truncated, empty or foreign jobs.db and a full disk under the home
+give every command a typed, readable error (no traceback); doctor says what is wrong; `queue
+recover` keeps what can be read."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from stablenew.jobs.spec import JobSpec
+from stablenew.jobs.status import JobStatus
+from stablenew.queue.store import JobStore
+from tests.hostile.conftest import cli, fill
+
+COMMANDS = [
+    ("queue", "list"),
+    ("queue", "add", "x"),
+    ("history",),
+    ("run", "x"),
+    ("worker",),
+]
+
+
+def damaged(home: Path, how: str) -> Path:
+    home.mkdir(parents=True, exist_ok=True)
+    db = home / "jobs.db"
+    if how == "empty":
+        db.write_bytes(b"")
+    elif how == "foreign":
+        db.write_text("these are my holiday notes, not a database\n" * 50)
+    elif how == "truncated":
+        store = JobStore(db)
+        store.submit_many([JobSpec(prompt=f"job {i}") for i in range(300)])
+        store.close()
+        with sqlite3.connect(db) as c:
+            c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        data = db.read_bytes()
+        db.write_bytes(data[: len(data) // 2])
+    return db
+
+
+@pytest.mark.parametrize("how", ["empty", "foreign", "truncated"])
+def test_every_command_says_what_is_wrong_with_the_database(tmp_path: Path, how: str) -> None:
+    damaged(tmp_path, how)
+    for command in COMMANDS:
+        done = cli(tmp_path, *command, timeout=60)
+        assert done.returncode == 1, (command, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr, (command, done.stderr)
+        assert "jobs.db" in done.stderr and "queue recover" in done.stderr, (command, done.stderr)
+    doctor = cli(tmp_path, "doctor")
+    assert doctor.returncode == 1 and "FAIL database" in doctor.stdout
+
+
+def test_queue_recover_keeps_every_readable_job(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    ids = store.submit_many([JobSpec(prompt=f"keep me {i}") for i in range(300)])
+    store.close()
+    db = tmp_path / "jobs.db"
+    with sqlite3.connect(db) as c:
+        c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = c.execute("PRAGMA page_size").fetchone()[0]
+        leaves = [
+            r[0]
+            for r in c.execute(
+                "SELECT pageno FROM dbstat WHERE name = 'jobs' AND pagetype = 'leaf'"
+                " ORDER BY pageno"
+            )
+        ]
+    assert len(leaves) > 3
+    data = bytearray(db.read_bytes())
+    start = (leaves[1] - 1) * page_size  # one damaged page in the middle of the jobs
+    data[start : start + page_size] = b"\xa5" * page_size
+    db.write_bytes(bytes(data))
+    assert cli(tmp_path, "queue", "list", "--status", "QUEUED").returncode == 1
+
+    done = cli(tmp_path, "queue", "recover")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "kept" in done.stdout and "damaged file is kept as" in done.stdout
+    aside = [p for p in tmp_path.glob("jobs.db.damaged-*") if not p.name.endswith(("-wal", "-shm"))]
+    assert len(aside) == 1 and aside[0].stat().st_size == len(data)  # nothing deleted
+    fresh = JobStore(db)
+    kept = [j.id for j in fresh.list_jobs()]
+    assert 0 < len(kept) < len(ids) and set(kept) <= set(ids)
+    assert f"kept {len(kept)} job(s)" in done.stdout and "could not be read" in done.stdout
+    assert all(fresh.get(i).status == JobStatus.QUEUED for i in kept)
+    assert fresh.integrity_ok()
+    assert cli(tmp_path, "queue", "list").returncode == 0
+    again = cli(tmp_path, "queue", "recover")
+    assert again.returncode == 0 and "nothing to recover" in again.stdout
+
+
+def test_an_empty_database_is_set_aside_by_recover(tmp_path: Path) -> None:
+    damaged(tmp_path, "empty")
+    done = cli(tmp_path, "queue", "recover")
+    assert done.returncode == 0 and "kept 0 job(s)" in done.stdout
+    assert cli(tmp_path, "queue", "add", "after the rescue").returncode == 0
+
+
+def test_a_full_disk_under_the_home_is_a_readable_error(tmp_path: Path, mount) -> None:  # type: ignore[no-untyped-def]
+    home = mount("home", size="2m")
+    assert cli(home, "queue", "add", "fits").returncode == 0
+    fill(home)
+    done = cli(home, "queue", "add", "a long prompt " * 5_000)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "full" in done.stderr
+    (home / "ballast").unlink()
+    listed = cli(home, "queue", "list")
+    assert listed.returncode == 0 and "fits" in listed.stdout
+
+
+def test_doctor_reports_free_space(tmp_path: Path, mount) -> None:  # type: ignore[no-untyped-def]
+    home = mount("home", size="4m")
+    done = cli(home, "doctor")
+    assert "FAIL home disk" in done.stdout  # 4 MB is far below what images need
