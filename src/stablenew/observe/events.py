@@ -236,9 +236,9 @@ def data_from_fields(kind: EventKind, values: dict[str, Any]) -> EventData | Non
         if k in names
     }
     if cls is BackendData:
-        kwargs["state"] = BackendState(kwargs.get("state", BackendState.STOPPED))
+        kwargs["state"] = BackendState(str(kwargs.get("state", BackendState.STOPPED)))
     if cls in (JobFinishedData, StatusData) and "status" in kwargs:
-        kwargs["status"] = JobStatus(kwargs["status"])
+        kwargs["status"] = JobStatus(str(kwargs["status"]))
     try:
         return cls(**kwargs)  # type: ignore[no-any-return]
     except TypeError:  # a record from another release: keep what it said

@@ -146,7 +146,7 @@ def write_image(path: Path, data: bytes) -> None:
 
 def sanitized_payload(payload: dict[str, Any]) -> dict[str, Any]:
     """For manifests: prompts are kept (they are the provenance), image data is not."""
-    record = sanitize(payload)
+    record: dict[str, Any] = sanitize(payload)
     for key in ("prompt", "negative_prompt"):
         if key in payload:
             record[key] = payload[key]

@@ -210,7 +210,7 @@ class JobStore:
         """The log after `seq`, oldest first: what a consumer that saw `seq` has missed."""
         where, params = "seq > ?", [seq]
         if job_id is not None:
-            where, params = "job_id = ? AND seq > ?", [job_id, seq]
+            where, params = "job_id = ? AND seq > ?", [job_id, seq]  # type: ignore[list-item]
         with self._read() as db:
             rows = db.execute(
                 f"SELECT * FROM events WHERE {where} ORDER BY seq LIMIT ?", (*params, limit)

@@ -204,6 +204,19 @@ class WebUIClient:
     def _get(self, path: str, **params: Any) -> Any:
         return self._request("GET", API + path, read_timeout=self.timeouts.query, params=params)
 
+    def _object(self, path: str) -> dict[str, Any]:
+        body = self._get(path)
+        if not isinstance(body, dict):
+            raise BackendBadResponse("expected a JSON object", endpoint=API + path)
+        return body
+
+    def _list(self, path: str) -> list[dict[str, Any]]:
+        """A list of records, as A1111's GET lists are; anything else is a typed error."""
+        body = self._get(path)
+        if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
+            raise BackendBadResponse("expected a JSON list of objects", endpoint=API + path)
+        return body
+
     # -- generation (never retried here) -----------------------------------------------------
 
     def txt2img(self, payload: dict[str, Any], stage: str = "txt2img") -> GenerationResult:
@@ -268,7 +281,7 @@ class WebUIClient:
     # -- options and models ------------------------------------------------------------------
 
     def get_options(self) -> dict[str, Any]:
-        return self._get("/options")
+        return self._object("/options")
 
     def set_options(self, values: dict[str, Any]) -> None:
         self._request(
@@ -310,31 +323,31 @@ class WebUIClient:
         return name
 
     def sd_models(self) -> list[dict[str, Any]]:
-        return self._get("/sd-models")
+        return self._list("/sd-models")
 
     def sd_vae(self) -> list[dict[str, Any]]:
-        return self._get("/sd-vae")
+        return self._list("/sd-vae")
 
     def samplers(self) -> list[dict[str, Any]]:
-        return self._get("/samplers")
+        return self._list("/samplers")
 
     def schedulers(self) -> list[dict[str, Any]]:
-        return self._get("/schedulers")
+        return self._list("/schedulers")
 
     def upscalers(self) -> list[dict[str, Any]]:
-        return self._get("/upscalers")
+        return self._list("/upscalers")
 
     def loras(self) -> list[dict[str, Any]]:
-        return self._get("/loras")
+        return self._list("/loras")
 
     def embeddings(self) -> dict[str, Any]:
-        return self._get("/embeddings")
+        return self._object("/embeddings")
 
     def scripts(self) -> dict[str, Any]:
-        return self._get("/scripts")
+        return self._object("/scripts")
 
     def memory(self) -> dict[str, Any]:
-        return self._get("/memory")
+        return self._object("/memory")
 
     def health(self) -> Health:
         """The readiness probe: `/sd-models` answers in API-only mode, `/internal/ping` does not."""
@@ -361,7 +374,8 @@ class WebUIClient:
             )
         except httpx.HTTPError:
             return None
-        return response.headers.get(REFERENCE_HEADER)
+        version = response.headers.get(REFERENCE_HEADER)
+        return str(version) if version is not None else None
 
     def is_healthy(self) -> bool:
         return self.health() is Health.OK

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -63,8 +63,12 @@ class Fate:
     garbage: Literal["not_json", "missing_images", "bad_base64"] | None = None
 
 
-def _applies(fault: _Fault | None, stage: str) -> bool:
-    return fault is not None and fault.stage in (stage, "any")
+F = TypeVar("F", bound=_Fault)
+
+
+def _due(fault: F | None, stage: str) -> F | None:
+    """The fault when it applies to this stage."""
+    return fault if fault is not None and fault.stage in (stage, "any") else None
 
 
 class FaultBoard:
@@ -88,31 +92,28 @@ class FaultBoard:
     def draw(self, stage: str) -> Fate:
         with self._lock:
             spec = self._spec
-            http_error = garbage = None
+            garbage = None
             crash = False
             hang = None
             hang_at: Literal["middle", "end"] = "middle"
-            if _applies(spec.http_error, stage):
-                http_error = spec.http_error
-                remaining = http_error.count - 1
+            if (error := _due(spec.http_error, stage)) is not None:
+                remaining = error.count - 1
                 spec.http_error = (
-                    http_error.model_copy(update={"count": remaining}) if remaining else None
+                    error.model_copy(update={"count": remaining}) if remaining else None
                 )
-                return Fate(http_error=http_error)
-            if _applies(spec.crash, stage):
+                return Fate(http_error=error)
+            if (crashing := _due(spec.crash, stage)) is not None:
                 self._seen["crash"] += 1
-                if self._seen["crash"] == spec.crash.nth:
+                if self._seen["crash"] == crashing.nth:
                     spec.crash, crash = None, True
-            if _applies(spec.hang, stage):
+            if (hanging := _due(spec.hang, stage)) is not None:
                 self._seen["hang"] += 1
-                if self._seen["hang"] == spec.hang.nth:
-                    hang, hang_at, spec.hang = spec.hang.mode, spec.hang.at, None
-            if _applies(spec.garbage, stage) and not (crash or hang):
-                garbage = spec.garbage.kind
-                remaining = spec.garbage.count - 1
-                spec.garbage = (
-                    spec.garbage.model_copy(update={"count": remaining}) if remaining else None
-                )
+                if self._seen["hang"] == hanging.nth:
+                    hang, hang_at, spec.hang = hanging.mode, hanging.at, None
+            if (junk := _due(spec.garbage, stage)) is not None and not (crash or hang):
+                garbage = junk.kind
+                remaining = junk.count - 1
+                spec.garbage = junk.model_copy(update={"count": remaining}) if remaining else None
             return Fate(crash=crash, hang=hang, hang_at=hang_at, garbage=garbage)
 
 

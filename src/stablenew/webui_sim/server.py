@@ -183,7 +183,7 @@ def create_app(backend: SimBackend) -> FastAPI:
         return [lora.as_api() for lora in catalog.LORAS]
 
     @app.get("/sdapi/v1/embeddings")
-    def embeddings() -> dict[str, dict[str, object]]:
+    def embeddings() -> dict[str, object]:
         loaded = {
             name: {
                 "step": None,
