@@ -46,4 +46,6 @@ def test_stage_lists_are_checked_where_they_are_read() -> None:
     with pytest.raises(InputError, match="unknown stage 'zoom'"):
         parse_stages("txt2img,zoom")
     with pytest.raises(InputError, match="txt2img always runs first"):
-        parse_stages("img2img")
+        Overrides(stages=parse_stages("img2img")).fields()
+    with pytest.raises(InputError, match="starts from images has no txt2img"):
+        Overrides(stages=parse_stages("txt2img,upscale")).fields(from_images=True)

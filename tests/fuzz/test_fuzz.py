@@ -58,7 +58,9 @@ def test_jobspec_validation_is_total(data: dict) -> None:
     except SpecError as exc:
         assert str(exc).startswith("invalid job spec: ")
     else:
-        assert spec.prompt.strip() and spec.stages()[0] == "txt2img"
+        assert spec.stages()  # something to do
+        assert spec.prompt.strip() or spec.inputs  # and a prompt unless it starts from images
+        assert (spec.stages()[0] == "txt2img") == (not spec.inputs)
 
 
 class Canned:

@@ -79,6 +79,7 @@ def test_multi_image_run_upscale_is_serial_and_honors_cancel(make_services) -> N
             "image_index": provenance["image_index"],
             "spec_sha256": job.spec.sha256(),
             "stage": "upscale",
+            "spec": job.spec.model_dump(mode="json"),  # the PNG rebuilds its job
         }
         manifest = json.loads(Path(manifest_path).read_text())
         assert [s["stage"] for s in manifest["stages"]] == ["txt2img", "img2img", "upscale"]

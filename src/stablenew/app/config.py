@@ -191,6 +191,7 @@ def service_config(
             global_positive=config.prompts.global_positive,
             global_negative=config.prompts.global_negative,
             limits=config.limits,
+            inputs_dir=home / "inputs",
         ),
         policy=config.recovery,
         timeouts=config.timeouts,

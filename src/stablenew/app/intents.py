@@ -1,63 +1,127 @@
-"""From what a user typed to JobSpecs: a prompt with overrides, or a prompt pack.
+"""From what a user typed to JobSpecs: a prompt with overrides, a prompt pack, input images.
 
 The one place every door builds jobs, so the CLI, the GUI and the API expand the same pack the
-same way (the configured wildcards folder included). Every problem is an InputError that names
-the field, or the file, row and token.
+same way (the configured wildcards folder included) and store input images the same way. Every
+problem is an InputError that names the field, or the file, row and token; nothing is queued.
 """
 
 from __future__ import annotations
 
+import glob
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from stablenew.errors import InputError
+from stablenew.jobs.input_store import IMAGE_SUFFIXES, InputStore, read_image
 from stablenew.jobs.packs import Expansion, expand, load_pack
-from stablenew.jobs.spec import STAGES, JobSpec, build_spec
+from stablenew.jobs.spec import STAGES, InputImage, JobSpec, build_spec
 from stablenew.pipeline import payloads
 from stablenew.pipeline.settings import PipelineSettings
 
 
 @dataclass(frozen=True)
 class Overrides:
-    """Settings given with a prompt or a pack; they beat a pack's presets."""
+    """Settings given with a prompt, a pack or images; they beat a pack's presets. None: not
+    given (the spec's, or the preset's, default stays)."""
 
-    stages: Sequence[str] | None = None  # the stage chain, txt2img first
+    stages: Sequence[str] | None = None  # the stage chain, in order
     images: int | None = None
     seed: int | None = None
+    negative: str | None = None
+    model: str | None = None
+    vae: str | None = None
+    sampler: str | None = None
+    scheduler: str | None = None
+    steps: int | None = None
+    cfg: float | None = None
+    size: tuple[int, int] | None = None
+    clip_skip: int | None = None
+    hires: float | None = None  # hires fix scale (turns it on)
+    hires_upscaler: str | None = None
+    hires_steps: int | None = None
+    hires_denoise: float | None = None
+    denoise: float | None = None  # img2img denoising strength
+    upscaler: str | None = None
 
-    def fields(self) -> dict[str, Any]:
-        out: dict[str, Any] = stage_fields(self.stages) if self.stages is not None else {}
-        if self.images is not None:
-            out["images"] = self.images
-        if self.seed is not None:
-            out["seed"] = self.seed
+    def fields(self, from_images: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.stages is not None:
+            out = stage_fields(self.stages, from_images)
+        plain = {
+            "images": self.images,
+            "seed": self.seed,
+            "negative_prompt": self.negative,
+            "model": self.model,
+            "vae": self.vae,
+            "sampler": self.sampler,
+            "scheduler": self.scheduler,
+            "steps": self.steps,
+            "cfg_scale": self.cfg,
+            "clip_skip": self.clip_skip,
+        }
+        out |= {k: v for k, v in plain.items() if v is not None}
+        if self.size is not None:
+            out["width"], out["height"] = self.size
+        hires = {
+            "hr_scale": self.hires,
+            "hr_upscaler": self.hires_upscaler,
+            "hr_second_pass_steps": self.hires_steps,
+            "hr_denoising_strength": self.hires_denoise,
+        }
+        if any(v is not None for v in hires.values()):
+            out["txt2img"] = {
+                "enable_hr": True,
+                **{k: v for k, v in hires.items() if v is not None},
+            }
+        if self.denoise is not None:
+            out.setdefault("img2img", {})["denoising_strength"] = self.denoise
+        if self.upscaler is not None:
+            out.setdefault("upscale", {})["upscaler"] = self.upscaler
         return out
+
+    def given(self) -> list[str]:
+        return [f.name for f in fields(self) if getattr(self, f.name) is not None]
 
 
 def parse_stages(text: str) -> list[str]:
     """ "txt2img,img2img,upscale" -> the stage names, checked."""
     wanted = [s.strip() for s in text.split(",") if s.strip()]
-    stage_fields(wanted)
+    unknown = [s for s in wanted if s not in STAGES]
+    if unknown:
+        raise InputError(f"stages: unknown stage {unknown[0]!r} (choose from {', '.join(STAGES)})")
     return wanted
 
 
-def stage_fields(stages: Sequence[str]) -> dict[str, Any]:
+def stage_fields(stages: Sequence[str], from_images: bool = False) -> dict[str, Any]:
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise InputError(f"stages: unknown stage {unknown[0]!r} (choose from {', '.join(STAGES)})")
-    if "txt2img" not in stages:
-        raise InputError("stages: txt2img always runs first; include it")
+    if from_images and "txt2img" in stages:
+        raise InputError("stages: a job that starts from images has no txt2img stage")
+    if not from_images and "txt2img" not in stages:
+        raise InputError("stages: txt2img always runs first; include it (or give input images)")
     return {stage: {"enabled": stage in stages} for stage in STAGES if stage != "txt2img"}
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """ "768x512" -> (768, 512)."""
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.strip().isdigit() or not height.strip().isdigit():
+        raise InputError(f"size: {text!r} is not WIDTHxHEIGHT, e.g. 768x512")
+    return int(width), int(height)
 
 
 class Intents:
     def __init__(
-        self, wildcards_dir: Path | None = None, prompts: PipelineSettings | None = None
+        self,
+        wildcards_dir: Path | None = None,
+        prompts: PipelineSettings | None = None,
     ) -> None:
         self.wildcards_dir = wildcards_dir
         self.settings = prompts or PipelineSettings()
+        self.inputs = InputStore(self.settings.inputs_dir) if self.settings.inputs_dir else None
 
     def sent_prompts(self, spec: JobSpec) -> tuple[str, str]:
         """The positive and negative prompt exactly as the backend will get them."""
@@ -76,3 +140,58 @@ class Intents:
         return expand(
             pack, seed=seed, wildcards_dir=self.wildcards_dir, overrides=overrides.fields()
         )
+
+    def images(
+        self,
+        paths: Sequence[str],
+        overrides: Overrides = Overrides(),
+        prompt: str = "",
+        one_job: bool = False,
+        source: str = "api",
+    ) -> list[JobSpec]:
+        """Jobs that start from image files (a file, a folder or a glob each): one job per image
+        in sorted order, or one job with all of them. Every file is read and checked before
+        anything is kept; a file that is not an image is an error naming it."""
+        if self.inputs is None:
+            raise InputError("this StableNew has no input store (no home): cannot take images")
+        files = [file for given in paths for file in image_files(given)]
+        if not files:
+            raise InputError(f"no image files in {', '.join(paths)}")
+        read = [read_image(file) for file in files]  # all checked before any is stored
+        for image in read:
+            self.inputs.put(image.data)
+        groups: list[list[InputImage]] = (
+            [[r.image for r in read]] if one_job else [[r.image] for r in read]
+        )
+        base = overrides.fields(from_images=True)
+        if overrides.stages is None:
+            raise InputError("stages: say what to do with the images, e.g. --stages upscale")
+        return [
+            build_spec(
+                {
+                    **base,
+                    "prompt": prompt,
+                    "inputs": [i.model_dump() for i in group],
+                    "images": len(group),
+                    "output": {"label": Path(group[0].name).stem if len(group) == 1 else None},
+                    "provenance": {"source": source},
+                }
+            )
+            for group in groups
+        ]
+
+
+def image_files(given: str) -> list[Path]:
+    """A file, every image in a folder, or every image a glob matches; sorted."""
+    path = Path(given).expanduser()
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if any(ch in given for ch in "*?["):
+        return sorted(
+            Path(p)
+            for p in glob.glob(given, recursive=True)
+            if Path(p).suffix.lower() in IMAGE_SUFFIXES
+        )
+    if not path.exists():
+        raise InputError(f"{given}: no such file or folder")
+    return [path]

@@ -12,6 +12,7 @@ waits for still run.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -82,6 +83,10 @@ class ServiceConfig:
 
 class Services:
     def __init__(self, config: ServiceConfig) -> None:
+        if config.pipeline.inputs_dir is None:  # the home's input store, wherever it is
+            config.pipeline = dataclasses.replace(
+                config.pipeline, inputs_dir=config.home / "inputs"
+            )
         self.config = config
         self._bus = EventBus()
         self.state = AppState(config.max_events)

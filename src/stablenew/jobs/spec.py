@@ -1,7 +1,11 @@
 """JobSpec: the complete, self-contained, validated description of one job.
 
-Immutable once built (frozen pydantic models), versioned, and round-trips through JSON, so what is
-queued is exactly what runs, even after a restart. A validation error names the field and why.
+Frozen pydantic models, versioned, round-tripping through JSON, so what is queued is exactly what
+runs, even after a restart; it changes only by an explicit, validated edit while QUEUED. A job
+starts from txt2img, or from input images (referenced by content hash: the bytes live in the
+home's input store, so a resumed job never depends on the source file). Extension arguments
+(`alwayson_scripts`) and `override_settings` pass through to the backend unchanged. A validation
+error names the field and why.
 """
 
 from __future__ import annotations
@@ -9,7 +13,15 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from stablenew.errors import SpecError
 
@@ -21,7 +33,25 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class Txt2ImgConfig(_Frozen):
+class Passthrough(_Frozen):
+    """What a stage sends to the backend unchanged: extensions (ControlNet, Regional Prompter)
+    and settings overrides. ADetailer has its own stage and typed fields."""
+
+    alwayson_scripts: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    override_settings: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("alwayson_scripts")
+    @classmethod
+    def _scripts(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name, body in value.items():
+            if name.strip().lower() == "adetailer":
+                raise ValueError("ADetailer is a stage of its own: use the adetailer settings")
+            if not isinstance(body.get("args", []), list):
+                raise ValueError(f"{name}: args must be a list, as A1111 expects")
+        return value
+
+
+class Txt2ImgConfig(Passthrough):
     enable_hr: bool = False
     hr_scale: float = Field(2.0, ge=1.0, le=4.0)
     hr_upscaler: str = "Latent"
@@ -31,7 +61,7 @@ class Txt2ImgConfig(_Frozen):
     refiner_switch_at: float = Field(0.8, gt=0.0, lt=1.0)
 
 
-class Img2ImgConfig(_Frozen):
+class Img2ImgConfig(Passthrough):
     enabled: bool = False
     denoising_strength: float = Field(0.3, ge=0.0, le=1.0)
     steps: int | None = Field(None, ge=1, le=150)
@@ -72,8 +102,18 @@ class OutputOptions(_Frozen):
     label: str | None = None  # folder slug; defaults to the prompt's
 
 
+class InputImage(_Frozen):
+    """An image a job starts from, by content: its bytes are in the home's input store under
+    `sha256` (and copied into the run folder), never read from where the user kept it."""
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    name: str  # the file name it came from, for people
+    size: tuple[int, int]
+    infotext: str = ""  # its own A1111 parameters, kept for reference
+
+
 class Provenance(_Frozen):
-    source: Literal["gui", "cli", "pack", "api"] = "api"
+    source: Literal["gui", "cli", "pack", "api", "import"] = "api"
     pack_id: str | None = None
     row: int | None = None
     variant: dict[str, str] = Field(default_factory=dict)
@@ -84,7 +124,8 @@ class Provenance(_Frozen):
 
 class JobSpec(_Frozen):
     version: Literal[1] = 1
-    prompt: str = Field(min_length=1)
+    inputs: list[InputImage] = Field(default_factory=list)  # the job starts from these
+    prompt: str = Field("", validate_default=True)  # needed when the job starts with txt2img
     negative_prompt: str = ""
     seed: int = Field(-1, ge=-1, lt=2**32)
     subseed: int = Field(-1, ge=-1, lt=2**32)
@@ -109,10 +150,24 @@ class JobSpec(_Frozen):
 
     @field_validator("prompt")
     @classmethod
-    def _prompt_has_text(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("the prompt is empty")
+    def _prompt_has_text(cls, value: str, info: ValidationInfo) -> str:
+        if not value.strip() and not info.data.get("inputs"):
+            raise ValueError("the prompt is empty (only a job that starts from images needs none)")
         return value
+
+    @model_validator(mode="after")
+    def _start(self) -> JobSpec:
+        if not self.inputs:
+            return self
+        if len(self.inputs) != self.images:
+            raise ValueError(
+                f"images is {self.images} but the job starts from {len(self.inputs)} input image(s)"
+            )
+        if not self.stages():
+            raise ValueError(
+                "a job that starts from input images needs img2img, adetailer or upscale"
+            )
+        return self
 
     @field_validator("width", "height")
     @classmethod
@@ -122,9 +177,10 @@ class JobSpec(_Frozen):
         return value
 
     def stages(self) -> list[str]:
-        """The enabled stages in canonical order; txt2img always runs."""
+        """The enabled stages in canonical order; txt2img runs unless the job starts from
+        input images."""
         enabled = {
-            "txt2img": True,
+            "txt2img": not self.inputs,
             "img2img": self.img2img.enabled,
             "adetailer": self.adetailer.enabled and bool(self.adetailer.passes()),
             "upscale": self.upscale.enabled,

@@ -3,22 +3,44 @@
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
-from stablenew.jobs.spec import ADetailerPass, JobSpec
+from stablenew.jobs.spec import ADetailerPass, JobSpec, Passthrough
 from stablenew.pipeline.settings import PipelineSettings
+
+# `<embedding:X>` is how packs and users name a textual inversion; A1111 triggers it by its bare
+# name, weighted as `(X:0.8)`.
+EMBEDDING = re.compile(r"<embedding:([^<>:]+)>")
 
 
 def join_prompt(*parts: str) -> str:
     return ", ".join(p.strip() for p in parts if p and p.strip())
 
 
+def render(text: str) -> str:
+    return EMBEDDING.sub(lambda m: m.group(1).strip(), text)
+
+
 def prompts(spec: JobSpec, settings: PipelineSettings) -> tuple[str, str]:
     """Global positive text goes first, global negative text last."""
     return (
-        join_prompt(settings.global_positive, spec.prompt),
-        join_prompt(spec.negative_prompt, settings.global_negative),
+        render(join_prompt(settings.global_positive, spec.prompt)),
+        render(join_prompt(spec.negative_prompt, settings.global_negative)),
     )
+
+
+def _passthrough(payload: dict[str, Any], stage: Passthrough) -> dict[str, Any]:
+    """Extensions and settings overrides, as the user gave them; clip skip already set here
+    wins over nothing but the user's own override."""
+    if stage.override_settings:
+        payload["override_settings"] = {**payload["override_settings"], **stage.override_settings}
+    if stage.alwayson_scripts:
+        payload["alwayson_scripts"] = {
+            **payload.get("alwayson_scripts", {}),
+            **stage.alwayson_scripts,
+        }
+    return payload
 
 
 def _common(spec: JobSpec, settings: PipelineSettings, seed: int) -> dict[str, Any]:
@@ -39,9 +61,11 @@ def _common(spec: JobSpec, settings: PipelineSettings, seed: int) -> dict[str, A
         "n_iter": 1,
         "send_images": True,
         "save_images": False,
+        # Sent every time, 1 included: A1111 was seen keeping an earlier request's clip skip
+        # (reference §9).
+        "override_settings": {"CLIP_stop_at_last_layers": spec.clip_skip},
+        "override_settings_restore_afterwards": True,
     }
-    if spec.clip_skip > 1:
-        payload["override_settings"] = {"CLIP_stop_at_last_layers": spec.clip_skip}
     return payload
 
 
@@ -61,7 +85,7 @@ def txt2img(spec: JobSpec, settings: PipelineSettings, seed: int) -> dict[str, A
             "refiner_checkpoint": t.refiner_checkpoint,
             "refiner_switch_at": t.refiner_switch_at,
         }
-    return payload
+    return _passthrough(payload, t)
 
 
 def b64(data: bytes) -> str:
@@ -83,7 +107,7 @@ def img2img(
         payload["steps"] = i.steps
     if i.cfg_scale is not None:
         payload["cfg_scale"] = i.cfg_scale
-    return payload
+    return _passthrough(payload, i)
 
 
 def _adetailer_tab(p: ADetailerPass) -> dict[str, Any]:

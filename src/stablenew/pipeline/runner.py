@@ -11,23 +11,26 @@ stage and every image, and honoured during a call by the recovery layer.
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from stablenew.errors import (
     BackendError,
     CallCancelled,
     CallFailed,
+    InputError,
     PipelineError,
     StageCancelled,
     StageFailed,
 )
 from stablenew.jobs.cancel import CancelToken
 from stablenew.jobs.execution import CheckpointSaver
+from stablenew.jobs.input_store import InputStore
 from stablenew.jobs.job import Job, utcnow
 from stablenew.jobs.outcome import (
     BackendInfo,
@@ -39,6 +42,8 @@ from stablenew.jobs.outcome import (
     JobResult,
     reason_of,
 )
+from stablenew.jobs.references import compact
+from stablenew.jobs.spec import InputImage
 from stablenew.jobs.status import FailureReason, JobStatus
 from stablenew.observe.events import (
     EventBus,
@@ -115,6 +120,8 @@ class _Run:
     def __post_init__(self) -> None:
         self.spec = self.job.spec
         self.spec_sha256 = self.spec.sha256()
+        # What every PNG and manifest carries: the spec with its extension images by reference.
+        self.compact_spec, self.extension_images = compact(self.spec)
         self.bus = self.owner.bus
         self.backend = self.owner.backend
         self.settings = self.owner.settings
@@ -139,6 +146,7 @@ class _Run:
         try:
             make_dir(self.run_dir)
             self._log_to_run_folder()
+            self._copy_inputs()
             if self.fresh:  # seeds and folder are fixed before the backend is asked anything
                 self.saver.save(self.checkpoint)
             self._switch_models()
@@ -261,15 +269,15 @@ class _Run:
         produced = result.image
         infotext = produced.infotext or (source.infotext if source else "")
         chunks = {} if "parameters" in png_text_keys(produced.data) else {"parameters": infotext}
-        chunks["stablenew"] = json.dumps(
+        chunks["stablenew"] = orjson.dumps(
             {
+                "image_index": i,
                 "job_id": self.job.id,
+                "spec": self.compact_spec,
                 "spec_sha256": self.spec_sha256,
                 "stage": stage,
-                "image_index": i,
-            },
-            sort_keys=True,
-        )
+            }
+        ).decode()
         out = add_png_text(produced.data, chunks)
         name = image_name(i, self.total, stage, self.spec.provenance.variant_label())
         path = self.run_dir / f"{name}.png"
@@ -300,9 +308,39 @@ class _Run:
     def _source(self, stage: Stage, i: int) -> Source | None:
         position = self.chain.index(stage)
         if position == 0:
-            return None
+            if not self.spec.inputs:
+                return None
+            given = self.spec.inputs[i - 1]
+            return Source(self._input_path(given).read_bytes(), given.size, given.infotext)
         previous = self.records[self.chain[position - 1].name][i]
         return Source(self._source_bytes(previous.file), previous.size, previous.infotext)
+
+    def _input_path(self, image: InputImage) -> Path:
+        return self.run_dir / "inputs" / f"{image.sha256}{Path(image.name).suffix.lower()}"
+
+    def _copy_inputs(self) -> None:
+        """The images the job starts from, and those its extensions use, into its run folder
+        (once): from then on the job depends on nothing outside it, and a PNG of it that is
+        imported later finds them there."""
+        if not (self.spec.inputs or self.extension_images):
+            return
+        store = InputStore(self.settings.inputs_dir) if self.settings.inputs_dir else None
+        make_dir(self.run_dir / "inputs")
+        for sha, data in self.extension_images.items():
+            target = self.run_dir / "inputs" / sha
+            if not target.exists():
+                write_image(target, data)
+        for image in self.spec.inputs:
+            target = self._input_path(image)
+            if target.exists():
+                continue
+            data = store.get(image.sha256) if store is not None else None
+            if data is None:
+                raise InputError(
+                    f"input image {image.name} ({image.sha256[:12]}) is missing: neither in the "
+                    f"run folder nor in the input store"
+                )
+            write_image(target, data)
 
     def _hand_on(self, file: str, data: bytes) -> None:
         """Keep what was just written for the next stage, so it is not read back from disk;
@@ -448,9 +486,10 @@ class _Run:
                 "vae": self.spec.vae,
                 "backend": {"url": self.backend.url, **first.backend.model_dump()},
                 "provenance": self.spec.provenance.model_dump(),
+                "input": self.spec.inputs[i - 1].model_dump() if self.spec.inputs else None,
                 "stages": [h.model_dump(mode="json") for h in history],
                 "guard": [d for h in history for d in h.guard],
-                "spec": self.spec.model_dump(mode="json"),
+                "spec": self.compact_spec,
             }
             path = Path(image.file).with_suffix(".json")
             write_json(path, manifest)

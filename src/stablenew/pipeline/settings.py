@@ -32,3 +32,4 @@ class PipelineSettings:
     global_positive: str = ""
     global_negative: str = ""
     limits: SizeLimits = field(default_factory=SizeLimits)
+    inputs_dir: Path | None = None  # the home's input store (images jobs start from)

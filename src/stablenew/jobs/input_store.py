@@ -1,0 +1,73 @@
+"""The home's input store: images a job starts from, kept by content (sha256).
+
+A job names its input images by hash; the bytes are copied here when the job is submitted, and
+into its run folder when it runs, so a job resumed after a crash never depends on the file the
+user pointed at (which may be gone by then). Storing the same image twice costs nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from stablenew.errors import InputError
+from stablenew.jobs.spec import InputImage
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
+
+
+@dataclass(frozen=True)
+class ReadImage:
+    data: bytes
+    image: InputImage
+
+
+def read_image(path: Path) -> ReadImage:
+    """An image file as a job input; a file that is not an image is an error naming it."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read it: {exc.strerror or exc}") from exc
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()
+        with Image.open(io.BytesIO(data)) as image:
+            size = image.size
+            infotext = str(image.info.get("parameters", "")) if image.format == "PNG" else ""
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"{path}: not an image StableNew can read ({exc})") from exc
+    sha = hashlib.sha256(data).hexdigest()
+    return ReadImage(data, InputImage(sha256=sha, name=path.name, size=size, infotext=infotext))
+
+
+class InputStore:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def path(self, sha256: str) -> Path:
+        return self.folder / sha256[:2] / sha256
+
+    def put(self, data: bytes) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        target = self.path(sha)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = target.with_name(f"{sha}.{os.getpid()}.tmp")
+            try:
+                tmp.write_bytes(data)
+                tmp.replace(target)
+            except OSError as exc:
+                tmp.unlink(missing_ok=True)
+                raise InputError(f"cannot keep an input image in {self.folder}: {exc}") from exc
+        return sha
+
+    def get(self, sha256: str) -> bytes | None:
+        try:
+            return self.path(sha256).read_bytes()
+        except FileNotFoundError:
+            return None
