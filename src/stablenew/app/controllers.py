@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from stablenew.app.queue_snapshot import QueueSnapshot
 from stablenew.app.state import AppState, Lifecycle
@@ -42,6 +45,20 @@ QUEUE_KINDS = {
     EventKind.JOB_CANCELLED,
     EventKind.JOB_RECOVERED,
 }
+
+
+class PendingJob(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    spec: JobSpec
+    priority: int = 0
+
+
+class QueueExport(BaseModel):
+    """`queue export` / `queue import`: the pending queue as JSON."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_version: Literal[1] = Field(1, alias="schema")
+    jobs: list[PendingJob]
 
 
 @dataclass(frozen=True)
@@ -112,7 +129,7 @@ class JobExecutionController:
         return self.submit_many([spec], priority, source)[0]
 
     def submit_many(
-        self, specs: Iterable[JobSpec], priority: int = 0, source: str = "api"
+        self, specs: Iterable[JobSpec], priority: int | Sequence[int] = 0, source: str = "api"
     ) -> list[str]:
         """Queue jobs; each records the output root it was submitted with (absolute)."""
         specs = [self._rooted(s) for s in specs]
@@ -177,6 +194,32 @@ class JobExecutionController:
 
     def error_of(self, job_id: str) -> ErrorEnvelope | None:
         return self.store.get(job_id).error
+
+    def edit(self, job_id: str, spec: JobSpec, source: str = "api") -> JobLifecycleLogEvent:
+        """Change a QUEUED job (refused once it runs); recorded as an event."""
+        event = self.store.edit(job_id, self._rooted(spec), source)
+        self.bus.publish(event)
+        self.refresh_queue()
+        return event
+
+    def retry_with(self, job_id: str, spec: JobSpec, source: str = "api") -> str:
+        """Retry a FAILED or CANCELLED job with changes, as a new job linked to it."""
+        new_id = self.store.retry(job_id, source, spec=self._rooted(spec))
+        self.lifecycle.log_add_to_queue(source, [new_id])
+        self._wake()
+        return new_id
+
+    def export_queue(self) -> QueueExport:
+        """The pending queue (specs, priorities, order), to import here or elsewhere."""
+        return QueueExport(
+            jobs=[PendingJob(spec=j.spec, priority=j.priority) for j in self.store.pending()]
+        )
+
+    def import_queue(self, exported: QueueExport, source: str = "api") -> list[str]:
+        """Queue what an export holds, in its order; all of it is validated (it is typed)
+        before anything is queued."""
+        specs = [job.spec for job in exported.jobs]
+        return self.submit_many(specs, [job.priority for job in exported.jobs], source)
 
     # -- the queue -----------------------------------------------------------------------------
 

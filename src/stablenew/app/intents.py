@@ -8,6 +8,7 @@ problem is an InputError that names the field, or the file, row and token; nothi
 from __future__ import annotations
 
 import glob
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -179,6 +180,36 @@ class Intents:
             )
             for group in groups
         ]
+
+
+def parse_assignments(pairs: Sequence[str]) -> dict[str, Any]:
+    """["steps=30", "upscale.enabled=true", "prompt=a fox"] -> {dotted field: value}; a value
+    that reads as JSON (numbers, true/false/null, lists, objects) is taken as such."""
+    changes: dict[str, Any] = {}
+    for pair in pairs:
+        field, sep, raw = pair.partition("=")
+        if not sep or not field.strip():
+            raise InputError(f"--set {pair!r}: expected FIELD=VALUE, e.g. steps=30")
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        changes[field.strip()] = value
+    return changes
+
+
+def changed(spec: JobSpec, changes: dict[str, Any]) -> JobSpec:
+    """The spec with dotted fields replaced, validated as a whole (errors name the field)."""
+    data = spec.model_dump(mode="json")
+    for dotted, value in changes.items():
+        *parents, last = dotted.split(".")
+        target = data
+        for part in parents:
+            if not isinstance(target.get(part), dict):
+                raise InputError(f"{dotted}: {part!r} is not a group of settings")
+            target = target[part]
+        target[last] = value
+    return build_spec(data)
 
 
 def image_files(given: str) -> list[Path]:

@@ -45,6 +45,7 @@ class EventKind(StrEnum):
     JOB_FAILED = "job_failed"
     JOB_CANCELLED = "job_cancelled"
     JOB_RECOVERED = "job_recovered"
+    JOB_EDITED = "job_edited"
     QUEUE_PAUSED = "queue_paused"
     QUEUE_RESUMED = "queue_resumed"
     # inside a job

@@ -93,6 +93,17 @@ def job_quarantined(job_id: str, reason: str) -> JobLifecycleLogEvent:
     )
 
 
+def job_edited(job_id: str, changed: list[str], source: str) -> JobLifecycleLogEvent:
+    what = ", ".join(changed) if changed else "nothing"
+    return JobLifecycleLogEvent(
+        EventKind.JOB_EDITED,
+        f"Job edited while queued: {what}.",
+        source=source,
+        job_id=job_id,
+        data=NoteData({"changed": changed}),
+    )
+
+
 def queue_paused(reason: str, source: str) -> JobLifecycleLogEvent:
     return JobLifecycleLogEvent(
         EventKind.QUEUE_PAUSED,

@@ -230,21 +230,27 @@ class JobStore:
     def submit_many(
         self,
         specs: Iterable[JobSpec],
-        priority: int = 0,
+        priority: int | Sequence[int] = 0,
         retried_from: str | None = None,
         source: str = "api",
     ) -> list[str]:
-        """Queue many jobs in one transaction: all of them, or none."""
+        """Queue many jobs in one transaction: all of them, or none. `priority` is one for all,
+        or one per job."""
         now = utcnow().isoformat()
         rows = [(uuid.uuid4().hex, spec.to_json(), spec.prompt) for spec in specs]
+        priorities = [priority] * len(rows) if isinstance(priority, int) else list(priority)
+        if len(priorities) != len(rows):
+            raise QueueError(f"{len(priorities)} priorities for {len(rows)} jobs")
         with self._tx() as c:
             start = c.execute("SELECT COALESCE(MAX(position), 0) FROM jobs").fetchone()[0]
             c.executemany(
                 "INSERT INTO jobs (id, spec, prompt, status, priority, position, created_at,"
                 " retried_from) VALUES (?, ?, ?, 'QUEUED', ?, ?, ?, ?)",
                 [
-                    (job_id, spec_json, prompt, priority, start + i + 1, now, retried_from)
-                    for i, (job_id, spec_json, prompt) in enumerate(rows)
+                    (job_id, spec_json, prompt, prio, start + i + 1, now, retried_from)
+                    for i, ((job_id, spec_json, prompt), prio) in enumerate(
+                        zip(rows, priorities, strict=True)
+                    )
                 ],
             )
             c.executemany(
@@ -425,11 +431,45 @@ class JobStore:
             )
             return [self._record(c, lifecycle.job_cancelled_while_queued(i, source)) for i in ids]
 
-    def retry(self, job_id: str, source: str = "api") -> str:
+    def edit(self, job_id: str, spec: JobSpec, source: str = "api") -> JobLifecycleLogEvent:
+        """Replace a QUEUED job's spec, in one transaction: a job that a runner claims at the
+        same moment either runs the old spec or the new one, never half of each."""
+        with self._tx() as c:
+            row = c.execute("SELECT status, spec FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise QueueError(f"no job {job_id!r}")
+            if row["status"] != JobStatus.QUEUED.value:
+                raise QueueError(
+                    f"job {job_id[:8]} is {row['status']}: only a QUEUED job can be edited"
+                    " (retry a finished one with changes instead)"
+                )
+            before = orjson.loads(row["spec"])
+            after = orjson.loads(spec.to_json())
+            changed = sorted(
+                k for k in after.keys() | before.keys() if before.get(k) != after.get(k)
+            )
+            c.execute(
+                "UPDATE jobs SET spec = ?, prompt = ? WHERE id = ?",
+                (spec.to_json(), spec.prompt, job_id),
+            )
+            return self._record(c, lifecycle.job_edited(job_id, changed, source))
+
+    def retry(self, job_id: str, source: str = "api", spec: JobSpec | None = None) -> str:
+        """Queue a FAILED or CANCELLED job again as a new job linked to it, with its spec or a
+        changed one (a smaller size after running out of memory)."""
         job = self.get(job_id)
         if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             raise QueueError(f"job {job.short_id} is {job.status}; only FAILED or CANCELLED retry")
-        return self.submit_many([job.spec], job.priority, retried_from=job_id, source=source)[0]
+        again = spec or job.spec
+        return self.submit_many([again], job.priority, retried_from=job_id, source=source)[0]
+
+    def pending(self) -> list[Job]:
+        """Every QUEUED job, in the order they will run."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT * FROM jobs WHERE status = 'QUEUED' ORDER BY priority DESC, position"
+            ).fetchall()
+        return [_job(r) for r in rows]
 
     def move(self, job_id: str, where: Move) -> None:
         with self._tx() as c:
