@@ -3,17 +3,23 @@ with the reason after at most one failed job, instead of failing the whole queue
 
 from __future__ import annotations
 
+import base64
+import io
 import itertools
 import json
 import signal
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
+from stablenew.errors import CallFailed
+from stablenew.jobs.cancel import CancelToken
 from stablenew.jobs.spec import JobSpec
 from stablenew.jobs.status import JobStatus
 from stablenew.observe.events import EventKind, RecoveryData
 from stablenew.queue.store import JobStore
+from stablenew.webui.recovery import BackendCall, Endpoint, RecoveringBackend, RecoveryPolicy
 from tests.helpers import start_worker
 from tests.hostile.conftest import (
     backend_config,
@@ -26,6 +32,14 @@ from tests.hostile.conftest import (
     write_config,
 )
 
+
+def _png_b64() -> str:
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), "teal").save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+PNG_B64 = _png_b64()
 CHAINS = {
     "txt2img": {},
     "img2img": {"img2img": {"enabled": True}},
@@ -184,20 +198,35 @@ def test_a_full_output_disk_pauses_after_two_jobs_and_leaves_no_temp_files(
     assert not list(out.rglob("*.tmp"))  # a failed write cleans up after itself
 
 
-def test_an_unknown_upscaler_fails_at_once_without_a_restart(make_services) -> None:  # type: ignore[no-untyped-def]
-    from tests.helpers import Waiter
-    from tests.pipeline.conftest import sim_stats
-
-    services = make_services()
-    waiter = Waiter(services.jobs)
-    spec = JobSpec.model_validate(small(upscale={"enabled": True, "upscaler": "No Such Upscaler"}))
-    job_id = services.jobs.submit_pipeline_run(spec)
-    waiter.wait(EventKind.JOB_FAILED, job_id, timeout=60)
-    error = services.jobs.get_job(job_id).error
-    assert error is not None and error.attempts == 1 and error.restarts == 0
-    assert "could not find upscaler named No Such Upscaler" in error.message
-    assert services.backend.restarts == 0
-    assert sim_stats(services)["endpoints"]["/sdapi/v1/extra-single-image"] == 1  # not retried
+@pytest.mark.parametrize(
+    ("endpoint", "payload", "said"),
+    [
+        (
+            Endpoint.EXTRAS,
+            {"image": PNG_B64, "upscaler_1": "No Such Upscaler", "upscaling_resize": 2},
+            "could not find upscaler named No Such Upscaler",
+        ),
+        (
+            Endpoint.IMG2IMG,
+            {"init_images": ["bm90IGFuIGltYWdl"], "steps": 2, "width": 64, "height": 64},
+            "Invalid encoded image",
+        ),
+    ],
+)
+def test_a_deterministic_500_fails_at_once_without_a_restart(  # type: ignore[no-untyped-def]
+    start_sim, tmp_path: Path, endpoint: Endpoint, payload: dict[str, object], said: str
+) -> None:
+    """A1111's answers a restart cannot change (reference §9) are not crashes."""
+    sim = start_sim()
+    backend = RecoveringBackend(sim.client, sim.manager, RecoveryPolicy(poll_interval=0.1))
+    call = BackendCall(endpoint, payload, "upscale", 1, tmp_path / "failures")
+    with pytest.raises(CallFailed) as failed:
+        backend.call(call, CancelToken())
+    report = failed.value.report
+    assert (report.attempts, report.restarts) == (1, 0) and said in str(report.last)
+    assert sim.manager.restarts == 0 and sim.manager.breaker.state == "closed"
+    path = "/sdapi/v1/extra-single-image" if endpoint is Endpoint.EXTRAS else "/sdapi/v1/img2img"
+    assert sim.stats()["endpoints"][path] == 1  # not retried
 
 
 def test_a_recovered_crash_is_not_blamed_for_a_later_failure(make_services) -> None:  # type: ignore[no-untyped-def]

@@ -13,6 +13,7 @@ import psutil
 import pytest
 from PIL import Image
 
+from stablenew.errors import InputError
 from stablenew.jobs.spec import JobSpec
 from stablenew.jobs.status import JobStatus
 from stablenew.observe.events import EventKind
@@ -167,14 +168,29 @@ def test_adetailer_stage_and_model_switch(make_services) -> None:  # type: ignor
     assert sim_stats(services)["stages"] == {"txt2img": 2, "adetailer": 2}
 
 
-def test_unknown_model_fails_with_a_clear_envelope(make_services) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_names_are_refused_at_submit_with_suggestions(make_services) -> None:  # type: ignore[no-untyped-def]
+    services = make_services()
+    with pytest.raises(InputError) as refused:
+        services.jobs.submit_pipeline_run(spec(images=1, model="sim-xl-fotos", sampler="Eular a"))
+    message = str(refused.value)
+    assert "model: the backend has no 'sim-xl-fotos' (did you mean 'sim-xl-photo'" in message
+    assert "sampler: the backend has no 'Eular a' (did you mean 'Euler a'" in message
+    assert "17711fac2e" not in message and "nothing was queued" in message
+    assert services.jobs.list_jobs() == []
+    legacy = spec(images=1, sampler="DPM++ 2M Karras", prompt="a <lora:add_detail:0.5> fox")
+    services.jobs.submit_pipeline_run(legacy)  # A1111 splits the legacy name: accepted
+
+
+def test_names_queued_while_the_backend_was_away_fail_before_the_first_call(make_services) -> None:  # type: ignore[no-untyped-def]
     services = make_services()
     waiter = Waiter(services.jobs)
+    services.jobs.validate = None  # as when the backend could not be asked at submit time
     job_id = services.jobs.submit_pipeline_run(spec(images=1, model="no-such-model"))
     waiter.wait(EventKind.JOB_FAILED, job_id)
     error = services.jobs.get_job(job_id).error
     assert error is not None and error.stage == "setup"
-    assert "unknown model 'no-such-model'" in error.message
+    assert "model: the backend has no 'no-such-model'" in error.message
+    assert sim_stats(services)["stages"] == {}  # nothing was generated with something else
 
 
 def test_a_backend_orphaned_by_kill_9_is_reaped_at_the_next_start(tmp_path: Path) -> None:

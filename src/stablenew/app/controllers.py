@@ -83,6 +83,7 @@ class JobExecutionController:
         self.state = state
         self.output_root = output_root  # where jobs submitted here write, unless they say
         self.runner: JobRunner | None = None  # set when this process owns the home
+        self.validate: Callable[[Sequence[JobSpec]], None] | None = None  # names vs backend
         self.lifecycle = JobLifecycleLogger(bus)
         self.snapshot = QueueSnapshot(store, state, bus)
         self._draft: list[JobSpec] = []
@@ -134,6 +135,8 @@ class JobExecutionController:
         """Queue jobs; each records the output root it was submitted with (absolute)."""
         specs = [self._rooted(s) for s in specs]
         try:
+            if self.validate is not None:
+                self.validate(specs)
             ahead = self.store.count([JobStatus.QUEUED, JobStatus.RUNNING])
             ids = self.store.submit_many(specs, priority, source=source)
         except Exception as exc:

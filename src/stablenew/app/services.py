@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from stablenew.app.catalog import Catalog
 from stablenew.app.controllers import (
     BackendController,
     JobExecutionController,
@@ -116,6 +117,8 @@ class Services:
         self.pipeline_controller = PipelineController(self.state, self._bus, self.jobs)
         self.backend = BackendController(self._manager, self._the_client, self._home)
         self.intents = Intents(config.wildcards_dir, config.pipeline)
+        self.catalog = Catalog(self._catalog_client)
+        self.jobs.validate = self.catalog.check
 
     # -- events --------------------------------------------------------------------------------
 
@@ -145,6 +148,13 @@ class Services:
             self._probes[url] = probe
         return probe.health()
 
+    def _catalog_client(self) -> WebUIClient | None:
+        """The backend to ask for its lists: ours when we own the home, else the owner's."""
+        try:
+            return self._the_client()
+        except BackendStartError:  # no backend known yet (not started, owner not published)
+            return None
+
     def _on_backend_state(self, state: BackendState, detail: str) -> None:
         message = f"backend {state.value.lower()}" + (f": {detail}" if detail else "")
         active = self.state.active
@@ -158,6 +168,7 @@ class Services:
         )
         if state == BackendState.READY:
             self._home.set_backend_url(self._manager.known_url)
+            self.catalog.invalidate()
 
     def _on_breaker(self, state: BreakerState, detail: str) -> None:
         active = self.state.active

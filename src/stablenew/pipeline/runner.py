@@ -69,6 +69,7 @@ from stablenew.pipeline.artifacts import (
     write_json,
 )
 from stablenew.pipeline.guards import UpscaleGuard
+from stablenew.pipeline.names import unknown_names
 from stablenew.pipeline.settings import PipelineSettings
 from stablenew.pipeline.stages import Request, Source, Stage, chain
 from stablenew.webui.recovery import (
@@ -149,6 +150,7 @@ class _Run:
             self._copy_inputs()
             if self.fresh:  # seeds and folder are fixed before the backend is asked anything
                 self.saver.save(self.checkpoint)
+            self._check_names()
             self._switch_models()
             for step in self.chain:
                 stage, index = step.name, None
@@ -386,6 +388,12 @@ class _Run:
                 StageFinishedData(cancelled=True),
             )
             raise StageCancelled(stage, index, abandoned=False)
+
+    def _check_names(self) -> None:
+        """A1111 would silently generate with something else: fail before the first call."""
+        problems = unknown_names(self.spec, self.backend.lists())
+        if problems:
+            raise InputError("; ".join(problems))
 
     def _switch_models(self) -> None:
         if self.spec.model:

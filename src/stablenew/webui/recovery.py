@@ -37,6 +37,7 @@ from stablenew.jobs.cancel import CancelToken
 from stablenew.jobs.status import BackendState
 from stablenew.webui.artifacts import write_failure_artifacts
 from stablenew.webui.client import ExtrasResult, GeneratedImage, GenerationResult, WebUIClient
+from stablenew.webui.lists import BackendLists, fetch_lists
 from stablenew.webui.process import WebUIProcessManager
 
 
@@ -210,6 +211,7 @@ class RecoveringBackend:
         self._caller: _CallThread | None = None
         self._options: dict[str, Any] = {}  # options set on the running process
         self._options_for = -1  # ... which process (the manager's launch count then)
+        self._lists: tuple[int, BackendLists] | None = None
 
     @property
     def url(self) -> str:
@@ -354,6 +356,12 @@ class RecoveringBackend:
         if missing:
             self.client.set_options(missing)
             self._options.update(missing)
+
+    def lists(self) -> BackendLists:
+        """What the running backend has (models, samplers, ...), asked once per process."""
+        if self._lists is None or self._lists[0] != self.manager.launches:
+            self._lists = (self.manager.launches, fetch_lists(self.client))
+        return self._lists[1]
 
     def set_model(self, name: str) -> str:
         return self.client.set_model(name)

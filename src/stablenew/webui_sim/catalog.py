@@ -175,6 +175,7 @@ LORAS: tuple[Lora, ...] = (
     Lora("add_detail"),
     Lora("lcm-lora-sdv1-5"),
     Lora("detail_tweaker_xl"),
+    Lora("film_grain"),
 )
 
 # Textual-inversion embeddings, all SD1.5-shaped (768) single-vector ones.

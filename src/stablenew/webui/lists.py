@@ -1,0 +1,66 @@
+"""What a backend has: its models, VAEs, samplers, schedulers, upscalers, LoRAs, embeddings.
+
+A1111 silently falls back when a request names a sampler or scheduler it does not have, and
+silently keeps the current model for an unknown `sd_model_checkpoint` override (reference §9),
+so names are checked against these lists before a job is queued and again before its first
+call. A list the backend does not serve (an older Forge has no /loras) is unknown, not empty:
+nothing is refused because of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from stablenew.errors import BackendError
+from stablenew.webui.client import WebUIClient
+
+
+@dataclass(frozen=True)
+class BackendLists:
+    models: frozenset[str] | None = None  # titles, model names and hashes
+    vaes: frozenset[str] | None = None
+    samplers: frozenset[str] | None = None  # names and aliases
+    schedulers: frozenset[str] | None = None  # names and labels
+    upscalers: frozenset[str] | None = None
+    loras: frozenset[str] | None = None  # names and aliases
+    embeddings: frozenset[str] | None = None
+
+    def shown(self, field: str) -> list[str]:
+        """The names a user would type, for messages and pickers."""
+        values = getattr(self, field)
+        return sorted(values) if values is not None else []
+
+
+def _names(records: list[dict[str, object]], *keys: str) -> frozenset[str]:
+    out: set[str] = set()
+    for record in records:
+        for key in keys:
+            value = record.get(key)
+            if isinstance(value, str) and value:
+                out.add(value)
+            elif isinstance(value, list):
+                out.update(str(v) for v in value if v)
+    return frozenset(out)
+
+
+def fetch_lists(client: WebUIClient) -> BackendLists:
+    """Every list the backend serves; the ones it does not serve stay unknown (None)."""
+
+    def attempt(fn: Callable[[], frozenset[str]]) -> frozenset[str] | None:
+        try:
+            return fn()
+        except BackendError:
+            return None
+
+    return BackendLists(
+        models=attempt(lambda: _names(client.sd_models(), "title", "model_name", "hash")),
+        vaes=attempt(lambda: _names(client.sd_vae(), "model_name")),
+        samplers=attempt(lambda: _names(client.samplers(), "name", "aliases")),
+        schedulers=attempt(lambda: _names(client.schedulers(), "name", "label")),
+        upscalers=attempt(lambda: _names(client.upscalers(), "name")),
+        loras=attempt(lambda: _names(client.loras(), "name", "alias")),
+        embeddings=attempt(
+            lambda: frozenset(str(k) for k in client.embeddings().get("loaded", {}))
+        ),
+    )
