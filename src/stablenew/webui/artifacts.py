@@ -7,6 +7,8 @@ credentials are redacted, and prompt text is scrubbed from the backend's output 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import re
@@ -24,7 +26,8 @@ PROMPT_KEYS = {
     "ad_prompt",
     "ad_negative_prompt",
 }
-IMAGE_KEYS = {"init_images", "image", "mask", "firstpass_image", "images"}
+IMAGE_KEYS = {"init_images", "image", "mask", "firstpass_image", "images", "input_image"}
+LONG_TEXT = 256  # a string this long in an extension's args is checked for being an image
 SECRET_KEY = re.compile(r"pass|secret|token|auth|api_key|credential", re.IGNORECASE)
 
 
@@ -33,17 +36,30 @@ def summarize_text(text: str) -> dict[str, object]:
 
 
 def _summarize_image(value: Any) -> Any:
+    """An image (base64) as its size and hash: enough to know which one, nothing to carry."""
     if isinstance(value, list):
         return [_summarize_image(v) for v in value]
     if isinstance(value, str):
-        return {"base64_chars": len(value), "approx_bytes": len(value) * 3 // 4}
+        text = value.partition(",")[2] if value.startswith("data:") else value
+        try:
+            data = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            return {"base64_chars": len(value)}
+        return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     return value
+
+
+def _looks_like_image(value: str) -> bool:
+    head = value[:16]
+    return len(value) >= LONG_TEXT and (
+        head.startswith(("iVBORw0KGgo", "/9j/", "UklGR", "data:image/"))
+    )
 
 
 def sanitize(value: Any, key: str = "") -> Any:
     if key in PROMPT_KEYS and isinstance(value, str):
         return summarize_text(value)
-    if key in IMAGE_KEYS:
+    if key in IMAGE_KEYS or (isinstance(value, str) and _looks_like_image(value)):
         return _summarize_image(value)
     if key and SECRET_KEY.search(key) and isinstance(value, str | bytes):
         return "***"
