@@ -94,3 +94,28 @@ def test_two_out_of_memory_failures_in_a_row_pause_the_queue(make_services) -> N
     assert statuses == [JobStatus.FAILED] * 2 + [JobStatus.QUEUED] * 2
     assert "ran out of memory" in (services.jobs.paused() or "")
     assert services.backend.restarts == 0  # out of memory is not a crash
+
+
+def test_live_previews_while_a_stage_samples(make_services) -> None:  # type: ignore[no-untyped-def]
+    services = make_services("--step-ms", "40")
+    waiter = Waiter(services.jobs)
+    spec = JobSpec(prompt="a slow sunrise", steps=40, width=64, height=64)
+    job_id = services.jobs.submit_pipeline_run(spec)
+    seen = waiter.wait(
+        EventKind.PROGRESS,
+        job_id,
+        timeout=60,
+        where=lambda e: getattr(e.data, "preview", 0) >= 1,
+    )
+    latest = services.previews.latest(job_id)
+    assert latest is not None and latest.number >= seen.data.preview  # type: ignore[union-attr]
+    with Image.open(io.BytesIO(latest.image)) as image:
+        assert image.size[0] > 0
+    waiter.wait(EventKind.JOB_COMPLETED, job_id, timeout=60)
+    assert services.previews.latest(job_id) is None  # dropped with the job
+    run_dir = Path(services.jobs.get_job(job_id).result.run_dir or "")
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "1_txt2img.json",
+        "1_txt2img.png",
+        "events.jsonl",
+    ]  # never written into the run folder

@@ -8,6 +8,7 @@ import os
 import shutil
 import sqlite3
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -317,3 +318,21 @@ def test_the_database_is_owner_only(tmp_path: Path) -> None:
         mode = stat.S_IMODE((tmp_path / "home" / name).stat().st_mode)
         assert mode == 0o600, (name, oct(mode))
     assert stat.S_IMODE((tmp_path / "home").stat().st_mode) == 0o700
+
+
+def test_the_webhook_outbox_retries_gives_up_and_stays_bounded(store: JobStore) -> None:
+    store.outbox_add([("http://a", "job_completed", "{}"), ("http://b", "job_failed", "{}")])
+    due = store.outbox_due(now=time.time() + 1)
+    assert [(d.url, d.event, d.attempts) for d in due] == [
+        ("http://a", "job_completed", 0),
+        ("http://b", "job_failed", 0),
+    ]
+    store.outbox_result(due[0].id, delivered=True)
+    store.outbox_result(due[1].id, delivered=False, error="HTTP 500", retry_at=time.time() + 60)
+    assert store.outbox_due(now=time.time() + 1) == []  # b waits for its retry
+    assert [d.attempts for d in store.outbox_due(now=time.time() + 61)] == [1]
+    store.outbox_result(due[1].id, delivered=False, error="HTTP 500")  # given up
+    assert store.outbox_counts() == {"delivered": 1, "failed": 1, "pending": 0}
+    store.outbox_add([("http://dead", "job_completed", str(i)) for i in range(30)], keep=10)
+    pending = store.outbox_due(now=time.time() + 1, limit=100)
+    assert [d.body for d in pending] == [str(i) for i in range(20, 30)]  # the newest kept

@@ -25,6 +25,7 @@ from stablenew.app.controllers import (
     PipelineController,
 )
 from stablenew.app.intents import Intents
+from stablenew.app.previews import PreviewBoard
 from stablenew.app.state import AppState
 from stablenew.errors import BackendStartError, HomeOwnedError
 from stablenew.jobs.cancel import CancelToken
@@ -118,6 +119,8 @@ class Services:
         self.backend = BackendController(self._manager, self._the_client, self._home)
         self.intents = Intents(config.wildcards_dir, config.pipeline)
         self.catalog = Catalog(self._catalog_client)
+        self.previews = PreviewBoard()
+        self._bus.subscribe(self.previews.on_event)
         self.jobs.validate = self.catalog.check
 
     # -- events --------------------------------------------------------------------------------
@@ -217,7 +220,9 @@ class Services:
 
     def _run_queue(self) -> None:
         backend = RecoveringBackend(self._the_client(), self._manager, self.config.policy)
-        self._pipeline = PipelineRunner(backend, self._bus, self.config.pipeline)
+        self._pipeline = PipelineRunner(
+            backend, self._bus, self.config.pipeline, previews=self.previews.put
+        )
         self._runner = JobRunner(
             self._store,
             self._execute,

@@ -104,6 +104,7 @@ class ProgressData:
     steps: int
     eta: float = 0.0
     fraction: float = 0.0
+    preview: int = 0  # the number of the job's latest live preview (0: none yet)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -91,15 +91,26 @@ def resolve_seeds(seed: int, count: int) -> list[int]:
     return [(base + k) % 4294967295 for k in range(count)]
 
 
+class PreviewSink(Protocol):
+    """Keeps a running job's latest live preview; returns its number (1, 2, ...)."""
+
+    def __call__(self, job_id: str, image: bytes, /) -> int: ...
+
+
 class PipelineRunner:
     """The JobRunner's execute callable: `runner(job, cancel_token, saver) -> JobOutcome`."""
 
     def __init__(
-        self, backend: RecoveringBackend, bus: EventBus, settings: PipelineSettings
+        self,
+        backend: RecoveringBackend,
+        bus: EventBus,
+        settings: PipelineSettings,
+        previews: PreviewSink | None = None,
     ) -> None:
         self.backend = backend
         self.bus = bus
         self.settings = settings
+        self.previews = previews
 
     def __call__(self, job: Job, token: CancelToken, saver: CheckpointSaver) -> JobOutcome:
         return _Run(self, job, token, saver).execute()
@@ -117,6 +128,8 @@ class _Run:
     guard: UpscaleGuard = field(default_factory=UpscaleGuard)
     handoff: dict[str, bytes] = field(default_factory=dict)  # stage outputs not yet consumed
     handoff_size: int = 0
+    preview_number: int = 0
+    last_progress: ProgressData = field(default_factory=lambda: ProgressData(0, 0))
 
     def __post_init__(self) -> None:
         self.spec = self.job.spec
@@ -250,6 +263,9 @@ class _Run:
                 self.token,
                 on_progress=lambda p: self._progress(p, stage, i),
                 on_step=lambda s: self._recovery(s, stage, i),
+                on_preview=(lambda image: self._preview(image, stage, i))
+                if self.owner.previews is not None
+                else None,
             )
         except CallCancelled as exc:
             raise StageCancelled(stage, i, exc.abandoned) from exc
@@ -404,12 +420,30 @@ class _Run:
             self._emit(EventKind.STAGE_STARTED, "setup", None, f"VAE: {self.spec.vae}", None)
 
     def _progress(self, p: Progress, stage: str, i: int) -> None:
+        self.last_progress = ProgressData(
+            p.step, p.steps, round(p.eta, 2), round(p.fraction, 3), self.preview_number
+        )
         self._emit(
             EventKind.PROGRESS,
             stage,
             i,
             f"{stage} {i}/{self.total}: step {p.step}/{p.steps}",
-            ProgressData(p.step, p.steps, round(p.eta, 2), round(p.fraction, 3)),
+            self.last_progress,
+        )
+
+    def _preview(self, image: bytes, stage: str, i: int) -> None:
+        """A new live preview: kept by the board (in memory only); a progress event says so."""
+        sink = self.owner.previews
+        if sink is None:
+            return
+        self.preview_number = sink(self.job.id, image)
+        last = self.last_progress
+        self._emit(
+            EventKind.PROGRESS,
+            stage,
+            i,
+            f"{stage} {i}/{self.total}: preview {self.preview_number}",
+            dataclasses.replace(last, preview=self.preview_number),
         )
 
     def _recovery(self, step: RecoveryStep, stage: str, i: int) -> None:

@@ -56,6 +56,17 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Delivery:
+    """One webhook delivery waiting in the outbox."""
+
+    id: int
+    url: str
+    event: str
+    body: str
+    attempts: int
+
+
+@dataclass(frozen=True)
 class QueueView:
     jobs: list[Job]  # running first, then the queue in run order, at most the limit asked for
     waiting: int  # every queued job, those beyond the limit too
@@ -548,6 +559,77 @@ class JobStore:
     def _paused(c: sqlite3.Connection) -> str | None:
         row = c.execute("SELECT value FROM meta WHERE key = 'paused'").fetchone()
         return str(row["value"]) if row else None
+
+    # -- the webhook outbox ----------------------------------------------------------------------
+
+    def outbox_add(self, deliveries: Sequence[tuple[str, str, str]], keep: int = 10_000) -> None:
+        """Queue (url, event, body) deliveries; past `keep` pending for one URL (a dead endpoint)
+        the oldest are given up, so the outbox never grows without bound."""
+        now = time.time()
+        with self._tx() as c:
+            c.executemany(
+                "INSERT INTO webhook_outbox (url, event, body, created_at, next_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(url, event, body, now, now) for url, event, body in deliveries],
+            )
+            for url in {url for url, _, _ in deliveries}:
+                c.execute(
+                    "UPDATE webhook_outbox SET failed_at = ?, last_error = 'dropped: outbox full'"
+                    " WHERE id IN (SELECT id FROM webhook_outbox WHERE url = ? AND delivered_at"
+                    " IS NULL AND failed_at IS NULL ORDER BY id DESC LIMIT -1 OFFSET ?)",
+                    (now, url, keep),
+                )
+
+    def outbox_due(self, now: float, limit: int = 20) -> list[Delivery]:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT id, url, event, body, attempts FROM webhook_outbox WHERE delivered_at IS"
+                " NULL AND failed_at IS NULL AND next_at <= ? ORDER BY id LIMIT ?",
+                (now, limit),
+            ).fetchall()
+        return [Delivery(r["id"], r["url"], r["event"], r["body"], r["attempts"]) for r in rows]
+
+    def outbox_next_at(self) -> float | None:
+        """When the next pending delivery is due (None: nothing pending)."""
+        with self._read() as db:
+            row = db.execute(
+                "SELECT MIN(next_at) FROM webhook_outbox WHERE delivered_at IS NULL"
+                " AND failed_at IS NULL"
+            ).fetchone()
+        return float(row[0]) if row[0] is not None else None
+
+    def outbox_result(
+        self, delivery_id: int, *, delivered: bool, error: str = "", retry_at: float | None = None
+    ) -> None:
+        """Delivered; or failed, to be tried again at `retry_at` (None: given up)."""
+        now = time.time()
+        with self._tx() as c:
+            if delivered:
+                c.execute(
+                    "UPDATE webhook_outbox SET delivered_at = ?, attempts = attempts + 1"
+                    " WHERE id = ?",
+                    (now, delivery_id),
+                )
+            elif retry_at is not None:
+                c.execute(
+                    "UPDATE webhook_outbox SET attempts = attempts + 1, next_at = ?,"
+                    " last_error = ? WHERE id = ?",
+                    (retry_at, error[:500], delivery_id),
+                )
+            else:
+                c.execute(
+                    "UPDATE webhook_outbox SET attempts = attempts + 1, failed_at = ?,"
+                    " last_error = ? WHERE id = ?",
+                    (now, error[:500], delivery_id),
+                )
+
+    def outbox_counts(self) -> dict[str, int]:
+        with self._read() as db:
+            row = db.execute(
+                "SELECT SUM(delivered_at IS NOT NULL), SUM(failed_at IS NOT NULL),"
+                " SUM(delivered_at IS NULL AND failed_at IS NULL) FROM webhook_outbox"
+            ).fetchone()
+        return {"delivered": row[0] or 0, "failed": row[1] or 0, "pending": row[2] or 0}
 
     # -- reading -------------------------------------------------------------------------------
 

@@ -36,7 +36,13 @@ from stablenew.errors import (
 from stablenew.jobs.cancel import CancelToken
 from stablenew.jobs.status import BackendState
 from stablenew.webui.artifacts import write_failure_artifacts
-from stablenew.webui.client import ExtrasResult, GeneratedImage, GenerationResult, WebUIClient
+from stablenew.webui.client import (
+    ExtrasResult,
+    GeneratedImage,
+    GenerationResult,
+    WebUIClient,
+    decode_b64_image,
+)
 from stablenew.webui.lists import BackendLists, fetch_lists
 from stablenew.webui.process import WebUIProcessManager
 
@@ -53,6 +59,8 @@ class RecoveryPolicy(BaseModel):
     restart_timeout: float = Field(120.0, gt=0)
     max_attempts: int = Field(3, ge=1)  # runner crashes before a job is quarantined
     breaker_cooldown: float = Field(600.0, gt=0)  # crash loop: wait this long, then one trial
+    live_preview: bool = True  # ask for the backend's preview image while a stage samples
+    preview_interval: float = Field(1.0, ge=0.2)  # ... at most this often
 
 
 class Endpoint(StrEnum):
@@ -118,6 +126,12 @@ class RecoveryStep:
 
 class ProgressListener(Protocol):
     def __call__(self, progress: Progress, /) -> None: ...
+
+
+class PreviewListener(Protocol):
+    """Gets the backend's live preview image (PNG or JPEG bytes) while a stage samples."""
+
+    def __call__(self, image: bytes, /) -> None: ...
 
 
 class RecoveryListener(Protocol):
@@ -193,6 +207,31 @@ class _StallWatch:
         return None
 
 
+class _PreviewClock:
+    """Asks for the live preview at most every `preview_interval` (decoding a preview costs the
+    backend time): the latest image, never a backlog."""
+
+    def __init__(self, policy: RecoveryPolicy, listener: PreviewListener | None) -> None:
+        self.listener = listener if policy.live_preview else None
+        self.interval = policy.preview_interval
+        self.next = time.monotonic()
+
+    def due(self) -> bool:
+        if self.listener is None or time.monotonic() < self.next:
+            return False
+        self.next = time.monotonic() + self.interval
+        return True
+
+    def deliver(self, image: object) -> None:
+        if self.listener is None or not isinstance(image, str) or not image:
+            return
+        try:
+            data, _ = decode_b64_image(image, "/progress", None)
+        except BackendError:
+            return  # a malformed preview is no reason to disturb the call
+        self.listener(data)
+
+
 class RecoveringBackend:
     """The client, the process manager and the recovery policy, used together by the pipeline."""
 
@@ -223,6 +262,7 @@ class RecoveringBackend:
         cancel: CancelToken,
         on_progress: ProgressListener | None = None,
         on_step: RecoveryListener | None = None,
+        on_preview: PreviewListener | None = None,
     ) -> CallResult:
         """Make the call; restart once and retry once when a restart may cure the failure."""
         causes: list[BackendError] = []
@@ -234,7 +274,7 @@ class RecoveringBackend:
             mark = self.manager.mark()
             try:
                 self._settle_abandoned_call()
-                image, info = self._attempt(request, cancel, on_progress)
+                image, info = self._attempt(request, cancel, on_progress, on_preview)
             except CallCancelled:
                 raise
             except (BackendApplicationError, BackendRejected) as exc:
@@ -293,7 +333,11 @@ class RecoveringBackend:
             self.manager.restart_and_wait_ready(self.policy.restart_timeout)
 
     def _attempt(
-        self, request: BackendCall, cancel: CancelToken, on_progress: ProgressListener | None
+        self,
+        request: BackendCall,
+        cancel: CancelToken,
+        on_progress: ProgressListener | None,
+        on_preview: PreviewListener | None,
     ) -> tuple[GeneratedImage, dict[str, Any]]:
         endpoint, label = request.endpoint, request.label
         if cancel.is_cancelled():
@@ -305,6 +349,7 @@ class RecoveringBackend:
             self._caller = _CallThread()
         call = self._caller.submit(fn, wake)
         watch = _StallWatch(self.policy)
+        previews = _PreviewClock(self.policy, on_preview)
         try:
             while not call.done.is_set():
                 wake.wait(self.policy.poll_interval)
@@ -318,7 +363,7 @@ class RecoveringBackend:
                     raise CallCancelled(
                         endpoint=endpoint.value, stage=label, abandoned=not call.done.is_set()
                     )
-                reason = self._poll(watch, on_progress)
+                reason = self._poll(watch, on_progress, previews)
                 if reason is not None:
                     honoured = self._interrupt_and_wait(call, self.policy.stall_grace)
                     if not honoured:
@@ -381,11 +426,16 @@ class RecoveringBackend:
         self._abandoned = (call, self.manager.launches)
         self.close()  # that thread ends when the abandoned call does; the next call gets a new one
 
-    def _poll(self, watch: _StallWatch, on_progress: ProgressListener | None) -> str | None:
+    def _poll(
+        self, watch: _StallWatch, on_progress: ProgressListener | None, previews: _PreviewClock
+    ) -> str | None:
+        want_preview = previews.due()
         try:
-            progress = self.client.progress(skip_current_image=True)
+            progress = self.client.progress(skip_current_image=not want_preview)
         except BackendError:
             return None  # a dead backend shows up as the call's own error
+        if want_preview:
+            previews.deliver(progress.get("current_image"))
         state = progress["state"]
         if on_progress is not None and state.get("job_count"):
             on_progress(
