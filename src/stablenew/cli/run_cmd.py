@@ -123,9 +123,6 @@ class CliRun:
     def ahead_left(self) -> int:
         return max(0, self.ahead - len(self.foreign_finished))
 
-    def mine(self, job_id: str | None) -> bool:
-        return job_id in self.index
-
     def tag(self, job_id: str | None) -> str:
         if job_id is None:
             return ""
