@@ -16,6 +16,7 @@ from PIL import Image
 
 from stablenew.jobs.status import JobStatus
 from stablenew.queue.store import JobStore
+from tests.cli.clitools import cli, document
 
 pytestmark = pytest.mark.integration
 
@@ -23,28 +24,21 @@ ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "examples" / "packs" / "demo.txt"
 
 
-def cli(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stablenew", "--home", str(home), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
-
-
 def test_run_the_demo_pack_end_to_end(tmp_path: Path) -> None:
     done = cli(tmp_path, "run", "--pack", str(DEMO), "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert result["completed"] == 3 and result["failed"] == 0
+    assert result["schema"] == 1 and result["completed"] == 3 and result["failed"] == 0
+    assert result["ahead"] == 0
     for job in result["jobs"]:
-        assert len(job["images"]) == 2 and len(job["manifests"]) == 2
-        for image, manifest in zip(job["images"], job["manifests"], strict=True):
+        assert job["status"] == "COMPLETED" and job["created_at"].endswith("Z")
+        images, manifests = job["result"]["images"], job["result"]["manifests"]
+        assert len(images) == 2 and len(manifests) == 2
+        for image, manifest in zip(images, manifests, strict=True):
             with Image.open(image) as png:
                 assert png.size == (1024, 1024) and "parameters" in png.text
             assert json.loads(Path(manifest).read_text())["provenance"]["pack_id"] == "demo"
-    assert Path(result["jobs"][0]["run_dir"]).parent.parent == tmp_path / "outputs"
+    assert Path(result["jobs"][0]["result"]["run_dir"]).parent.parent == tmp_path / "outputs"
 
 
 def test_run_a_prompt_with_stages_and_history(tmp_path: Path) -> None:
@@ -61,9 +55,9 @@ def test_run_a_prompt_with_stages_and_history(tmp_path: Path) -> None:
         str(tmp_path / "elsewhere"),
     )
     assert done.returncode == 0, done.stderr
-    job = json.loads(done.stdout)["jobs"][0]
-    assert [Path(p).name for p in job["images"]] == ["1_upscale.png", "2_upscale.png"]
-    assert job["run_dir"].startswith(str(tmp_path / "elsewhere"))
+    job = document(done, "jobs")[0]
+    assert [Path(p).name for p in job["result"]["images"]] == ["1_upscale.png", "2_upscale.png"]
+    assert job["result"]["run_dir"].startswith(str(tmp_path / "elsewhere"))
     history = cli(tmp_path, "history", "--status", "completed", "--search", "kite")
     assert history.returncode == 0 and job["id"][:8] in history.stdout
 
@@ -84,8 +78,9 @@ def test_bad_input_exits_non_zero_and_queues_nothing(tmp_path: Path) -> None:
 
 
 def test_config_show_and_bad_config(tmp_path: Path) -> None:
-    shown = json.loads(cli(tmp_path, "config", "show").stdout)
+    shown = document(cli(tmp_path, "config", "show", "--json"), "config")
     assert shown["backend"]["mode"] == "managed" and shown["limits"]["tile_max"] == 1024
+    assert 'mode = "managed"' in cli(tmp_path, "config", "show").stdout  # TOML for people
     (tmp_path / "config.toml").write_text(
         '[backend]\nusername = "u"\npassword = "p"\n[limits]\ntile_min = "big"\n'
     )
@@ -93,6 +88,7 @@ def test_config_show_and_bad_config(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "limits.tile_min" in bad.stderr
     (tmp_path / "config.toml").write_text('[backend]\nusername = "u"\npassword = "secret"\n')
     assert "secret" not in cli(tmp_path, "config", "show").stdout
+    assert "secret" not in cli(tmp_path, "config", "show", "--json").stdout
 
 
 def test_queue_commands(tmp_path: Path) -> None:
@@ -108,9 +104,12 @@ def test_queue_commands(tmp_path: Path) -> None:
     assert cli(tmp_path, "queue", "pause", "--reason", "lunch").returncode == 0
     assert "paused: lunch" in cli(tmp_path, "queue", "list").stdout
     assert cli(tmp_path, "queue", "resume").returncode == 0
-    shown = json.loads(cli(tmp_path, "queue", "show", ids[1][:8]).stdout)
+    shown = document(cli(tmp_path, "queue", "show", ids[1][:8], "--json"), "job")
     assert shown["spec"]["prompt"] == "second" and shown["status"] == "QUEUED"
-    assert cli(tmp_path, "queue", "clear").returncode == 0
+    human = cli(tmp_path, "queue", "show", ids[1][:8]).stdout
+    assert f"job:         {ids[1]}" in human and "prompt:      second" in human
+    cleared = cli(tmp_path, "queue", "clear")
+    assert cleared.returncode == 0 and "the history is empty now" in cleared.stdout
     missing = cli(tmp_path, "queue", "cancel", "ffffffff")
     assert missing.returncode == 2 and "no job matches" in missing.stderr
 

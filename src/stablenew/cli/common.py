@@ -1,7 +1,9 @@
-"""What the commands share: the home folder, the configuration, errors and exit codes.
+"""What the commands share: the home folder, the configuration, errors, exit codes and the
+options several commands declare the same way.
 
 Every command acts through the controllers (`Services.jobs`, `.backend`, `.intents`); an error
-StableNew raises on purpose reaches the user as one readable line with the exit code of its kind.
+StableNew raises on purpose reaches the user as one readable line with the exit code of its kind
+(`cli.main` prints it).
 """
 
 from __future__ import annotations
@@ -11,30 +13,30 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-from stablenew import redact
 from stablenew.app.config import Config, home_dir, load_config, service_config
 from stablenew.app.services import Services
+from stablenew.cli.output import out
 from stablenew.errors import (
+    BackendAuthRejected,
     BackendStartError,
     HomeOwnedError,
     InputError,
     QueueError,
     StableNewError,
 )
-
-console = Console(highlight=False)
-errors = Console(stderr=True, highlight=False)
+from stablenew.jobs.status import JobStatus
 
 # Exit codes (also in the README): 0 all completed, 1 something failed, 2 bad input or the home
-# is owned by another process (nothing was done), 3 the backend did not start, 130 interrupted,
-# 143 stopped by SIGTERM/SIGHUP.
+# is owned by another process (nothing was done), 3 the backend did not start (or refused the
+# credentials), 130 interrupted, 143 stopped by SIGTERM/SIGHUP.
 EXIT_FAILED, EXIT_INPUT, EXIT_BACKEND, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 3, 130, 143
+
+# Priorities are ordinary integers; the bound keeps a typo from overflowing SQLite's integers.
+PRIORITY_LIMIT = 1_000_000
 
 
 @dataclass
@@ -57,17 +59,77 @@ class Context:
 def exit_code(exc: StableNewError) -> int:
     if isinstance(exc, InputError | QueueError | HomeOwnedError):
         return EXIT_INPUT
-    if isinstance(exc, BackendStartError):
-        return EXIT_BACKEND
+    if isinstance(exc, BackendStartError | BackendAuthRejected):
+        return EXIT_BACKEND  # the backend cannot be used: nothing ran
     return EXIT_FAILED
 
 
-def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
-    first, *rest = redact.text(message).splitlines() or [""]
-    errors.print(f"[bold red]error:[/] {escape(first)}", soft_wrap=True)
-    for line in rest:
-        errors.print(escape(line), soft_wrap=True)
+def fail(message: str, code: int = EXIT_FAILED, kind: str = "UsageError") -> NoReturn:
+    out.error(message, code, kind)
     raise typer.Exit(code)
+
+
+# -- options several commands share ------------------------------------------------------------
+
+
+def json_option() -> Any:
+    return typer.Option(False, "--json", help="Print one JSON document instead of text.")
+
+
+def backend_option() -> Any:
+    return typer.Option(
+        None,
+        metavar="URL",
+        help="Attach to a running A1111-compatible backend at this URL instead of the "
+        "configured one.",
+    )
+
+
+def stages_option() -> Any:
+    return typer.Option(
+        None, metavar="LIST", help="Stage chain, e.g. txt2img,img2img,adetailer,upscale."
+    )
+
+
+def images_option() -> Any:
+    return typer.Option(None, min=1, metavar="N", help="Images per prompt.")
+
+
+def seed_option() -> Any:
+    return typer.Option(None, metavar="SEED", help="Seed of the first image (-1: random).")
+
+
+def priority_option() -> Any:
+    return typer.Option(
+        0,
+        min=-PRIORITY_LIMIT,
+        max=PRIORITY_LIMIT,
+        metavar="N",
+        help="Higher runs first.",
+    )
+
+
+def status_option(what: str) -> Any:
+    return typer.Option(
+        None,
+        metavar="STATUS",
+        help=f"Only {what} in this status: {', '.join(s.value for s in JobStatus)} "
+        "(repeat it or separate with commas).",
+    )
+
+
+def statuses(values: list[str] | None) -> list[JobStatus] | None:
+    """`--status failed --status cancelled` or `--status failed,cancelled`, checked."""
+    if not values:
+        return None
+    names = [n.strip().upper() for v in values for n in v.split(",") if n.strip()]
+    try:
+        return [JobStatus(n) for n in names]
+    except ValueError:
+        fail(f"--status: choose from {', '.join(s.value for s in JobStatus)}", EXIT_INPUT)
+
+
+# -- signals -----------------------------------------------------------------------------------
 
 
 def on_stop_signals(handler: Callable[[int], None]) -> Callable[[], None]:

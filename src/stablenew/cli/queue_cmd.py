@@ -1,185 +1,255 @@
-"""`stablenew queue ...`, `stablenew worker`, `stablenew history`: the queue from the shell."""
+"""`stablenew queue ...`: the durable job queue from the shell (add, look, change, undo)."""
 
 from __future__ import annotations
 
-import json
-import signal
-import threading
 from pathlib import Path
-from types import FrameType
-from typing import Literal
+from typing import Any, Literal
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from stablenew.app.intents import Overrides, parse_stages
 from stablenew.app.maintenance import recover_database
-from stablenew.cli.common import console, fail, on_stop_signals
+from stablenew.app.views import iso_utc, job_record
+from stablenew.cli import listing
+from stablenew.cli.common import (
+    EXIT_INPUT,
+    fail,
+    images_option,
+    json_option,
+    priority_option,
+    seed_option,
+    stages_option,
+    status_option,
+    statuses,
+)
+from stablenew.cli.output import Part, out
+from stablenew.cli.trail import status_part
 from stablenew.jobs.job import Job
 from stablenew.jobs.status import JobStatus
 
 queue_app = typer.Typer(help="Look at and change the durable job queue.", no_args_is_help=True)
+queue_app.command("list")(listing.list_jobs)
 
 
-def jobs_table(jobs: list[Job], title: str) -> Table:
-    table = Table(title=title)
-    for column in ("#", "job", "status", "prio", "stages", "images", "prompt", "note"):
-        table.add_column(column, overflow="fold")
-    for n, job in enumerate(jobs, start=1):
-        note = job.error.one_line() if job.error else job.result.run_dir or ""
-        table.add_row(
-            str(n),
-            job.short_id,
-            job.status.value,
-            str(job.priority),
-            ",".join(job.spec.stages()),
-            str(job.spec.images),
-            escape(job.spec.prompt[:60]),
-            escape(str(note)[:80]),
-        )
-    return table
-
-
-def _statuses(status: list[str] | None) -> list[JobStatus] | None:
-    if not status:
-        return None
-    try:
-        return [JobStatus(s.upper()) for s in status]
-    except ValueError:
-        fail(f"--status: choose from {', '.join(s.value for s in JobStatus)}", 2)
+def job_argument(required: bool = True) -> Any:
+    return typer.Argument(
+        ... if required else None, metavar="JOB", help="Job id, or any unique prefix of it."
+    )
 
 
 @queue_app.command("add")
 def add(
     ctx: typer.Context,
-    prompt: str | None = typer.Argument(None),
-    pack: Path | None = typer.Option(None),
-    stages: str | None = typer.Option(None),
-    images: int | None = typer.Option(None, min=1),
-    seed: int | None = typer.Option(None),
-    priority: int = typer.Option(0, help="Higher runs first."),
+    prompt: str | None = typer.Argument(
+        None, metavar="PROMPT", help="What to draw (or use --pack)."
+    ),
+    pack: Path | None = typer.Option(
+        None, metavar="FILE", help="A prompt pack: NAME.txt and/or NAME.json."
+    ),
+    stages: str | None = stages_option(),
+    images: int | None = images_option(),
+    seed: int | None = seed_option(),
+    priority: int = priority_option(),
+    output: Path | None = typer.Option(
+        None, "--out", metavar="DIR", help="Output root for these jobs (default: <home>/outputs)."
+    ),
+    json_out: bool = json_option(),
 ) -> None:
-    """Queue jobs without running them (a `stablenew worker` runs them)."""
+    """Queue jobs without running them (a `stablenew worker` or the next `run` runs them)."""
+    out.json = json_out
     if bool(prompt) == bool(pack):
-        fail("give either a PROMPT or --pack FILE", 2)
+        fail("give either a PROMPT or --pack FILE", EXIT_INPUT)
     overrides = Overrides(
         stages=parse_stages(stages) if stages is not None else None, images=images, seed=seed
     )
-    services = ctx.obj.services()
+    services = ctx.obj.services(output=output)
     try:
         if pack is not None:
-            specs = services.intents.pack(pack, overrides).specs
+            expansion = services.intents.pack(pack, overrides)
+            for warning in expansion.pack.warnings:
+                out.warn(warning)
+            specs = expansion.specs
         else:
             specs = [services.intents.prompt(str(prompt), overrides, source="cli")]
         ids = services.jobs.submit_many(specs, priority, source="cli")
     finally:
         services.close()
-    for job_id in ids:
-        console.print(f"queued {job_id}")
-
-
-@queue_app.command("list")
-def list_jobs(
-    ctx: typer.Context,
-    status: list[str] | None = typer.Option(None, help="Only these statuses."),
-    search: str | None = typer.Option(None, help="Text in the prompt."),
-    json_out: bool = typer.Option(False, "--json"),
-) -> None:
-    """The queue: running first, then queued in run order, then finished."""
-    services = ctx.obj.services()
-    try:
-        jobs = services.jobs.list_jobs(_statuses(status), search)
-        paused = services.jobs.paused()
-    finally:
-        services.close()
-    if json_out:
-        print(
-            json.dumps(
-                [{"id": j.id, "status": j.status.value, "prompt": j.spec.prompt} for j in jobs],
-                indent=2,
-            )
-        )
+    if out.json:
+        out.document("ids", ids)
         return
-    console.print(jobs_table(jobs, "queue" + (f" (paused: {escape(paused)})" if paused else "")))
+    for job_id in ids:
+        out.line(f"queued {job_id}")
 
 
 @queue_app.command("show")
-def show(ctx: typer.Context, job: str = typer.Argument(..., help="Job id or prefix.")) -> None:
-    """Everything about one job: spec, status, result, error envelope."""
+def show(
+    ctx: typer.Context,
+    job: str = job_argument(),
+    json_out: bool = json_option(),
+) -> None:
+    """Everything about one job: its settings, status, times, result and error envelope."""
+    out.json = json_out
     services = ctx.obj.services()
     try:
         found = services.jobs.get_job(services.jobs.find(job))
     finally:
         services.close()
-    print(
-        json.dumps(
-            {
-                "id": found.id,
-                "status": found.status.value,
-                "priority": found.priority,
-                "attempts": found.attempts,
-                "created_at": found.created_at.isoformat(),
-                "started_at": found.started_at.isoformat() if found.started_at else None,
-                "finished_at": found.finished_at.isoformat() if found.finished_at else None,
-                "retried_from": found.retried_from,
-                "checkpoint_stages": found.checkpoint.stages_done if found.checkpoint else [],
-                "result": found.result.model_dump(mode="json"),
-                "error": found.error.model_dump(mode="json") if found.error else None,
-                "spec": found.spec.model_dump(mode="json"),
-            },
-            indent=2,
-        )
-    )
+    if out.json:
+        out.document("job", job_record(found))
+        return
+    for label, value in describe_job(found):
+        out.line((f"{label + ':':<13}", "bold"), *(value if isinstance(value, list) else [value]))
 
 
-def _queue_op(ctx: typer.Context, job: str, op: str, *args: str) -> None:
-    services = ctx.obj.services()
-    try:
-        job_id = services.jobs.find(job)
-        result = getattr(services.jobs, op)(job_id, *args)
-    finally:
-        services.close()
-    console.print(f"{op} {job_id[:8]}: {result}" if result is not None else f"{op} {job_id[:8]}")
+def describe_job(job: Job) -> list[tuple[str, Part | list[Part]]]:
+    """The human view of one job, field by field (text from the user shown literally)."""
+    spec = job.spec
+    lines: list[tuple[str, Part | list[Part]]] = [
+        ("job", job.id),
+        ("status", [status_part(job.status), " (cancel requested)" * job.cancel_requested]),
+        ("priority", str(job.priority)),
+        ("attempts", str(job.attempts)),
+        ("created", iso_utc(job.created_at) or ""),
+        ("started", iso_utc(job.started_at) or "-"),
+        ("finished", iso_utc(job.finished_at) or "-"),
+        ("stages", " -> ".join(spec.stages())),
+        ("images", str(spec.images)),
+        ("seed", _seeds(job)),
+        ("model", spec.model or "(the backend's current one)"),
+        ("size", f"{spec.width}x{spec.height}, {spec.steps} steps, {spec.sampler}"),
+        ("prompt", spec.prompt),
+        ("negative", spec.negative_prompt or "-"),
+        ("output root", spec.output.root or "(the configured one)"),
+    ]
+    if job.checkpoint is not None and job.checkpoint.stages_done:
+        lines.append(("done", ", ".join(job.checkpoint.stages_done) + " (a resume starts after)"))
+    if job.retried_from:
+        lines.append(("retry of", job.retried_from))
+    if job.result.run_dir:
+        lines.append(("run folder", job.result.run_dir))
+    lines += [("image", path) for path in job.result.images]
+    if job.error is not None:
+        lines.append(("error", (job.error.one_line(), "red")))
+        lines += [("cause", str(cause)) for cause in job.error.causes[1:]]
+        lines += [("artifact", path) for path in job.error.artifacts]
+    return lines
+
+
+def _seeds(job: Job) -> str:
+    """The seed asked for, and the ones fixed for each image once the job started."""
+    asked = "random" if job.spec.seed == -1 else str(job.spec.seed)
+    used = job.result.seeds or (job.checkpoint.seeds if job.checkpoint else [])
+    return f"{asked}; used {', '.join(map(str, used))}" if used else asked
 
 
 @queue_app.command("cancel")
-def cancel(ctx: typer.Context, job: str) -> None:
-    """Cancel a job: a queued one at once, a running one at its runner's next check."""
-    _queue_op(ctx, job, "cancel_job")
+def cancel(
+    ctx: typer.Context,
+    job: str | None = job_argument(required=False),
+    all_pending: bool = typer.Option(
+        False,
+        "--all-pending",
+        help="Cancel every QUEUED job instead of one (the running job goes on).",
+    ),
+) -> None:
+    """Cancel a job (a queued one at once, a running one at its runner's next check), or every
+    queued job with --all-pending."""
+    if bool(job) == all_pending:
+        fail("give either a JOB or --all-pending", EXIT_INPUT)
+    services = ctx.obj.services()
+    try:
+        if all_pending:
+            count = services.jobs.cancel_all_pending(source="cli")
+            running = services.jobs.page([JobStatus.RUNNING], limit=1).total
+        else:
+            job_id = services.jobs.find(str(job))
+            before = services.jobs.cancel_job(job_id, source="cli")
+    finally:
+        services.close()
+    if all_pending:
+        goes_on = "; the running job goes on" if running else ""
+        out.line(f"cancelled {count} queued job(s){goes_on}")
+    elif before == JobStatus.RUNNING:
+        out.line(f"cancel requested for {job_id[:8]}: it stops at its runner's next check")
+    elif before.finished:
+        out.line(f"{job_id[:8]} is {before.value} already: nothing to cancel")
+    else:
+        out.line(f"cancelled {job_id[:8]}")
 
 
 @queue_app.command("retry")
-def retry(ctx: typer.Context, job: str) -> None:
+def retry(ctx: typer.Context, job: str = job_argument()) -> None:
     """Queue a FAILED or CANCELLED job again, as a new job linked to it."""
-    _queue_op(ctx, job, "retry")
+    services = ctx.obj.services()
+    try:
+        old = services.jobs.find(job)
+        new = services.jobs.retry(old, source="cli")
+    finally:
+        services.close()
+    out.line(f"queued {new} (a retry of {old[:8]})")
 
 
 @queue_app.command("move")
 def move(
     ctx: typer.Context,
-    job: str,
-    where: Literal["up", "down", "front", "back"] = typer.Argument(...),
+    job: str = job_argument(),
+    where: Literal["up", "down", "front", "back"] = typer.Argument(
+        ..., metavar="WHERE", help="up, down, front or back."
+    ),
 ) -> None:
-    """Move a queued job up, down, to the front or to the back."""
-    _queue_op(ctx, job, "move", where)
+    """Move a queued job up, down, to the front or to the back of the queue."""
+    services = ctx.obj.services()
+    try:
+        job_id = services.jobs.find(job)
+        services.jobs.move(job_id, where)
+    finally:
+        services.close()
+    out.line(f"moved {job_id[:8]} {where}")
 
 
 @queue_app.command("remove")
-def remove(ctx: typer.Context, job: str) -> None:
-    """Remove a job that is not running."""
-    _queue_op(ctx, job, "remove")
+def remove(
+    ctx: typer.Context,
+    job: str | None = job_argument(required=False),
+    status: list[str] | None = status_option("jobs"),
+) -> None:
+    """Remove a job that is not running, or every job in the given statuses (--status), e.g.
+    `--status queued` to undo a pack. Their images stay on disk."""
+    wanted = statuses(status)
+    if bool(job) == bool(wanted):
+        fail("give either a JOB or --status STATUS", EXIT_INPUT)
+    if wanted and JobStatus.RUNNING in wanted:
+        fail("--status: a running job cannot be removed; cancel it first", EXIT_INPUT)
+    services = ctx.obj.services()
+    try:
+        if wanted:
+            removed = services.jobs.remove_where(wanted)
+        else:
+            job_id = services.jobs.find(str(job))
+            services.jobs.remove(job_id)
+    finally:
+        services.close()
+    if wanted:
+        names = ", ".join(s.value for s in wanted)
+        out.line(f"removed {removed} job(s) ({names})")
+    else:
+        out.line(f"removed {job_id[:8]}")
 
 
 @queue_app.command("pause")
-def pause(ctx: typer.Context, reason: str = typer.Option("paused by the user")) -> None:
+def pause(
+    ctx: typer.Context,
+    reason: str = typer.Option(
+        "paused by the user", metavar="TEXT", help="Why (shown wherever the queue is)."
+    ),
+) -> None:
     """Pause: the running job finishes, nothing new starts (survives restarts)."""
     services = ctx.obj.services()
     try:
-        services.jobs.pause(reason)
+        services.jobs.pause(reason, source="cli")
     finally:
         services.close()
-    console.print(f"queue paused: {escape(reason)}")
+    out.line(f"queue paused: {reason}")
 
 
 @queue_app.command("resume")
@@ -187,65 +257,23 @@ def resume(ctx: typer.Context) -> None:
     """Resume a paused queue."""
     services = ctx.obj.services()
     try:
-        services.jobs.resume()
+        was_paused = services.jobs.resume(source="cli")
     finally:
         services.close()
-    console.print("queue resumed")
+    out.line("queue resumed" if was_paused else "the queue was not paused")
 
 
 @queue_app.command("clear")
 def clear(ctx: typer.Context) -> None:
-    """Remove finished jobs (their images stay on disk)."""
+    """Remove every finished job, which empties the history too (images stay on disk)."""
     services = ctx.obj.services()
     try:
         removed = services.jobs.clear_finished()
     finally:
         services.close()
-    console.print(f"removed {removed} finished job(s)")
-
-
-def history(
-    ctx: typer.Context,
-    status: list[str] | None = typer.Option(None, help="COMPLETED, FAILED or CANCELLED."),
-    search: str | None = typer.Option(None, help="Text in the prompt."),
-) -> None:
-    """Finished jobs, newest first."""
-    services = ctx.obj.services()
-    try:
-        jobs = services.jobs.history(_statuses(status), search)
-    finally:
-        services.close()
-    console.print(jobs_table(jobs, "history"))
-
-
-def worker(
-    ctx: typer.Context,
-    backend: str | None = typer.Option(None, help="Attach to a running backend at this URL."),
-) -> None:
-    """Run queued jobs until stopped (Ctrl+C, SIGTERM or SIGHUP); a running job is re-queued to
-    resume. A home has one worker: a second one refuses, naming the first."""
-    services = ctx.obj.services(backend_url=backend)
-    stop = threading.Event()
-    stopped_by = 0
-
-    def on_signal(signum: int, frame: FrameType | None = None) -> None:
-        nonlocal stopped_by
-        stopped_by = signum
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    restore = on_stop_signals(on_signal)
-    try:
-        services.start()
-        console.print(f"worker running against {services.backend.url}; Ctrl+C to stop")
-        while not stop.wait(0.5):
-            pass
-    finally:
-        services.close()
-        restore()
-    # A clean stop (Ctrl+C, or SIGTERM/SIGHUP from a service manager) is a success.
-    why = f" ({signal.Signals(stopped_by).name})" if stopped_by else ""
-    console.print(f"worker stopped{why}")
+    out.line(
+        f"removed {removed} finished job(s): the history is empty now (their images stay on disk)"
+    )
 
 
 @queue_app.command("recover")
@@ -253,6 +281,6 @@ def recover(ctx: typer.Context) -> None:
     """Rescue a damaged jobs.db: copy every job that can still be read into a fresh database and
     keep the damaged file aside (nothing is deleted)."""
     report = recover_database(ctx.obj.home)
-    console.print(report.summary())
+    out.line(report.summary())
     if not report.ok:
         raise typer.Exit(1)
