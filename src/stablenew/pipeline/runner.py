@@ -352,13 +352,13 @@ class _Run:
             target = self._input_path(image)
             if target.exists():
                 continue
-            data = store.get(image.sha256) if store is not None else None
-            if data is None:
+            kept = store.get(image.sha256) if store is not None else None
+            if kept is None:
                 raise InputError(
                     f"input image {image.name} ({image.sha256[:12]}) is missing: neither in the "
                     f"run folder nor in the input store"
                 )
-            write_image(target, data)
+            write_image(target, kept)
 
     def _hand_on(self, file: str, data: bytes) -> None:
         """Keep what was just written for the next stage, so it is not read back from disk;
