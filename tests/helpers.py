@@ -76,4 +76,6 @@ def start_worker(home: Path, *args: str) -> Worker:
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert line.startswith("worker running against"), line
+    # The worker logs a line per job and event: keep reading, or a full pipe would block it.
+    threading.Thread(target=proc.stdout.read, name="worker-stdout", daemon=True).start()
     return Worker(proc, line.split()[3].rstrip(";"))

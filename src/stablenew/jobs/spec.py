@@ -201,7 +201,8 @@ class JobSpec(_Frozen):
 def problems(exc: ValidationError) -> str:
     """A pydantic error as one line that names each field (dotted) and what is wrong with it."""
     return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}"
+        f"{'.'.join(str(p) for p in err['loc']) or 'value'}: "
+        + str(err["msg"]).removeprefix("Value error, ")
         for err in exc.errors(include_url=False)
     )
 
