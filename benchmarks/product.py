@@ -46,10 +46,14 @@ FINAL = {EventKind.JOB_COMPLETED, EventKind.JOB_FAILED, EventKind.JOB_CANCELLED}
 class Product:
     """A running StableNew (managed reference backend) plus a way to wait for job ends."""
 
-    def __init__(self, home: Path, *flags: str, cancel_grace: float = 3.0) -> None:
+    def __init__(
+        self, home: Path, *flags: str, cancel_grace: float = 3.0, live_preview: bool = True
+    ) -> None:
         config = Config()
         config.backend.command = reference_backend_command(0, *flags)
-        config.recovery = config.recovery.model_copy(update={"cancel_grace": cancel_grace})
+        config.recovery = config.recovery.model_copy(
+            update={"cancel_grace": cancel_grace, "live_preview": live_preview}
+        )
         config.backend.max_restarts = 1000  # the cancel and recovery trials restart on purpose
         config.backend.crash_loop_limit = 1000
         self.services = Services(service_config(home, config))
@@ -228,6 +232,33 @@ def recovery_cost(home: Path, trials: int) -> dict[str, Any]:
     }
 
 
+def preview_cost(home: Path, jobs: int, rounds: int) -> dict[str, Any]:
+    """The same realistic jobs with the live preview on and off, interleaved: what asking the
+    backend for its preview image once a second costs a stage."""
+    flags = ("--step-ms", "50", "--upscale-ms-per-mp", "200")
+    on = Product(home / "on", *flags, live_preview=True)
+    off = Product(home / "off", *flags, live_preview=False)
+    try:
+        on_s = off_s = 0.0
+        for r in range(rounds):
+            specs = [chain_spec(512, 20, 1000 * r + i) for i in range(jobs)]
+            on_s += on.run_jobs(specs)
+            off_s += off.run_jobs(specs)
+        previews = sum(
+            1 for e in on.events if e.kind == EventKind.PROGRESS and getattr(e.data, "preview", 0)
+        )
+    finally:
+        on.close()
+        off.close()
+    return {
+        "jobs": jobs * rounds,
+        "preview_on_s": round(on_s, 3),
+        "preview_off_s": round(off_s, 3),
+        "previews_seen": previews,
+        "cost_share": round((on_s - off_s) / off_s, 4),
+    }
+
+
 def run(quick: bool, only: set[str], workdir: Path | None) -> dict[str, Any]:
     results: dict[str, Any] = {"benchmark": "product", "quick": quick}
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
@@ -249,6 +280,9 @@ def run(quick: bool, only: set[str], workdir: Path | None) -> dict[str, Any]:
                 "--upscale-ms-per-mp",
                 "200",
             )
+        if "preview" in only:
+            jobs, rounds = (1, 1) if quick else (3, 3)
+            results["live_preview"] = preview_cost(home / "prev", jobs, rounds)
         if "cancel" in only:
             trials = 3 if quick else 20
             results["cancel_honour"] = cancel_latency(home / "ch", "honour_interrupt", trials, 1.0)
@@ -259,6 +293,7 @@ def run(quick: bool, only: set[str], workdir: Path | None) -> dict[str, Any]:
         "overhead_512.throughput_ratio": ">= 0.90",
         "overhead_64.overhead_ms_per_job": "< 10",
         "realistic.overhead_share": "< 0.01",
+        "live_preview.cost_share": "< 0.01",
         "cancel_honour.p99_s": "< 0.5",
         "cancel_ignore.p99_s": "< cancel_grace_s + 0.5",
         "recovery.cost_beyond_restart_s_median": "< 1.0",
@@ -268,7 +303,7 @@ def run(quick: bool, only: set[str], workdir: Path | None) -> dict[str, Any]:
 
 def main() -> None:
     def add_args(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--only", default="overhead,realistic,cancel,recovery")
+        parser.add_argument("--only", default="overhead,realistic,preview,cancel,recovery")
         parser.add_argument("--workdir", type=Path, help="where jobs write (default: a temp dir)")
 
     benchmark_main(
