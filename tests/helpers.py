@@ -63,7 +63,7 @@ class Worker:
     url: str  # the backend it drives
 
 
-def start_worker(home: Path, *args: str) -> Worker:
+def start_worker(home: Path, *args: str, drain: bool = True) -> Worker:
     """`stablenew worker`, as a user runs it; returns once it is draining the queue."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "stablenew", "--home", str(home), "worker", *args],
@@ -76,6 +76,6 @@ def start_worker(home: Path, *args: str) -> Worker:
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert line.startswith("worker running against"), line
-    # The worker logs a line per job and event: keep reading, or a full pipe would block it.
-    threading.Thread(target=proc.stdout.read, name="worker-stdout", daemon=True).start()
+    if drain:  # the worker logs a line per job and event: read them, or a full pipe blocks it
+        threading.Thread(target=proc.stdout.read, name="worker-stdout", daemon=True).start()
     return Worker(proc, line.split()[3].rstrip(";"))

@@ -45,6 +45,12 @@ class Gate:
     def job_completed(self) -> None:
         self.completed += 1
 
+    def hold(self, reason: str) -> bool:
+        return True  # a pool of one: the queue pauses
+
+    def held(self) -> bool:
+        return False
+
 
 def failed(message: str, reason: FailureReason | None = None) -> JobOutcome:
     return JobOutcome.failed(ErrorEnvelope(type="StageFailed", message=message, reason=reason))
@@ -99,7 +105,7 @@ def app(tmp_path: Path) -> Iterator[App]:
     store = JobStore(tmp_path / "jobs.db")
     runner = JobRunner(store, execute, bus, gate=gate, max_attempts=3, poll_interval=0.05)
     jobs = JobExecutionController(store, bus, state)
-    jobs.runner = runner
+    jobs.runners = [runner]
     pipeline = PipelineController(state, bus, jobs)
     waiter = Waiter(bus)  # subscribed last: when it sees an event, the controllers have too
     yield App(store, bus, state, runner, jobs, pipeline, waiter, started, release, gate)

@@ -27,7 +27,7 @@ STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z "
 
 
 def test_worker_logs_jobs_pauses_and_the_backend(tmp_path: Path) -> None:
-    worker = start_worker(tmp_path)
+    worker = start_worker(tmp_path, drain=False)
     lines = Lines(worker.proc.stdout)
     try:
         lines.expect(lambda x: bool(re.match(STAMP + "backend READY: http://127.0.0.1:", x)))
@@ -60,7 +60,7 @@ def test_worker_logs_jobs_pauses_and_the_backend(tmp_path: Path) -> None:
 
 
 def test_a_second_worker_refuses_and_names_the_first(tmp_path: Path) -> None:
-    first = start_worker(tmp_path)
+    first = start_worker(tmp_path, drain=False)
     try:
         sent = time.monotonic()
         second = cli(tmp_path, "worker", timeout=60)
@@ -100,7 +100,7 @@ def test_cancel_all_pending_keeps_the_running_job(tmp_path: Path) -> None:
     # The first txt2img hangs until interrupted: that job is running for as long as needed.
     hang = json.dumps(sim_command("--fault", "hang:txt2img:1:honour_interrupt"))
     write_config(tmp_path, f"[backend]\ncommand = {hang}\n[recovery]\nstall_timeout = 600\n")
-    worker = start_worker(tmp_path)
+    worker = start_worker(tmp_path, drain=False)
     lines = Lines(worker.proc.stdout)
     try:
         running = cli(tmp_path, "queue", "add", "running").stdout.split()[1]

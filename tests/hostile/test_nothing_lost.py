@@ -133,7 +133,7 @@ def test_jobs_queued_by_a_run_write_under_its_own_out(tmp_path: Path) -> None:
     finally:
         worker.proc.send_signal(signal.SIGTERM)
         worker.proc.wait(30)
-    images = json.loads(done.stdout)["jobs"][0]["images"]
+    images = json.loads(done.stdout)["jobs"][0]["result"]["images"]
     assert images and all(Path(p).is_relative_to(mine) for p in images)
     assert not theirs.exists()
 
@@ -145,8 +145,9 @@ def test_a_failed_job_counts_the_images_it_left_on_disk(tmp_path: Path) -> None:
     )
     assert failed.returncode == 1
     job = json.loads(failed.stdout)["jobs"][0]
-    assert job["status"] == "FAILED" and len(job["images"]) == 2  # the txt2img images kept
-    assert all(Path(p).is_file() for p in job["images"])
-    assert all(Path(p).with_suffix(".json").is_file() for p in job["images"])  # with manifests
+    images = job["result"]["images"]
+    assert job["status"] == "FAILED" and len(images) == 2  # the txt2img images kept
+    assert all(Path(p).is_file() for p in images)
+    assert all(Path(p).with_suffix(".json").is_file() for p in images)  # with manifests
     human = cli(tmp_path, "history")
     assert "FAILED" in human.stdout

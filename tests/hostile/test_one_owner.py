@@ -92,7 +92,7 @@ def test_run_on_an_owned_home_submits_and_follows_its_jobs(tmp_path: Path) -> No
         assert done.returncode == 0, done.stderr
         assert f"run by pid {worker.proc.pid}" in done.stderr
         result = json.loads(done.stdout)
-        assert result["completed"] == 1 and len(result["jobs"][0]["images"]) == 2
+        assert result["completed"] == 1 and len(result["jobs"][0]["result"]["images"]) == 2
         assert backend_pid(tmp_path) == pid and psutil.pid_exists(pid)
         job_id = result["jobs"][0]["id"]
         owner_pids = {e.pid for e in events(tmp_path) if e.job_id == job_id and e.stage}
@@ -121,7 +121,7 @@ def test_the_follower_takes_over_when_the_owner_is_killed(tmp_path: Path) -> Non
             run.kill()
     assert run.returncode == 0, err  # nobody else was left to run it: the follower took over
     result = json.loads(out)
-    assert result["completed"] == 1 and len(result["jobs"][0]["images"]) == 4
+    assert result["completed"] == 1 and len(result["jobs"][0]["result"]["images"]) == 4
     assert not psutil.pid_exists(owner_backend) or (
         psutil.Process(owner_backend).status() == psutil.STATUS_ZOMBIE
     )  # the dead owner's orphan was reaped by the new owner

@@ -85,7 +85,7 @@ def test_multi_image_run_upscale_is_serial_and_honors_cancel(make_services) -> N
         assert [s["stage"] for s in manifest["stages"]] == ["txt2img", "img2img", "upscale"]
         assert manifest["seed"] == 100 + manifest["image_index"] - 1
         assert manifest["prompt"] == "a lighthouse at dusk"
-        assert "base64_chars" in json.dumps(manifest["stages"][1]["payload"]["init_images"])
+        assert "sha256" in json.dumps(manifest["stages"][1]["payload"]["init_images"])
 
     # ... and a cancel between upscales stops the run: no further upscale reaches the backend.
     second = services.jobs.submit_pipeline_run(five_images(seed=7))

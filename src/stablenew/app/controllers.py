@@ -82,7 +82,7 @@ class JobExecutionController:
         self.bus = bus
         self.state = state
         self.output_root = output_root  # where jobs submitted here write, unless they say
-        self.runner: JobRunner | None = None  # set when this process owns the home
+        self.runners: list[JobRunner] = []  # set when this process owns the home
         self.validate: Callable[[Sequence[JobSpec]], None] | None = None  # names vs backend
         self.lifecycle = JobLifecycleLogger(bus)
         self.snapshot = QueueSnapshot(store, state, bus)
@@ -167,8 +167,9 @@ class JobExecutionController:
         if event is not None:
             self.bus.publish(event)
             return JobStatus.CANCELLED
-        if before == JobStatus.RUNNING and self.runner is not None:
-            self.runner.cancel(job_id)  # at once here; another process's runner polls the store
+        if before == JobStatus.RUNNING:  # at once here; another process's runner polls the store
+            for runner in self.runners:
+                runner.cancel(job_id)
         return before
 
     def cancel_all_pending(self, source: str = "api") -> int:
@@ -303,8 +304,8 @@ class JobExecutionController:
         self.snapshot.refresh()
 
     def _wake(self) -> None:
-        if self.runner is not None:
-            self.runner.wake()
+        for runner in self.runners:
+            runner.wake()
 
     def _on_event(self, event: JobLifecycleLogEvent) -> None:
         if event.kind in (EventKind.QUEUE_PAUSED, EventKind.QUEUE_RESUMED):
@@ -410,10 +411,14 @@ class BackendController:
         manager: WebUIProcessManager,
         client: Callable[[], WebUIClient],
         home: HomeLock,
+        name: str = "default",
+        labels: frozenset[str] = frozenset(),
     ) -> None:
         self._manager = manager
         self._client = client
         self._home = home
+        self.name = name  # in a pool, the backend's name ("default" for a single one)
+        self.labels = labels
 
     @property
     def state(self) -> BackendState:

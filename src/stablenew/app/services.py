@@ -4,10 +4,10 @@ Doors (CLI, GUI, API) -> controllers -> queue -> pipeline -> webui; events flow 
 EventBus into AppState, the JSONL log and the store's event log. Doors see the controllers, the
 intents and AppState; everything else here is private.
 
-A process either owns the home (`start()`: it takes the home lock, then runs the JobRunner and
-the managed backend) or is its client (`attach()`: it follows the owner's event log in the store
-and acts through the queue). A client whose owner goes away takes the home over, so the jobs it
-waits for still run.
+A process either owns the home (`start()`: it takes the home lock, then runs a JobRunner for each
+backend of its pool and the managed backends) or is its client (`attach()`: it follows the
+owner's event log in the store and acts through the queue). A client whose owner goes away takes
+the home over, so the jobs it waits for still run.
 """
 
 from __future__ import annotations
@@ -25,13 +25,11 @@ from stablenew.app.controllers import (
     PipelineController,
 )
 from stablenew.app.intents import Intents
+from stablenew.app.placement import PoolPolicy
+from stablenew.app.pool import BackendConfig, BackendPool, Member
 from stablenew.app.previews import PreviewBoard
 from stablenew.app.state import AppState
 from stablenew.errors import BackendStartError, HomeOwnedError
-from stablenew.jobs.cancel import CancelToken
-from stablenew.jobs.execution import CheckpointSaver
-from stablenew.jobs.job import Job
-from stablenew.jobs.outcome import JobOutcome
 from stablenew.jobs.status import BackendState, JobStatus
 from stablenew.observe.events import (
     BACKEND_KIND,
@@ -43,15 +41,13 @@ from stablenew.observe.events import (
     RecoveryData,
 )
 from stablenew.observe.jsonl import JsonlSink
-from stablenew.pipeline.runner import PipelineRunner
 from stablenew.pipeline.settings import PipelineSettings
 from stablenew.queue.home import HomeLock, Owner
-from stablenew.queue.runner import JobRunner
 from stablenew.queue.store import JobStore
 from stablenew.webui.breaker import BreakerState
 from stablenew.webui.client import Health, Timeouts, WebUIClient
 from stablenew.webui.process import LaunchConfig, WebUIProcessManager
-from stablenew.webui.recovery import RecoveringBackend, RecoveryPolicy
+from stablenew.webui.recovery import RecoveryPolicy
 
 # Kinds that stay in this process: live progress, the app's own lifecycle, the GUI's draft.
 LOCAL_ONLY = {
@@ -74,13 +70,21 @@ class ServiceConfig:
     home: Path
     database: Path
     log_dir: Path
-    launch: LaunchConfig
+    launch: LaunchConfig | None = None  # a single backend, named "default" ...
+    backends: list[BackendConfig] = field(default_factory=list)  # ... or a pool
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     policy: RecoveryPolicy = field(default_factory=RecoveryPolicy)
+    pool: PoolPolicy = field(default_factory=PoolPolicy)
     timeouts: Timeouts = field(default_factory=Timeouts)
     auth: tuple[str, str] | None = None
     wildcards_dir: Path | None = None
     max_events: int = 500
+
+    def __post_init__(self) -> None:
+        if not self.backends:
+            if self.launch is None:
+                raise ValueError("a ServiceConfig needs a backend (launch) or a pool (backends)")
+            self.backends = [BackendConfig("default", self.launch, auth=self.auth)]
 
 
 class Services:
@@ -98,16 +102,7 @@ class Services:
         self._store = JobStore(config.database)
         self._bus.subscribe(self._to_store)
         self._home = HomeLock(config.home)
-        self._manager = WebUIProcessManager(
-            config.launch,
-            probe=self._probe,
-            on_state=self._on_backend_state,
-            on_breaker=self._on_breaker,
-        )
-        self._client: WebUIClient | None = None
         self._probes: dict[str, WebUIClient] = {}
-        self._runner: JobRunner | None = None
-        self._pipeline: PipelineRunner | None = None
         self._follower: threading.Thread | None = None
         self._closing = threading.Event()
         self._role_lock = threading.Lock()
@@ -116,12 +111,31 @@ class Services:
             self._store, self._bus, self.state, config.pipeline.output_root
         )
         self.pipeline_controller = PipelineController(self.state, self._bus, self.jobs)
-        self.backend = BackendController(self._manager, self._the_client, self._home)
+        self._pool = BackendPool([self._member(b) for b in config.backends], config.pool)
+        self.backends = [m.controller for m in self._pool.members]
+        self.backend = self.backends[0]  # the one backend of a pool of one; a pool's first
         self.intents = Intents(config.wildcards_dir, config.pipeline)
         self.catalog = Catalog(self._catalog_client)
         self.previews = PreviewBoard()
         self._bus.subscribe(self.previews.on_event)
         self.jobs.validate = self.catalog.check
+
+    def _member(self, backend: BackendConfig) -> Member:
+        manager = WebUIProcessManager(
+            backend.launch,
+            probe=lambda url: self._probe(url, backend),
+            on_state=lambda state, detail: self._on_backend_state(backend, state, detail),
+            on_breaker=lambda state, detail: self._on_breaker(backend, state, detail),
+        )
+        member = Member(backend, manager)
+        member.controller = BackendController(
+            manager,
+            lambda: self._client_of(member),
+            self._home,
+            name=backend.name,
+            labels=backend.labels,
+        )
+        return member
 
     # -- events --------------------------------------------------------------------------------
 
@@ -144,22 +158,23 @@ class Services:
 
     # -- the backend ---------------------------------------------------------------------------
 
-    def _probe(self, url: str) -> Health:
+    def _probe(self, url: str, backend: BackendConfig) -> Health:
         probe = self._probes.get(url)
         if probe is None:  # one client per URL: probing runs every 50 ms while starting
-            probe = WebUIClient(url, auth=self.config.auth, timeouts=self.config.timeouts)
+            probe = WebUIClient(url, auth=backend.auth, timeouts=self.config.timeouts)
             self._probes[url] = probe
         return probe.health()
 
     def _catalog_client(self) -> WebUIClient | None:
         """The backend to ask for its lists: ours when we own the home, else the owner's."""
         try:
-            return self._the_client()
+            return self.backend.client()
         except BackendStartError:  # no backend known yet (not started, owner not published)
             return None
 
-    def _on_backend_state(self, state: BackendState, detail: str) -> None:
-        message = f"backend {state.value.lower()}" + (f": {detail}" if detail else "")
+    def _on_backend_state(self, backend: BackendConfig, state: BackendState, detail: str) -> None:
+        which = "" if self._pool_of_one else f" {backend.name}"
+        message = f"backend{which} {state.value.lower()}" + (f": {detail}" if detail else "")
         active = self.state.active
         self._bus.emit(
             BACKEND_KIND[state],
@@ -167,34 +182,44 @@ class Services:
             source="backend",
             job_id=active.job_id if active else None,
             stage=active.stage if active else None,
-            data=BackendData(state, detail),
+            data=BackendData(state, detail, backend.name),
         )
         if state == BackendState.READY:
-            self._home.set_backend_url(self._manager.known_url)
+            self._home.set_backend_urls(
+                {m.name: m.manager.known_url for m in self._pool.members if m.manager.known_url}
+            )
             self.catalog.invalidate()
 
-    def _on_breaker(self, state: BreakerState, detail: str) -> None:
+    def _on_breaker(self, backend: BackendConfig, state: BreakerState, detail: str) -> None:
         active = self.state.active
+        which = "" if self._pool_of_one else f" of backend {backend.name}"
         self._bus.emit(
             EventKind.RECOVERY,
-            f"crash-loop breaker {state.value.replace('_', '-')}: {detail}",
+            f"crash-loop breaker{which} {state.value.replace('_', '-')}: {detail}",
             source="backend",
             job_id=active.job_id if active else None,
             stage=active.stage if active else None,
-            data=RecoveryData(f"breaker_{state.value}", cause=detail),
+            data=RecoveryData(f"breaker_{state.value}", cause=detail, backend=backend.name),
         )
 
-    def _the_client(self) -> WebUIClient:
-        if self._client is None:
-            url = self._manager.url if self.role == Role.OWNER else self._owner_url()
-            self._client = WebUIClient(url, auth=self.config.auth, timeouts=self.config.timeouts)
-        return self._client
+    @property
+    def _pool_of_one(self) -> bool:
+        return len(self.config.backends) == 1
 
-    def _owner_url(self) -> str:
-        owner = self._home.owner()
-        if owner is None or owner.backend_url is None:
-            raise BackendStartError("the home's owner has not published its backend's URL yet")
-        return owner.backend_url
+    def _client_of(self, member: Member) -> WebUIClient:
+        """A client for a backend: ours when we own the home, else at the owner's URL for it."""
+        if member.client is None:
+            if self.role == Role.OWNER:
+                url = member.manager.url
+            else:
+                owner = self._home.owner()
+                url = owner.backend_urls.get(member.name) if owner is not None else None
+                if url is None:
+                    raise BackendStartError(
+                        "the home's owner has not published its backend's URL yet"
+                    )
+            member.client = WebUIClient(url, auth=member.config.auth, timeouts=self.config.timeouts)
+        return member.client
 
     # -- owning the home -----------------------------------------------------------------------
 
@@ -213,25 +238,49 @@ class Services:
                 who = owner.describe() if owner else "another process"
                 raise HomeOwnedError(f"this home ({self.config.home}) is owned by {who}")
             self.role = Role.OWNER
-        self._manager.reap_stale()  # only the new owner may: no one else touches a backend
-        self._manager.start(timeout)
+        self._start_backends(timeout)
         if run_queue:
             self._run_queue()
 
+    def _start_backends(self, timeout: float | None = None) -> None:
+        """Reap what a dead owner left (only the new owner may: no one else touches a
+        backend), then start every backend of the pool side by side; a pool of one that does
+        not start is an error, a pool goes on with the backends that did."""
+        members = self._pool.members
+        for member in members:
+            member.manager.reap_stale()
+        if len(members) == 1:
+            members[0].manager.start(timeout)
+            return
+        failures: dict[str, BaseException] = {}
+
+        def start(member: Member) -> None:
+            try:
+                member.manager.start(timeout)
+            except BackendStartError as exc:
+                failures[member.name] = exc
+
+        threads = [
+            threading.Thread(target=start, args=(m,), name=f"start-{m.name}") for m in members
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if len(failures) == len(members):
+            raise next(iter(failures.values()))
+        for name, exc in failures.items():
+            self._bus.emit(
+                EventKind.WARNING, f"backend {name} did not start: {exc}", source="backend"
+            )
+
     def _run_queue(self) -> None:
-        backend = RecoveringBackend(self._the_client(), self._manager, self.config.policy)
-        self._pipeline = PipelineRunner(
-            backend, self._bus, self.config.pipeline, previews=self.previews.put
+        runners = self._pool.run(
+            self._store, self._bus, self.config.pipeline, self.config.policy, self.previews.put
         )
-        self._runner = JobRunner(
-            self._store,
-            self._execute,
-            self._bus,
-            gate=self.backend,
-            max_attempts=self.config.policy.max_attempts,
-        )
-        self.jobs.runner = self._runner
-        self._runner.start()
+        self.jobs.runners = runners
+        for runner in runners:
+            runner.start()
         self.jobs.refresh_queue()
 
     def attach(self) -> None:
@@ -293,33 +342,27 @@ class Services:
         )
         with self._role_lock:
             self.role = Role.OWNER
-            self._client = None
+            for member in self._pool.members:
+                member.client = None  # the owner's clients: ours now
         try:
-            self._manager.reap_stale()
-            self._manager.start()
+            self._start_backends()
         except BackendStartError as exc:
             self._bus.emit(EventKind.WARNING, f"the backend did not start: {exc}", source="app")
         self._run_queue()
 
-    # -- running -------------------------------------------------------------------------------
-
-    def _execute(self, job: Job, token: CancelToken, saver: CheckpointSaver) -> JobOutcome:
-        assert self._pipeline is not None
-        return self._pipeline(job, token, saver)
+    # -- stopping ------------------------------------------------------------------------------
 
     def close(self, grace: float = 5.0) -> None:
-        """Stop the runner (a running job is re-queued to resume), then the backend."""
+        """Stop the runners (a running job is re-queued to resume), then the backends."""
         self._closing.set()
-        if self._runner is not None:
-            self._runner.stop(timeout=self.config.policy.cancel_grace + grace + 10)
+        for runner in self.jobs.runners:
+            runner.stop(timeout=self.config.policy.cancel_grace + grace + 10)
         if self._follower is not None:
             self._follower.join(timeout=5)
         self.jobs.close()
-        if self._pipeline is not None:
-            self._pipeline.backend.close()
         if self.role == Role.OWNER:
-            self._manager.stop(grace)
-        for client in [self._client, *self._probes.values()]:
+            self._pool.stop(grace)
+        for client in [*(m.client for m in self._pool.members), *self._probes.values()]:
             if client is not None:
                 client.close()
         self._home.release()

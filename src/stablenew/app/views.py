@@ -46,6 +46,7 @@ class JobView(BaseModel):
     stages_done: list[str] = []  # from the checkpoint: where a resume starts
     cancel_requested: bool = False
     retried_from: str | None = None
+    note: str = ""  # why it waits, when no backend of the pool can run it now
     spec: JobSpec
     result: JobResult
     error: ErrorEnvelope | None = None
@@ -62,6 +63,7 @@ class JobView(BaseModel):
             finished_at=job.finished_at,
             stages_done=list(job.checkpoint.stages_done) if job.checkpoint else [],
             cancel_requested=job.cancel_requested,
+            note=job.note,
             retried_from=job.retried_from,
             spec=job.spec,
             result=job.result,

@@ -30,6 +30,7 @@ class Job:
     error: ErrorEnvelope | None = None
     retried_from: str | None = None
     cancel_requested: bool = False
+    note: str = ""  # why it waits, when no backend can run it now
 
     @property
     def short_id(self) -> str:

@@ -122,6 +122,7 @@ class ErrorEnvelope(Stored):
 
 
 class BackendInfo(Stored):
+    name: str | None = None  # which backend of the pool made it
     sd_model_name: str | None = None
     sd_model_hash: str | None = None
     version: str | None = None

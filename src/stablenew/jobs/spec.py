@@ -145,6 +145,7 @@ class JobSpec(_Frozen):
     adetailer: ADetailerConfig = ADetailerConfig()
     upscale: UpscaleConfig = UpscaleConfig()
     output: OutputOptions = OutputOptions()
+    backend: str | None = None  # run only on this backend of the pool (a name or a label)
     provenance: Provenance = Provenance()
     metadata: dict[str, Any] = Field(default_factory=dict)
 

@@ -140,18 +140,21 @@ class RecoveryData:
     attempt: int = 0
     cause: str = ""
     artifacts: tuple[str, ...] = ()
+    backend: str = "default"
 
 
 @dataclass(frozen=True, slots=True)
 class BackendData:
     state: BackendState
     detail: str = ""
+    backend: str = "default"  # which backend of the pool
 
 
 @dataclass(frozen=True, slots=True)
 class JobStartedData:
     attempt: int
     stages: tuple[str, ...]
+    backend: str = "default"  # which backend of the pool runs it
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,13 +34,16 @@ def job_queued(job_id: str, source: str) -> JobLifecycleLogEvent:
     )
 
 
-def job_started(job_id: str, attempt: int, stages: Sequence[str]) -> JobLifecycleLogEvent:
+def job_started(
+    job_id: str, attempt: int, stages: Sequence[str], backend: str = "default"
+) -> JobLifecycleLogEvent:
+    on = f" on backend {backend}" if backend != "default" else ""
     return JobLifecycleLogEvent(
         EventKind.JOB_STARTED,
-        f"Job picked up by the runner (attempt {attempt}; stages {' -> '.join(stages)}).",
+        f"Job picked up by the runner{on} (attempt {attempt}; stages {' -> '.join(stages)}).",
         source="runner",
         job_id=job_id,
-        data=JobStartedData(attempt, tuple(stages)),
+        data=JobStartedData(attempt, tuple(stages), backend),
     )
 
 

@@ -106,11 +106,13 @@ class PipelineRunner:
         bus: EventBus,
         settings: PipelineSettings,
         previews: PreviewSink | None = None,
+        backend_name: str = "default",
     ) -> None:
         self.backend = backend
         self.bus = bus
         self.settings = settings
         self.previews = previews
+        self.backend_name = backend_name
 
     def __call__(self, job: Job, token: CancelToken, saver: CheckpointSaver) -> JobOutcome:
         return _Run(self, job, token, saver).execute()
@@ -316,6 +318,7 @@ class _Run:
             recovered_from=result.causes,
             payload=sanitized_payload(request.payload),
             backend=BackendInfo(
+                name=self.owner.backend_name,
                 sd_model_name=_text(info.get("sd_model_name")),
                 sd_model_hash=_text(info.get("sd_model_hash")),
                 version=_text(info.get("version")),

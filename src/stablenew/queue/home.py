@@ -14,7 +14,7 @@ import json
 import os
 import socket
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import filelock
@@ -29,7 +29,8 @@ class Owner:
     host: str
     command: str
     since: str
-    backend_url: str | None = None
+    backend_url: str | None = None  # the first backend's (a pool of one: its only one)
+    backend_urls: dict[str, str] = field(default_factory=dict)  # every backend's, by name
 
     def describe(self) -> str:
         where = "" if self.host == socket.gethostname() else f" on {self.host}"
@@ -67,9 +68,12 @@ class HomeLock:
         self._write()
         return True
 
-    def set_backend_url(self, url: str | None) -> None:
+    def set_backend_urls(self, urls: dict[str, str]) -> None:
+        """Publish where the backends answer, for clients (doctor, a following `run`)."""
         if self.held:
-            self._info["backend_url"] = redact.text(url) if url else None
+            shown = {name: redact.text(url) for name, url in urls.items()}
+            self._info["backend_urls"] = shown
+            self._info["backend_url"] = next(iter(shown.values()), None)
             self._write()
 
     def release(self) -> None:
@@ -109,10 +113,12 @@ class HomeLock:
 
 def _owner(info: dict[str, object]) -> Owner:
     pid = info.get("pid")
+    urls = info.get("backend_urls")
     return Owner(
         pid=pid if isinstance(pid, int) else 0,
         host=str(info.get("host") or socket.gethostname()),
         command=str(info.get("command") or "unknown command"),
         since=str(info.get("since") or "unknown"),
         backend_url=str(info["backend_url"]) if info.get("backend_url") else None,
+        backend_urls={str(k): str(v) for k, v in urls.items()} if isinstance(urls, dict) else {},
     )

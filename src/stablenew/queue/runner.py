@@ -12,6 +12,7 @@ the queue, or, for a crash loop, with one trial after the breaker's cooldown.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Protocol
 
 from stablenew.errors import StableNewError
@@ -48,6 +49,13 @@ class BackendGate(Protocol):
     def job_completed(self) -> None:
         """A whole job went through: the backend's earlier crashes were not a loop."""
 
+    def hold(self, reason: str) -> bool:
+        """This backend cannot take jobs now (set it aside); True when no backend can, so the
+        queue must pause."""
+
+    def held(self) -> bool:
+        """Set aside, until its trial after the cooldown or the user's resume."""
+
 
 class _Saver:
     """A running job's checkpoints, kept in the store under the runner's lease."""
@@ -65,6 +73,9 @@ class _Saver:
         return self.store.image_records(self.job_id)
 
 
+Pick = Callable[[list[Job]], Job | None]  # which of the queue's head this runner takes
+
+
 class JobRunner:
     def __init__(
         self,
@@ -76,6 +87,9 @@ class JobRunner:
         gate: BackendGate | None = None,
         poll_interval: float = 0.5,
         owner: str | None = None,
+        pick: Pick | None = None,
+        name: str = "default",
+        window: int = 200,
     ) -> None:
         self.store = store
         self.execute = execute
@@ -83,7 +97,10 @@ class JobRunner:
         self.gate = gate
         self.poll_interval = poll_interval
         self.max_attempts = max_attempts
-        self.owner = owner or new_owner()
+        self.name = name  # the backend this runner drives
+        self.owner = owner or new_owner(name)
+        self.pick = pick  # None: the head of the queue (a pool of one)
+        self.window = window
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -170,11 +187,18 @@ class JobRunner:
             else:
                 return None
         if self.gate is not None:
+            if self.gate.held() and not self.gate.trial_due():
+                return None  # set aside until its trial or the user's resume
             why = self.gate.ensure_ready()
             if why is not None:
-                self._pause(f"backend unavailable: {why}")
+                self._hold(f"backend unavailable: {why}")
                 return None
-        return self.store.claim_next(self.owner)
+        if self.pick is None:
+            return self.store.claim_next(self.owner, self.name)
+        chosen = self.pick(self.store.pending(limit=self.window))
+        if chosen is None:
+            return None
+        return self.store.claim(chosen.id, self.owner, self.name)  # None if another took it
 
     def run_job(self, claim: Claim) -> JobOutcome:
         job = claim.job
@@ -198,8 +222,8 @@ class JobRunner:
             why = "it cannot run jobs now"
             if error is not None:
                 why = error.causes[-1].message if error.causes else error.message
-            self._release(job, "the backend is in a crash loop")
-            self._pause(f"backend unavailable: {why}")
+            self._release(job, f"backend {self.name} is in a crash loop")
+            self._hold(f"backend unavailable: {why}")
             return outcome
         event = self.store.finish(job.id, self.owner, outcome)
         if event is not None:
@@ -225,6 +249,17 @@ class JobRunner:
             self._pause(f"2 jobs in a row failed because {REASON_TEXT[reason]}")
         else:
             self._last_reason = reason
+
+    def _hold(self, reason: str) -> None:
+        """This backend cannot take jobs: the queue pauses when no backend of the pool can."""
+        if self.gate is None or self.gate.hold(reason):
+            self._pause(reason)
+        else:
+            self.bus.emit(
+                EventKind.WARNING,
+                f"backend {self.name} set aside: {reason}; the other backends go on",
+                source="runner",
+            )
 
     def _pause(self, reason: str) -> None:
         if self.store.paused() == reason:

@@ -147,7 +147,12 @@ def _v3(c: sqlite3.Connection) -> None:
         c.execute(statement)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
+def _v4(c: sqlite3.Connection) -> None:
+    # Why a queued job waits (no backend of the pool can run it), for every door to show.
+    c.execute("ALTER TABLE jobs ADD COLUMN note TEXT NOT NULL DEFAULT ''")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4]
 VERSION = len(MIGRATIONS)
 
 

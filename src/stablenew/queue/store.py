@@ -73,8 +73,9 @@ class QueueView:
     paused: str | None  # why the queue is paused, or None
 
 
-def new_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+def new_owner(backend: str = "default") -> str:
+    """A runner's lease holder: host, pid (so a dead one is recognized), a nonce, its backend."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}:{backend}"
 
 
 def _owner_is_dead(owner: str | None) -> bool:
@@ -273,7 +274,7 @@ class JobStore:
 
     # -- claim, lease, checkpoint, finish ------------------------------------------------------
 
-    def claim_next(self, owner: str) -> Claim | None:
+    def claim_next(self, owner: str, backend: str = "default") -> Claim | None:
         """Atomically take the next QUEUED job (priority, then FIFO); None when paused or empty."""
         with self._tx() as c:
             if self._paused(c):
@@ -284,14 +285,34 @@ class JobStore:
             ).fetchone()
             if row is None:
                 return None
-            c.execute(
-                "UPDATE jobs SET status = 'RUNNING', owner = ?, lease_until = ?,"
-                " started_at = ?, attempts = attempts + 1, cancel_requested = 0 WHERE id = ?",
-                (owner, time.time() + self.lease_seconds, utcnow().isoformat(), row["id"]),
-            )
-            job = self._get(c, row["id"])
-            event = self._record(c, lifecycle.job_started(job.id, job.attempts, job.spec.stages()))
-            return Claim(job, event)
+            return self._claim(c, row["id"], owner, backend)
+
+    def claim(self, job_id: str, owner: str, backend: str = "default") -> Claim | None:
+        """Atomically take this job if it is still QUEUED (placement chose it); None when another
+        runner took it first or the queue is paused."""
+        with self._tx() as c:
+            if self._paused(c) or self._status(c, job_id) != JobStatus.QUEUED:
+                return None
+            return self._claim(c, job_id, owner, backend)
+
+    def _claim(self, c: sqlite3.Connection, job_id: str, owner: str, backend: str) -> Claim:
+        c.execute(
+            "UPDATE jobs SET status = 'RUNNING', owner = ?, lease_until = ?, started_at = ?,"
+            " attempts = attempts + 1, cancel_requested = 0, note = '' WHERE id = ?",
+            (owner, time.time() + self.lease_seconds, utcnow().isoformat(), job_id),
+        )
+        job = self._get(c, job_id)
+        started = lifecycle.job_started(job.id, job.attempts, job.spec.stages(), backend)
+        return Claim(job, self._record(c, started))
+
+    def set_notes(self, notes: dict[str, str], among: Sequence[str]) -> None:
+        """Why queued jobs wait (no backend can run them); cleared for the others of `among`."""
+        with self._tx() as c:
+            for job_id in among:
+                c.execute(
+                    "UPDATE jobs SET note = ? WHERE id = ? AND status = 'QUEUED' AND note != ?",
+                    (notes.get(job_id, ""), job_id, notes.get(job_id, "")),
+                )
 
     def renew_lease(self, job_id: str, owner: str) -> bool:
         """Extend the lease; returns whether a cancel was requested (from any process)."""
@@ -474,11 +495,13 @@ class JobStore:
         again = spec or job.spec
         return self.submit_many([again], job.priority, retried_from=job_id, source=source)[0]
 
-    def pending(self) -> list[Job]:
-        """Every QUEUED job, in the order they will run."""
+    def pending(self, limit: int = -1) -> list[Job]:
+        """QUEUED jobs, in the order they will run (all of them, or the first `limit`)."""
         with self._read() as db:
             rows = db.execute(
                 "SELECT * FROM jobs WHERE status = 'QUEUED' ORDER BY priority DESC, position"
+                " LIMIT ?",
+                (limit,),
             ).fetchall()
         return [_job(r) for r in rows]
 
@@ -779,6 +802,7 @@ def _job(row: sqlite3.Row) -> Job:
         error=ErrorEnvelope.model_validate_json(row["error"]) if row["error"] else None,
         retried_from=row["retried_from"],
         cancel_requested=bool(row["cancel_requested"]),
+        note=row["note"],
     )
 
 

@@ -19,12 +19,19 @@ from stablenew.webui.client import WebUIClient
 @dataclass(frozen=True)
 class BackendLists:
     models: frozenset[str] | None = None  # titles, model names and hashes
+    titles: dict[str, str] | None = None  # any of those spellings -> the model's title
     vaes: frozenset[str] | None = None
     samplers: frozenset[str] | None = None  # names and aliases
     schedulers: frozenset[str] | None = None  # names and labels
     upscalers: frozenset[str] | None = None
     loras: frozenset[str] | None = None  # names and aliases
     embeddings: frozenset[str] | None = None
+
+    def title(self, model: str | None) -> str | None:
+        """A model as the backend names it when loaded (its title), from any spelling."""
+        if model is None or self.titles is None:
+            return model
+        return self.titles.get(model, self.titles.get(model.casefold(), model))
 
     def shown(self, field: str) -> list[str]:
         """The names a user would type, for messages and pickers."""
@@ -53,8 +60,23 @@ def fetch_lists(client: WebUIClient) -> BackendLists:
         except BackendError:
             return None
 
+    try:
+        records = client.sd_models()
+    except BackendError:
+        records = None
+    titles = None
+    if records is not None:
+        titles = {}
+        for record in records:
+            title = str(record.get("title") or record.get("model_name") or "")
+            for key in ("title", "model_name", "hash"):
+                value = record.get(key)
+                if isinstance(value, str) and value:
+                    titles[value] = title
+                    titles[value.casefold()] = title
     return BackendLists(
-        models=attempt(lambda: _names(client.sd_models(), "title", "model_name", "hash")),
+        models=_names(records, "title", "model_name", "hash") if records is not None else None,
+        titles=titles,
         vaes=attempt(lambda: _names(client.sd_vae(), "model_name")),
         samplers=attempt(lambda: _names(client.samplers(), "name", "aliases")),
         schedulers=attempt(lambda: _names(client.schedulers(), "name", "label")),

@@ -251,6 +251,7 @@ class RecoveringBackend:
         self._options: dict[str, Any] = {}  # options set on the running process
         self._options_for = -1  # ... which process (the manager's launch count then)
         self._lists: tuple[int, BackendLists] | None = None
+        self._loaded: tuple[int, str | None] | None = None
 
     @property
     def url(self) -> str:
@@ -406,10 +407,28 @@ class RecoveringBackend:
         """What the running backend has (models, samplers, ...), asked once per process."""
         if self._lists is None or self._lists[0] != self.manager.launches:
             self._lists = (self.manager.launches, fetch_lists(self.client))
+            try:
+                loaded = self.client.get_options().get("sd_model_checkpoint")
+            except BackendError:
+                loaded = None
+            self._loaded = (self.manager.launches, str(loaded) if loaded else None)
         return self._lists[1]
 
+    def known_lists(self) -> BackendLists | None:
+        """The lists as last asked (no call): for placement decisions made elsewhere."""
+        lists = self._lists
+        return lists[1] if lists is not None and lists[0] == self.manager.launches else None
+
+    @property
+    def loaded_model(self) -> str | None:
+        """The checkpoint the running backend has loaded, as it names it (its title)."""
+        loaded = self._loaded
+        return loaded[1] if loaded is not None and loaded[0] == self.manager.launches else None
+
     def set_model(self, name: str) -> str:
-        return self.client.set_model(name)
+        title = self.client.set_model(name)
+        self._loaded = (self.manager.launches, title)
+        return title
 
     def set_vae(self, name: str) -> str:
         return self.client.set_vae(name)

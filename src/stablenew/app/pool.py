@@ -1,0 +1,181 @@
+"""The backends one owner drives: each with its process manager, recovery layer, breaker and
+JobRunner, all claiming from the one durable queue, placed by `app.placement`.
+
+A pool of one is what a `[backend]` section makes, and behaves exactly as a single backend
+always has (its runner claims the head of the queue; its crash loop pauses the queue). In a pool
+of several, a backend whose breaker opens is set aside: its job goes back to the queue and
+resumes on another backend from its checkpoint, it gets one trial after the cooldown, and the
+queue pauses only when no backend of the pool can take jobs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from stablenew.app.controllers import BackendController
+from stablenew.app.placement import BackendView, Placement, PoolPolicy
+from stablenew.jobs.cancel import CancelToken
+from stablenew.jobs.execution import CheckpointSaver
+from stablenew.jobs.job import Job
+from stablenew.jobs.outcome import JobOutcome
+from stablenew.jobs.status import BackendState
+from stablenew.observe.events import EventBus
+from stablenew.pipeline.runner import PipelineRunner, PreviewSink
+from stablenew.pipeline.settings import PipelineSettings
+from stablenew.queue.runner import JobRunner
+from stablenew.queue.store import JobStore
+from stablenew.webui.client import WebUIClient
+from stablenew.webui.process import LaunchConfig, WebUIProcessManager
+from stablenew.webui.recovery import RecoveringBackend, RecoveryPolicy
+
+
+@dataclass
+class BackendConfig:
+    """One backend of the pool, as the configuration describes it."""
+
+    name: str
+    launch: LaunchConfig
+    labels: frozenset[str] = frozenset()
+    auth: tuple[str, str] | None = None
+
+
+@dataclass(eq=False)
+class Member:
+    """One backend and everything that drives it in the owner."""
+
+    config: BackendConfig
+    manager: WebUIProcessManager
+    controller: BackendController = field(init=False)
+    client: WebUIClient | None = None
+    recovering: RecoveringBackend | None = None
+    pipeline: PipelineRunner | None = None
+    runner: JobRunner | None = None
+    held: str | None = None  # set aside (its breaker is open): why
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def view(self) -> BackendView:
+        backend = self.recovering
+        return BackendView(
+            name=self.name,
+            labels=self.config.labels,
+            lists=backend.known_lists() if backend is not None else None,
+            loaded=backend.loaded_model if backend is not None else None,
+            healthy=self.held is None and self.manager.state == BackendState.READY,
+        )
+
+
+class MemberGate:
+    """What one member's JobRunner asks between jobs (`queue.runner.BackendGate`)."""
+
+    def __init__(self, pool: BackendPool, member: Member) -> None:
+        self.pool = pool
+        self.member = member
+
+    def ensure_ready(self) -> str | None:
+        return self.member.controller.ensure_ready()
+
+    def trial_due(self) -> bool:
+        if self.member.controller.trial_due():
+            self.member.held = None
+            return True
+        return False
+
+    def resumed_by_user(self) -> None:
+        self.pool.reset(why="the user resumed the queue")
+
+    def job_completed(self) -> None:
+        self.member.controller.job_completed()
+
+    def hold(self, reason: str) -> bool:
+        """Set this backend aside; True when no backend of the pool can take jobs now."""
+        self.member.held = reason
+        return all(m.held is not None for m in self.pool.members)
+
+    def held(self) -> bool:
+        return self.member.held is not None
+
+
+class BackendPool:
+    def __init__(self, members: list[Member], policy: PoolPolicy) -> None:
+        if not members:
+            raise ValueError("a pool needs at least one backend")
+        self.members = members
+        self.policy = policy
+        self.placement = Placement(policy)
+
+    @property
+    def single(self) -> bool:
+        return len(self.members) == 1
+
+    def run(
+        self,
+        store: JobStore,
+        bus: EventBus,
+        settings: PipelineSettings,
+        recovery: RecoveryPolicy,
+        previews: PreviewSink,
+    ) -> list[JobRunner]:
+        """A pipeline and a JobRunner for every backend; returns the runners (not started)."""
+        runners = []
+        for member in self.members:
+            client = member.controller.client()
+            member.recovering = RecoveringBackend(client, member.manager, recovery)
+            member.pipeline = PipelineRunner(
+                member.recovering, bus, settings, previews=previews, backend_name=member.name
+            )
+            member.runner = JobRunner(
+                store,
+                self._execute(member),
+                bus,
+                gate=MemberGate(self, member),
+                max_attempts=recovery.max_attempts,
+                pick=None if self.single else self._pick(member, store),
+                name=member.name,
+            )
+            runners.append(member.runner)
+        return runners
+
+    def _execute(self, member: Member) -> Callable[[Job, CancelToken, CheckpointSaver], JobOutcome]:
+        def execute(job: Job, token: CancelToken, saver: CheckpointSaver) -> JobOutcome:
+            assert member.pipeline is not None
+            self.placement.forget(job.id)
+            return member.pipeline(job, token, saver)
+
+        return execute
+
+    def _pick(self, member: Member, store: JobStore) -> Callable[[list[Job]], Job | None]:
+        def pick(window: list[Job]) -> Job | None:
+            if member.recovering is not None:
+                member.recovering.lists()  # asked once per backend process
+            views = [m.view() for m in self.members]
+            me = next(v for v in views if v.name == member.name)
+            chosen = self.placement.pick(me, window, views)
+            notes = self.placement.waiting(window, views)
+            store.set_notes(notes, [j.id for j in window])
+            return chosen
+
+        return pick
+
+    def reset(self, why: str) -> None:
+        """The user says the cause is fixed: every backend may be started again."""
+        for member in self.members:
+            member.held = None
+            member.manager.reset_breaker(why)
+
+    def stop(self, grace: float) -> None:
+        for member in self.members:
+            if member.recovering is not None:
+                member.recovering.close()
+        threads = [
+            threading.Thread(target=m.manager.stop, args=(grace,), name=f"stop-{m.name}")
+            for m in self.members
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(grace + 15)
