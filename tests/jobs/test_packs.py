@@ -19,6 +19,7 @@ from stablenew.jobs.packs import (
     expand,
     load_pack,
     parse_rows,
+    survey,
 )
 
 PORTRAITS = """# portraits
@@ -464,3 +465,17 @@ def test_pack_rows_use_the_dynamic_prompts_syntax_seeded(tmp_path: Path) -> None
     assert [s.prompt for s in expand(pack, seed=11).specs] == [s.prompt for s in specs]
     many = {s.prompt for n in range(30) for s in expand(pack, seed=n).specs}
     assert len(many) > 10
+
+
+def test_survey_shows_the_whole_pack_and_every_problem_without_raising(tmp_path: Path) -> None:
+    pack = load_pack(write_pack(tmp_path, MESSY, MESSY_JSON))
+    expansion, problems = survey(pack)
+    assert problems == check(pack) and len(problems) == 4
+    assert [s.provenance.row for s in expansion.specs] == [1, 1, 2, 3]  # row 4: a syntax error
+    assert "[[ghost]]" in expansion.specs[0].prompt and len(expansion.warnings) == 3
+
+
+def test_a_json_with_neither_prompts_nor_settings_is_a_pack_without_rows(tmp_path: Path) -> None:
+    write_pack(tmp_path, None, {"pack_data": {"name": "x", "matrix": {"slots": []}}})
+    with pytest.raises(PackError, match="the pack has no prompt rows"):
+        load_pack(tmp_path / "p.json")

@@ -348,3 +348,14 @@ def test_a_preset_value_that_does_not_validate_names_the_file_and_field(tmp_path
     preset = load_preset(write(tmp_path, "p", {"preset_data": {"txt2img": {"steps": 0}}}))
     with pytest.raises(PackError, match=r"p\.json: invalid job spec: steps:"):
         preset.spec("x")
+
+
+def test_the_pipeline_stage_switch_wins_wherever_it_stands(tmp_path: Path) -> None:
+    data = {
+        "preset_data": {
+            "pipeline": {"adetailer_enabled": True},
+            "adetailer": {"adetailer_enabled": False, "ad_model": "face_yolov8s.pt"},
+        }
+    }
+    spec = load_preset(write(tmp_path, "p", data)).spec("x")
+    assert spec.adetailer.enabled and spec.stages() == ["txt2img", "adetailer"]

@@ -539,3 +539,20 @@ def check(
 ) -> list[Problem]:
     """Every problem of the pack, as `expand` with unresolved="error" would refuse it."""
     return list(_run(pack, seed, wildcards_dir, overrides or {}, "error").problems.values())
+
+
+def survey(
+    pack: Pack,
+    wildcards_dir: Path | None = None,
+    *,
+    seed: int = 0,
+    overrides: dict[str, Any] | None = None,
+) -> tuple[Expansion, list[Problem]]:
+    """For `pack show`: the whole pack and every problem, never an exception for a problem.
+
+    The expansion holds every job that can be built, unresolved tokens kept verbatim (a row
+    with a syntax error has no job); the problems are those `check` finds.
+    """
+    run = _run(pack, seed, wildcards_dir, overrides or {}, "keep")
+    expansion = Expansion(pack, run.specs, run.per_row, list(run.warnings.values()))
+    return expansion, check(pack, wildcards_dir, seed=seed, overrides=overrides)

@@ -300,7 +300,8 @@ def preset_fields(
     if not isinstance(raw, dict):
         raise PackError(f"{path}: {prefix} must be an object")
     fields: dict[str, Any] = {}
-    for section, values in raw.items():
+    # The pipeline's stage switches are the last word, wherever the section stands in the file.
+    for section, values in sorted(raw.items(), key=lambda item: item[0] == "pipeline"):
         where = f"{prefix}.{section}" if prefix else section
         if section == "adetailer" and isinstance(values, dict):
             fields = merge(
@@ -374,10 +375,11 @@ class Preset:
 
 
 def is_preset(data: dict[str, Any], txt: Path | None) -> bool:
-    """A pack JSON with no prompts: no `.txt` beside it and no `pack_data.slots`."""
+    """Settings with no prompts: no `.txt` beside it, no `pack_data.slots`, but settings."""
     pack_data = data.get("pack_data")
     slots = pack_data.get("slots") if isinstance(pack_data, dict) else None
-    return txt is None and not slots
+    settings = "preset_data" in data or any(section in data for section in SECTIONS)
+    return txt is None and not slots and settings
 
 
 def load_preset(path: Path) -> Preset:
