@@ -83,12 +83,16 @@ class Row:
     source: list[tuple[int, str]] = field(default_factory=list)  # (line number, text)
     slot_index: int | None = None  # its place in pack_data.slots
 
-    def origin(self, token: str | None = None) -> str:
-        """Where the row (or the first line holding `token`) is: "line 3", "pack_data.slots[0]"."""
+    def line_of(self, token: str | None = None) -> int | None:
+        """The first line holding `token` (else where the row starts); None for a JSON row."""
         if self.slot_index is not None:
-            return f"pack_data.slots[{self.slot_index}]"
-        lines = [n for n, text in self.source if token and token in text]
-        return f"line {lines[0] if lines else self.line}"
+            return None
+        return next((n for n, text in self.source if token and token in text), self.line)
+
+    def origin(self, token: str | None = None) -> str:
+        """Where the row (or `token` in it) is: "line 3", "pack_data.slots[0]"."""
+        line = self.line_of(token)
+        return f"pack_data.slots[{self.slot_index}]" if line is None else f"line {line}"
 
     @property
     def empty(self) -> bool:
@@ -321,10 +325,14 @@ class PackProblems(PackError):
 
 
 def _problem(pack: Pack, row: Row, issue: Issue) -> Problem:
-    origin = row.origin(issue.token)
-    line = int(origin.split()[1]) if origin.startswith("line ") else None
     return Problem(
-        pack.file_of(row), row.number, line, origin, issue.token, issue.message, issue.kind
+        pack.file_of(row),
+        row.number,
+        row.line_of(issue.token),
+        row.origin(issue.token),
+        issue.token,
+        issue.message,
+        issue.kind,
     )
 
 
