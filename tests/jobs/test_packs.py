@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stablenew.jobs.packs import HARD_LIMIT, LEFTOVER, PackError, expand, load_pack, parse_rows
+from stablenew.jobs.packs import (
+    HARD_LIMIT,
+    LEFTOVER,
+    PackError,
+    PackProblems,
+    check,
+    expand,
+    load_pack,
+    parse_rows,
+    survey,
+)
 
 PORTRAITS = """# portraits
 <embedding:my_quality_pos>
@@ -336,3 +347,135 @@ def test_expansion_counts_limits_and_leaves_no_tokens(
     assert expansion.variants_per_row == [expected, 1]
     assert len(expansion.specs) == expected + 1
     assert not any(LEFTOVER.search(s.prompt) for s in expansion.specs)
+
+
+# -- every problem at once, and what a user may do about unresolved tokens ------------------------
+
+MESSY = """a [[ghost]] portrait
+in a [[hair]] mood
+
+second row
+with __nowhere__ weather
+
+third, [[empty]], row
+
+fourth {red|blue row
+"""
+MESSY_JSON = {
+    "pack_data": {
+        "matrix": {
+            "slots": [
+                {"name": "hair", "values": ["red", "black"]},
+                {"name": "empty", "values": []},
+                {"name": "unused", "values": []},
+            ]
+        }
+    }
+}
+
+
+def test_check_lists_every_problem_with_file_row_line_and_token(tmp_path: Path) -> None:
+    pack = load_pack(write_pack(tmp_path, MESSY, MESSY_JSON))
+    assert any("no row uses them): unused" in w for w in pack.warnings)
+    problems = check(pack)
+    assert [(p.row, p.line, p.token, p.kind) for p in problems] == [
+        (1, 1, "[[ghost]]", "unresolved"),
+        (2, 5, "__nowhere__", "unresolved"),
+        (3, 7, "[[empty]]", "unresolved"),
+        (4, 9, "{", "syntax"),
+    ]
+    assert all(p.file == str(tmp_path / "p.txt") for p in problems)
+    assert "slot 'empty' has no values in p.json" in problems[2].message
+    with pytest.raises(PackProblems) as err:
+        expand(pack)
+    message = str(err.value)
+    assert message.startswith(f"{tmp_path / 'p.txt'}: 4 problems; nothing is queued")
+    assert "p.txt: row 2 (line 5): unresolved __nowhere__: add nowhere.txt" in message
+    assert err.value.problems == problems
+
+
+def test_drop_removes_tokens_with_their_separator_and_warns_once_per_token(tmp_path: Path) -> None:
+    pack = load_pack(
+        write_pack(tmp_path, MESSY.replace("{red|blue row", "{red|blue} row"), MESSY_JSON)
+    )
+    expansion = expand(pack, unresolved="drop", seed=4)
+    prompts = {s.provenance.row: s.prompt for s in expansion.specs}
+    assert expansion.variants_per_row == [2, 1, 1, 1]
+    assert prompts[1] in ("a portrait, in a red mood", "a portrait, in a black mood")
+    assert prompts[2] == "second row, with weather"
+    assert prompts[3] == "third, row"
+    assert prompts[4] in ("fourth red row", "fourth blue row")
+    assert len(expansion.warnings) == 3  # [[ghost]] is in both variants of row 1: one warning
+    assert "row 1 (line 1): unresolved [[ghost]] dropped" in expansion.warnings[0]
+    assert expansion.preview()["warnings"][-3:] == expansion.warnings
+    kept = expand(pack, unresolved="keep")
+    assert kept.specs[0].prompt.startswith("a [[ghost]] portrait")
+    assert len(kept.warnings) == 3
+
+
+def test_a_disabled_matrix_can_be_run_by_dropping_its_tokens(tmp_path: Path) -> None:
+    data = {"pack_data": {"matrix": {"enabled": False, "slots": [{"name": "x", "values": ["1"]}]}}}
+    pack = load_pack(write_pack(tmp_path, "portrait of [[x]], soft light", data))
+    (problem,) = check(pack)
+    assert "the matrix in p.json is disabled" in problem.message
+    assert expand(pack, unresolved="drop").specs[0].prompt == "portrait of, soft light"
+
+
+def test_a_json_only_pack_names_the_slot_it_came_from(tmp_path: Path) -> None:
+    data = {
+        "pack_data": {
+            "slots": [{"text": "a"}, {"text": "a [[action/pose]] b"}],
+            "matrix": {"mode": "random", "slots": [{"name": "action/pose", "values": []}]},
+        }
+    }
+    write_pack(tmp_path, None, data)
+    (problem,) = check(load_pack(tmp_path / "p.json"))
+    assert str(problem).startswith(f"{tmp_path / 'p.json'}: row 2 (pack_data.slots[1]): ")
+    assert problem.line is None and problem.token == "[[action/pose]]"
+
+
+def test_settings_problems_are_reported_once_not_per_row(tmp_path: Path) -> None:
+    data = {"preset_data": {"txt2img": {"steps": 0}}}
+    pack = load_pack(write_pack(tmp_path, "a\n\nb\n\nc __gone__", data))
+    problems = check(pack)
+    assert [p.row for p in problems] == [None, 3]
+    assert str(problems[0]).startswith(f"{tmp_path / 'p.json'}: invalid job spec: steps:")
+
+
+def test_an_unknown_policy_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(PackError, match="unresolved: 'ignore' is not one of error, drop, keep"):
+        expand(load_pack(write_pack(tmp_path, "a", None)), unresolved="ignore")  # type: ignore[arg-type]
+
+
+def test_pack_rows_use_the_dynamic_prompts_syntax_seeded(tmp_path: Path) -> None:
+    cards = tmp_path / "wildcards" / "colors"
+    cards.mkdir(parents=True)
+    (cards / "warm.txt").write_text("red\norange\n")
+    data = {"pack_data": {"matrix": {"slots": [{"name": "s", "values": ["x", "y"]}]}}}
+    text = "a {small|big} [[s]] in __colors/warm__, {2$$fog|rain|snow}\nneg: {blurry|noisy}"
+    pack = load_pack(write_pack(tmp_path, text, data))
+    specs = expand(pack, seed=11).specs
+    assert len(specs) == 2
+    for spec in specs:
+        assert re.fullmatch(
+            r"a (small|big) [xy] in (red|orange), (fog|rain|snow), (fog|rain|snow)", spec.prompt
+        )
+        assert spec.negative_prompt in ("blurry", "noisy")
+        assert spec.provenance.variant["__colors/warm__"] in ("red", "orange")
+    assert [s.prompt for s in expand(pack, seed=11).specs] == [s.prompt for s in specs]
+    many = {s.prompt for n in range(30) for s in expand(pack, seed=n).specs}
+    assert len(many) > 10
+
+
+def test_survey_shows_the_whole_pack_and_every_problem_without_raising(tmp_path: Path) -> None:
+    pack = load_pack(write_pack(tmp_path, MESSY, MESSY_JSON))
+    expansion, problems = survey(pack)
+    assert problems == check(pack) and len(problems) == 4
+    assert [s.provenance.row for s in expansion.specs] == [1, 1, 2, 3]  # row 4: a syntax error
+    assert "[[ghost]]" in expansion.specs[0].prompt and len(expansion.warnings) == 3
+
+
+def test_a_json_with_neither_prompts_nor_settings_is_a_pack_without_rows(tmp_path: Path) -> None:
+    write_pack(tmp_path, None, {"pack_data": {"name": "x", "matrix": {"slots": []}}})
+    with pytest.raises(PackError, match="the pack has no prompt rows"):
+        load_pack(tmp_path / "p.json")

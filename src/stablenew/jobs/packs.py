@@ -1,28 +1,49 @@
 """Prompt packs: NAME.txt (rows of prompts) and NAME.json (metadata and per-stage presets).
 
 Parsing keeps the users' text as written; expansion turns rows x matrix variants into JobSpecs,
-seeded so an expansion can be reproduced. Any problem is a PackError naming the file, the row
-or key, and what to fix; a pack with a problem queues nothing.
+seeded so an expansion can be reproduced. The dynamic-prompts syntax (`{a|b}`, `__name__`) is
+expanded by `prompt_syntax`, after the `[[slot]]` matrix.
+
+Problems are collected, not raised one at a time: `check` lists every one (file, row, line,
+token) so `pack show` can show a whole pack with all that is wrong with it, and `expand` refuses
+a pack with any problem in one PackError that lists them all; nothing from it is queued. A user
+may instead drop unresolved tokens or keep them verbatim (`unresolved="drop"|"keep"`), with one
+warning per token.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from stablenew.errors import PackError, SpecError
+from stablenew.jobs.presets import (
+    IGNORED_UI_KEYS,
+    is_preset,
+    merge,
+    preset_fields,
+    read_json,
+    read_text,
+    unknown_warning,
+)
+from stablenew.jobs.prompt_syntax import (
+    LEFTOVER,  # noqa: F401 (re-exported: what must not be left in a prompt)
+    UNRESOLVED_MODES,
+    Issue,
+    PromptEngine,
+    Unresolved,
+    resolve_leftovers,
+)
 from stablenew.jobs.spec import JobSpec, build_spec
 
 EMBEDDING = re.compile(r"\(\s*<embedding:([^<>:]+)>\s*:\s*([^()]*?)\s*\)|<embedding:([^<>]+)>")
 LORA = re.compile(r"<lora:([^<>:]+)(?::([^<>]*))?>")
-SLOT = re.compile(r"\[\[([A-Za-z0-9_\- ]+)\]\]")
-WILDCARD = re.compile(r"__([A-Za-z0-9_\-]+)__")
-LEFTOVER = re.compile(r"\[\[[^\]]*\]\]|__[A-Za-z0-9_\-]+__")
+# `[[slot]]`: letters, digits, `_`, `-`, space, and `/` (real packs name slots "action/pose").
+SLOT = re.compile(r"\[\[([A-Za-z0-9_\- /]+)\]\]")
 MODES = {
     "fanout": "fanout",
     "grid": "fanout",
@@ -52,13 +73,26 @@ class Weighted:
 @dataclass
 class Row:
     number: int  # 1-based, in the file
-    line: int  # where it starts in the file
+    line: int  # where it starts in the file (0: a row of pack_data.slots)
     embeddings: list[Weighted] = field(default_factory=list)
     quality: str = ""
     subject: list[str] = field(default_factory=list)
     loras: list[Weighted] = field(default_factory=list)
     negative_embeddings: list[Weighted] = field(default_factory=list)
     negative_phrases: list[str] = field(default_factory=list)
+    source: list[tuple[int, str]] = field(default_factory=list)  # (line number, text)
+    slot_index: int | None = None  # its place in pack_data.slots
+
+    def line_of(self, token: str | None = None) -> int | None:
+        """The first line holding `token` (else where the row starts); None for a JSON row."""
+        if self.slot_index is not None:
+            return None
+        return next((n for n, text in self.source if token and token in text), self.line)
+
+    def origin(self, token: str | None = None) -> str:
+        """Where the row (or `token` in it) is: "line 3", "pack_data.slots[0]"."""
+        line = self.line_of(token)
+        return f"pack_data.slots[{self.slot_index}]" if line is None else f"line {line}"
 
     @property
     def empty(self) -> bool:
@@ -112,6 +146,7 @@ def parse_rows(text: str) -> list[Row]:
         if current is None:
             current = Row(number=len(rows) + 1, line=number)
             rows.append(current)
+        current.source.append((number, raw))
         if line.lower().startswith("neg:"):
             body = line[4:]
             current.negative_embeddings += _embeddings(body)
@@ -138,7 +173,7 @@ def rows_from_json_slots(slots: list[Any], where: str) -> list[Row]:
     for i, slot in enumerate(slots, start=1):
         if not isinstance(slot, dict):
             raise PackError(f"{where}: pack_data.slots[{i - 1}] is not an object")
-        row = Row(number=i, line=0, quality=str(slot.get("text", "")).strip())
+        row = Row(number=i, line=0, quality=str(slot.get("text", "")).strip(), slot_index=i - 1)
         row.embeddings = [Weighted(str(e), "") for e in slot.get("positive_embeddings", [])]
         row.negative_embeddings = [
             Weighted(str(e), "") for e in slot.get("negative_embeddings", [])
@@ -153,91 +188,13 @@ def rows_from_json_slots(slots: list[Any], where: str) -> list[Row]:
 
 # -- NAME.json ------------------------------------------------------------------------------------
 
-STAGE_KEYS: dict[str, dict[str, str]] = {
-    "txt2img": {
-        "model": "model",
-        "model_name": "model",
-        "vae": "vae",
-        "vae_name": "vae",
-        "sampler_name": "sampler",
-        "sampler": "sampler",
-        "scheduler": "scheduler",
-        "steps": "steps",
-        "cfg_scale": "cfg_scale",
-        "width": "width",
-        "height": "height",
-        "seed": "seed",
-        "clip_skip": "clip_skip",
-        "negative_prompt": "negative_prompt",
-        "enable_hr": "txt2img.enable_hr",
-        "hr_scale": "txt2img.hr_scale",
-        "hr_upscaler": "txt2img.hr_upscaler",
-        "denoising_strength": "txt2img.hr_denoising_strength",
-        "hr_second_pass_steps": "txt2img.hr_second_pass_steps",
-        "refiner_checkpoint": "txt2img.refiner_checkpoint",
-        "refiner_switch_at": "txt2img.refiner_switch_at",
-    },
-    "img2img": {
-        "steps": "img2img.steps",
-        "cfg_scale": "img2img.cfg_scale",
-        "denoising_strength": "img2img.denoising_strength",
-        "enabled": "img2img.enabled",
-    },
-    "adetailer": {
-        "adetailer_enabled": "adetailer.enabled",
-        "ad_enabled": "adetailer.enabled",
-        "enabled": "adetailer.enabled",
-        "adetailer_model": "adetailer.face.model",
-        "ad_model": "adetailer.face.model",
-        "adetailer_confidence": "adetailer.face.confidence",
-        "ad_confidence": "adetailer.face.confidence",
-        "adetailer_denoise": "adetailer.face.denoising_strength",
-        "ad_denoising_strength": "adetailer.face.denoising_strength",
-        "adetailer_prompt": "adetailer.face.prompt",
-        "ad_prompt": "adetailer.face.prompt",
-        "adetailer_negative_prompt": "adetailer.face.negative_prompt",
-        "ad_negative_prompt": "adetailer.face.negative_prompt",
-        "adetailer_steps": "adetailer.face.steps",
-        "ad_steps": "adetailer.face.steps",
-        "adetailer_mask_blur": "adetailer.face.mask_blur",
-        "ad_mask_blur": "adetailer.face.mask_blur",
-        "adetailer_hands_model": "adetailer.hands.model",
-        "ad_hands_model": "adetailer.hands.model",
-    },
-    "upscale": {
-        "upscaler": "upscale.upscaler",
-        "upscale_mode": "upscale.mode",
-        "upscaling_resize": "upscale.factor",
-        "upscale_factor": "upscale.factor",
-        "tile_size": "upscale.tile_size",
-        "enabled": "upscale.enabled",
-        "denoising_strength": "upscale.denoising_strength",
-    },
-    "pipeline": {
-        "images_per_prompt": "images",
-        "txt2img_enabled": "",
-        "img2img_enabled": "img2img.enabled",
-        "adetailer_enabled": "adetailer.enabled",
-        "upscale_enabled": "upscale.enabled",
-    },
-}
-UPSCALE_MODES = {"single": "extra", "extra": "extra", "extras": "extra", "img2img": "img2img"}
-IGNORED_UI_KEYS = {"show_preview"}
-
-
-def _set(target: dict[str, Any], dotted: str, value: Any) -> None:
-    *parents, last = dotted.split(".")
-    for part in parents:
-        target = target.setdefault(part, {})
-    target[last] = value
-
 
 @dataclass
 class Matrix:
     enabled: bool = False
     mode: str = "fanout"
     limit: int = DEFAULT_LIMIT
-    slots: dict[str, list[str]] = field(default_factory=dict)
+    slots: dict[str, list[str]] = field(default_factory=dict)  # a slot may have no values
 
 
 @dataclass
@@ -255,19 +212,8 @@ class Pack:
     def where(self) -> str:
         return str(self.txt or self.json_path)
 
-
-def read_text(path: Path) -> str:
-    """A pack or wildcard file as users save it: UTF-8, a BOM from a Windows editor dropped."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise PackError(f"{path}: cannot read it: {exc.strerror or exc}") from exc
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        utf16 = raw[:2] in (b"\xff\xfe", b"\xfe\xff")
-        hint = "it looks like UTF-16" if utf16 else f"byte {exc.start} is not UTF-8"
-        raise PackError(f"{path}: not UTF-8 text ({hint}); save it as UTF-8") from exc
+    def file_of(self, row: Row) -> str:
+        return str(self.json_path if row.slot_index is not None else self.where)
 
 
 def pack_files(path: Path) -> tuple[Path | None, Path | None]:
@@ -277,16 +223,6 @@ def pack_files(path: Path) -> tuple[Path | None, Path | None]:
     if found == (None, None):
         raise PackError(f"{path}: no such pack (looked for {txt.name} and {js.name})")
     return found
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(read_text(path))
-    except json.JSONDecodeError as exc:
-        raise PackError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
-    if not isinstance(data, dict):
-        raise PackError(f"{path}: the top level must be an object")
-    return data
 
 
 def _matrix(raw: Any, path: Path) -> Matrix:
@@ -306,49 +242,26 @@ def _matrix(raw: Any, path: Path) -> Matrix:
     for i, slot in enumerate(raw.get("slots", [])):
         if not isinstance(slot, dict) or not isinstance(slot.get("name"), str):
             raise PackError(f"{path}: pack_data.matrix.slots[{i}] needs a name")
-        values = slot.get("values", [])
-        if not isinstance(values, list) or not values:
-            raise PackError(f"{path}: pack_data.matrix.slots[{i}] ({slot['name']}) has no values")
-        slots[slot["name"]] = [str(v) for v in values]
+        values = slot.get("values") or []
+        if not isinstance(values, list):
+            raise PackError(
+                f"{path}: pack_data.matrix.slots[{i}] ({slot['name']}): values is a list"
+            )
+        slots[slot["name"]] = [str(v) for v in values]  # none: a problem only where it is used
     return Matrix(bool(raw.get("enabled", True)), MODES[mode], limit, slots)
-
-
-def _presets(raw: Any, path: Path, unknown: dict[str, Any]) -> dict[str, Any]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise PackError(f"{path}: preset_data must be an object")
-    fields: dict[str, Any] = {}
-    for section, values in raw.items():
-        keys = STAGE_KEYS.get(section)
-        if keys is None or not isinstance(values, dict):
-            unknown[f"preset_data.{section}"] = values
-            continue
-        for key, value in values.items():
-            if key in IGNORED_UI_KEYS:
-                continue
-            target = keys.get(key)
-            if target is None:
-                unknown[f"preset_data.{section}.{key}"] = value
-            elif target:
-                if target == "upscale.mode":
-                    if str(value) not in UPSCALE_MODES:
-                        raise PackError(
-                            f"{path}: preset_data.upscale.upscale_mode {value!r}: "
-                            f"use one of {', '.join(UPSCALE_MODES)}"
-                        )
-                    value = UPSCALE_MODES[str(value)]
-                _set(fields, target, value)
-    if fields.get("adetailer", {}).get("face", {}) and "model" not in fields["adetailer"]["face"]:
-        fields["adetailer"]["face"]["model"] = "face_yolov8n.pt"
-    return fields
 
 
 def load_pack(path: Path) -> Pack:
     txt, js = pack_files(path)
     warnings: list[str] = []
     unknown: dict[str, Any] = {}
-    data = _read_json(js) if js else {}
+    data = read_json(js) if js else {}
+    if js and is_preset(data, txt):
+        raise PackError(
+            f"{js}: a preset (settings without prompts), not a pack: there is no "
+            f"{js.with_suffix('.txt').name} beside it and no pack_data.slots; apply it to a "
+            'prompt instead (run "PROMPT" --preset FILE)'
+        )
     pack_data = data.get("pack_data") or {}
     if not isinstance(pack_data, dict):
         raise PackError(f"{js}: pack_data must be an object")
@@ -359,20 +272,68 @@ def load_pack(path: Path) -> Pack:
         if key not in ("name", "slots", "matrix") and key not in IGNORED_UI_KEYS:
             unknown[f"pack_data.{key}"] = value
     matrix = _matrix(pack_data.get("matrix"), js) if js else Matrix()
-    presets = _presets(data.get("preset_data"), js, unknown) if js else {}
+    presets = preset_fields(data.get("preset_data"), js, unknown, warnings) if js else {}
     if txt is not None:
         rows = parse_rows(read_text(txt))
     else:
         rows = rows_from_json_slots(pack_data.get("slots", []), str(js))
     if unknown:
-        warnings.append(
-            f"{js}: unknown keys kept in each job's metadata: {', '.join(sorted(unknown))}"
-        )
+        warnings.append(unknown_warning(js, unknown))
+    used = {name for row in rows for name in SLOT.findall(row.positive() + row.negative())}
+    idle = [name for name, values in matrix.slots.items() if not values and name not in used]
+    if idle:
+        warnings.append(f"{js}: matrix slots with no values (no row uses them): {', '.join(idle)}")
     name = str(pack_data.get("name") or (txt or js).stem)  # type: ignore[union-attr]
     pack = Pack(name, txt, js, rows, matrix, presets, unknown, warnings)
     if not rows:
         raise PackError(f"{pack.where}: the pack has no prompt rows")
     return pack
+
+
+# -- problems -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing that keeps a pack from being queued as it is, and where it is."""
+
+    file: str
+    row: int | None  # None: the pack's settings, not a row
+    line: int | None  # in the .txt; None for pack_data.slots rows and settings
+    origin: str | None  # "line 3" or "pack_data.slots[0]"
+    token: str | None
+    message: str  # says what to do
+    kind: Literal["unresolved", "syntax", "file", "invalid"]
+
+    def __str__(self) -> str:
+        if self.row is None:
+            return f"{self.file}: {self.message}"
+        return f"{self.file}: row {self.row} ({self.origin}): {self.message}"
+
+
+class PackProblems(PackError):
+    """A pack refused for every problem it has; `problems` lists them for a door to show."""
+
+    def __init__(self, pack: Pack, problems: list[Problem]) -> None:
+        self.problems = problems
+        if len(problems) == 1:
+            message = str(problems[0])
+        else:
+            lines = "\n".join(f"  {p}" for p in problems)
+            message = f"{pack.where}: {len(problems)} problems; nothing is queued:\n{lines}"
+        super().__init__(message)
+
+
+def _problem(pack: Pack, row: Row, issue: Issue) -> Problem:
+    return Problem(
+        pack.file_of(row),
+        row.number,
+        row.line_of(issue.token),
+        row.origin(issue.token),
+        issue.token,
+        issue.message,
+        issue.kind,
+    )
 
 
 # -- expansion ------------------------------------------------------------------------------------
@@ -390,6 +351,7 @@ class Expansion:
     pack: Pack
     specs: list[JobSpec]
     variants_per_row: list[int]
+    warnings: list[str] = field(default_factory=list)  # dropped or kept tokens, one per token
 
     @property
     def total_images(self) -> int:
@@ -402,23 +364,8 @@ class Expansion:
             "variants_per_row": self.variants_per_row,
             "jobs": len(self.specs),
             "images": self.total_images,
-            "warnings": self.pack.warnings,
+            "warnings": [*self.pack.warnings, *self.warnings],
         }
-
-
-class Wildcards:
-    def __init__(self, folder: Path | None) -> None:
-        self.folder = folder
-        self._cache: dict[str, list[str]] = {}
-
-    def values(self, name: str) -> list[str] | None:
-        if name not in self._cache:
-            path = self.folder / f"{name}.txt" if self.folder else None
-            if path is None or not path.is_file():
-                return None
-            lines = read_text(path).splitlines()
-            self._cache[name] = [v.strip() for v in lines if v.strip() and not v.startswith("#")]
-        return self._cache[name]
 
 
 def _slot_choices(
@@ -427,7 +374,7 @@ def _slot_choices(
     names = list(dict.fromkeys(SLOT.findall(text)))
     if not names or not matrix.enabled:
         return [{}]
-    names = [n for n in names if n in matrix.slots]  # the rest are reported as leftovers
+    names = [n for n in names if matrix.slots.get(n)]  # the rest are unresolved tokens
     if not names:
         return [{}]
     values = [matrix.slots[n] for n in names]
@@ -445,93 +392,175 @@ def _slot_choices(
     return [{n: rng.choice(v) for n, v in zip(names, values, strict=True)}]
 
 
+@dataclass
+class _Run:
+    """One pass over a pack: the specs it made, and everything it found on the way."""
+
+    specs: list[JobSpec] = field(default_factory=list)
+    per_row: list[int] = field(default_factory=list)
+    problems: dict[str, Problem] = field(default_factory=dict)  # by text: each once
+    warnings: dict[str, str] = field(default_factory=dict)
+
+    def problem(self, problem: Problem) -> None:
+        self.problems.setdefault(str(problem), problem)
+
+
+def _run(
+    pack: Pack,
+    seed: int,
+    wildcards_dir: Path | None,
+    overrides: dict[str, Any],
+    unresolved: Unresolved,
+) -> _Run:
+    if unresolved not in UNRESOLVED_MODES:
+        raise PackError(f"unresolved: {unresolved!r} is not one of {', '.join(UNRESOLVED_MODES)}")
+    folder = wildcards_dir or ((pack.txt or pack.json_path).parent / "wildcards")  # type: ignore[union-attr]
+    engine = PromptEngine(folder)
+    run = _Run()
+    base = merge(pack.presets, overrides)
+    settings_ok = _check_settings(pack, base, run)
+    for offset, row in enumerate(pack.rows):
+        positive, negative = row.positive(), row.negative()
+        choices = _slot_choices(row, positive + "\n" + negative, pack.matrix, offset, seed)
+        run.per_row.append(len(choices))
+        for v_index, choice in enumerate(choices):
+            variant = _fill(
+                pack, row, (positive, negative), choice, engine, seed, v_index, run, unresolved
+            )
+            if variant is not None and settings_ok:
+                _build(pack, row, base, variant, run)
+    return run
+
+
+def _check_settings(pack: Pack, base: dict[str, Any], run: _Run) -> bool:
+    """The pack's settings (presets and overrides) once, rather than once per variant."""
+    try:
+        build_spec(merge(base, {"prompt": "x"}))
+    except SpecError as exc:
+        where = str(pack.json_path or pack.where)
+        run.problem(Problem(where, None, None, None, None, str(exc), "invalid"))
+        return False
+    return True
+
+
+def _build(pack: Pack, row: Row, base: dict[str, Any], variant: Variant, run: _Run) -> None:
+    data = merge(
+        base,
+        {
+            "prompt": variant.positive,
+            "provenance": {
+                "source": "pack",
+                "pack_id": pack.name,
+                "row": row.number,
+                "variant": variant.values,
+            },
+            "metadata": {"pack_unknown_keys": pack.unknown} if pack.unknown else {},
+        },
+    )
+    preset_negative = str(base.get("negative_prompt") or "")
+    data["negative_prompt"] = ", ".join(p for p in (variant.negative, preset_negative) if p)
+    try:
+        run.specs.append(build_spec(data))
+    except SpecError as exc:
+        run.problem(_problem(pack, row, Issue("invalid", "", str(exc))))
+
+
+def _fill(
+    pack: Pack,
+    row: Row,
+    texts: tuple[str, str],
+    choice: dict[str, str],
+    engine: PromptEngine,
+    seed: int,
+    v_index: int,
+    run: _Run,
+    unresolved: Unresolved,
+) -> Variant | None:
+    """One variant of a row, or None when it has a problem (recorded in `run`)."""
+    values = {f"[{k}]": v for k, v in choice.items()}
+    rng = random.Random(f"{seed}:{row.number}:{v_index}:wildcards")
+    filled: list[str] = []
+    failed = False
+
+    def hint(token: str) -> str:
+        return _hint(pack, engine, token)
+
+    for text in texts:
+        text = SLOT.sub(lambda m: choice.get(m.group(1), m.group(0)), text)
+        expanded = engine.expand(text, rng)
+        values |= expanded.values
+        resolved = resolve_leftovers(expanded.text, unresolved, hint)
+        for issue in [*expanded.issues, *resolved.errors]:
+            run.problem(_problem(pack, row, issue))
+            failed = True
+        for issue in resolved.warnings:
+            warning = str(_problem(pack, row, issue))
+            run.warnings.setdefault(warning, warning)
+        filled.append(resolved.text)
+    return None if failed else Variant(filled[0], filled[1], values)
+
+
+def _hint(pack: Pack, engine: PromptEngine, token: str) -> str:
+    """What would resolve `token`, from what the pack has."""
+    if not token.startswith("[["):
+        return engine.wildcards.hint(token.strip("_"))
+    name, js = token[2:-2], pack.json_path
+    sidecar = js.name if js else f"{pack.name}.json"
+    if js is None:
+        return f"define the slot in {sidecar} pack_data.matrix.slots (there is no {sidecar})"
+    if name in pack.matrix.slots and not pack.matrix.enabled:
+        return f"the matrix in {sidecar} is disabled (pack_data.matrix.enabled is false)"
+    if name in pack.matrix.slots:
+        return f"slot {name!r} has no values in {sidecar} pack_data.matrix.slots"
+    if not pack.matrix.enabled and pack.matrix.slots:
+        return f"the matrix in {sidecar} is disabled and has no slot {name!r}"
+    return f"define the slot in {sidecar} pack_data.matrix.slots"
+
+
 def expand(
     pack: Pack,
     *,
     seed: int = 0,
     wildcards_dir: Path | None = None,
     overrides: dict[str, Any] | None = None,
+    unresolved: Unresolved = "error",
 ) -> Expansion:
-    """Rows x variants into JobSpecs. Overrides (e.g. from the command line) beat presets."""
-    folder = wildcards_dir or ((pack.txt or pack.json_path).parent / "wildcards")  # type: ignore[union-attr]
-    wildcards = Wildcards(folder)
-    specs: list[JobSpec] = []
-    per_row: list[int] = []
-    base = _merge(pack.presets, overrides or {})
-    for offset, row in enumerate(pack.rows):
-        positive, negative = row.positive(), row.negative()
-        choices = _slot_choices(row, positive + "\n" + negative, pack.matrix, offset, seed)
-        per_row.append(len(choices))
-        for v_index, choice in enumerate(choices):
-            variant = _fill(pack, row, positive, negative, choice, wildcards, seed, v_index)
-            data = _merge(
-                base,
-                {
-                    "prompt": variant.positive,
-                    "provenance": {
-                        "source": "pack",
-                        "pack_id": pack.name,
-                        "row": row.number,
-                        "variant": variant.values,
-                    },
-                    "metadata": {"pack_unknown_keys": pack.unknown} if pack.unknown else {},
-                },
-            )
-            preset_negative = str(base.get("negative_prompt", ""))
-            data["negative_prompt"] = ", ".join(p for p in (variant.negative, preset_negative) if p)
-            try:
-                specs.append(build_spec(data))
-            except SpecError as exc:
-                raise PackError(f"{pack.json_path or pack.where}: {exc}") from exc
-    return Expansion(pack, specs, per_row)
+    """Rows x variants into JobSpecs. Overrides (e.g. from the command line) beat presets.
+
+    Any problem refuses the whole pack with one PackProblems that lists every problem.
+    `unresolved` says what an unresolved `[[slot]]` or `__name__` is: "error" (the default),
+    "drop" (removed with its separator) or "keep" (sent verbatim); each dropped or kept token
+    is one warning in `Expansion.warnings`. Syntax errors are always problems.
+    """
+    run = _run(pack, seed, wildcards_dir, overrides or {}, unresolved)
+    if run.problems:
+        raise PackProblems(pack, list(run.problems.values()))
+    return Expansion(pack, run.specs, run.per_row, list(run.warnings.values()))
 
 
-def _fill(
+def check(
     pack: Pack,
-    row: Row,
-    positive: str,
-    negative: str,
-    choice: dict[str, str],
-    wildcards: Wildcards,
-    seed: int,
-    v_index: int,
-) -> Variant:
-    values = {f"[{k}]": v for k, v in choice.items()}
-
-    def slot(m: re.Match[str]) -> str:
-        return choice.get(m.group(1), m.group(0))
-
-    rng = random.Random(f"{seed}:{row.number}:{v_index}:wildcards")
-
-    def wildcard(m: re.Match[str]) -> str:
-        options = wildcards.values(m.group(1))
-        if not options:
-            return m.group(0)
-        picked = rng.choice(options)
-        values[m.group(0)] = picked
-        return picked
-
-    filled = [WILDCARD.sub(wildcard, SLOT.sub(slot, text)) for text in (positive, negative)]
-    for text in filled:
-        leftover = LEFTOVER.search(text)
-        if leftover:
-            token = leftover.group(0)
-            hint = (
-                f"define the slot in {pack.name}.json pack_data.matrix.slots"
-                if token.startswith("[[")
-                else f"add {token.strip('_')}.txt to the wildcards folder {wildcards.folder}"
-            )
-            raise PackError(
-                f"{pack.where}: row {row.number} (line {row.line}): unresolved {token}: {hint}"
-            )
-    return Variant(filled[0], filled[1], values)
+    wildcards_dir: Path | None = None,
+    *,
+    seed: int = 0,
+    overrides: dict[str, Any] | None = None,
+) -> list[Problem]:
+    """Every problem of the pack, as `expand` with unresolved="error" would refuse it."""
+    return list(_run(pack, seed, wildcards_dir, overrides or {}, "error").problems.values())
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+def survey(
+    pack: Pack,
+    wildcards_dir: Path | None = None,
+    *,
+    seed: int = 0,
+    overrides: dict[str, Any] | None = None,
+) -> tuple[Expansion, list[Problem]]:
+    """For `pack show`: the whole pack and every problem, never an exception for a problem.
+
+    The expansion holds every job that can be built, unresolved tokens kept verbatim (a row
+    with a syntax error has no job); the problems are those `check` finds.
+    """
+    run = _run(pack, seed, wildcards_dir, overrides or {}, "keep")
+    expansion = Expansion(pack, run.specs, run.per_row, list(run.warnings.values()))
+    return expansion, check(pack, wildcards_dir, seed=seed, overrides=overrides)

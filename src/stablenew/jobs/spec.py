@@ -69,14 +69,63 @@ class Img2ImgConfig(Passthrough):
 
 
 class ADetailerPass(_Frozen):
+    """One ADetailer tab: every argument the extension takes (`ad_<name>`), typed and bounded.
+
+    Defaults are ADetailer's own. An override that ADetailer applies only behind an `ad_use_*`
+    switch is `None` until set, and setting it turns the switch on: `cfg_scale=5` sends
+    `ad_use_cfg_scale: true, ad_cfg_scale: 5`, `None` lets the pass inherit the job's value.
+    A `scheduler` without a `sampler` keeps the job's sampler ("Use same sampler").
+    """
+
     model: str
+    model_classes: str = ""  # YOLO-World class names, comma-separated
     confidence: float = Field(0.3, ge=0.0, le=1.0)
     denoising_strength: float = Field(0.4, ge=0.0, le=1.0)
     prompt: str = ""
     negative_prompt: str = ""
-    steps: int | None = Field(None, ge=1, le=150)
+    # Which detections are inpainted.
+    mask_filter_method: Literal["Area", "Confidence"] = "Area"
+    mask_k: int = Field(0, ge=0, le=100)  # keep only the k best (0: all)
+    mask_min_ratio: float = Field(0.0, ge=0.0, le=1.0)
+    mask_max_ratio: float = Field(1.0, ge=0.0, le=1.0)
+    # How each mask is shaped.
+    dilate_erode: int = Field(4, ge=-128, le=128)
+    x_offset: int = Field(0, ge=-200, le=200)
+    y_offset: int = Field(0, ge=-200, le=200)
+    mask_merge_invert: Literal["None", "Merge", "Merge and Invert"] = "None"
     mask_blur: int = Field(4, ge=0, le=64)
+    # How it is inpainted.
+    inpaint_only_masked: bool = True
     inpaint_padding: int = Field(32, ge=0, le=256)
+    inpaint_width: int | None = Field(None, ge=64, le=2048)
+    inpaint_height: int | None = Field(None, ge=64, le=2048)
+    steps: int | None = Field(None, ge=1, le=150)
+    cfg_scale: float | None = Field(None, ge=0.0, le=30.0)
+    checkpoint: str | None = None
+    vae: str | None = None
+    sampler: str | None = None
+    scheduler: str | None = None
+    noise_multiplier: float | None = Field(None, ge=0.5, le=1.5)
+    clip_skip: int | None = Field(None, ge=1, le=12)
+    restore_face: bool = False
+    controlnet_model: str = "None"
+    controlnet_module: str = "None"
+    controlnet_weight: float = Field(1.0, ge=0.0, le=1.0)
+    controlnet_guidance_start: float = Field(0.0, ge=0.0, le=1.0)
+    controlnet_guidance_end: float = Field(1.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ADetailerPass:
+        if (self.inpaint_width is None) != (self.inpaint_height is None):
+            raise ValueError("inpaint_width and inpaint_height are set together (or neither)")
+        if self.mask_min_ratio > self.mask_max_ratio:
+            raise ValueError(
+                f"mask_min_ratio {self.mask_min_ratio} is above mask_max_ratio "
+                f"{self.mask_max_ratio}: no detection could pass"
+            )
+        if self.controlnet_guidance_start > self.controlnet_guidance_end:
+            raise ValueError("controlnet_guidance_start is after controlnet_guidance_end")
+        return self
 
 
 class ADetailerConfig(_Frozen):

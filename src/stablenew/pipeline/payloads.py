@@ -111,6 +111,12 @@ def img2img(
 
 
 def _adetailer_tab(p: ADetailerPass) -> dict[str, Any]:
+    """One ADetailer tab dict: the core arguments always, the others only when they differ.
+
+    ADetailer validates each dict with `extra=forbid` and silently drops a dict with a key it
+    does not know, so leaving its defaults out keeps a pass working on older ADetailer releases
+    (which lack e.g. `ad_mask_k` and `ad_mask_filter_method`). Overrides go with their switch.
+    """
     tab: dict[str, Any] = {
         "ad_model": p.model,
         "ad_confidence": p.confidence,
@@ -118,11 +124,50 @@ def _adetailer_tab(p: ADetailerPass) -> dict[str, Any]:
         "ad_prompt": p.prompt,
         "ad_negative_prompt": p.negative_prompt,
         "ad_mask_blur": p.mask_blur,
-        "ad_inpaint_only_masked": True,
+        "ad_inpaint_only_masked": p.inpaint_only_masked,
         "ad_inpaint_only_masked_padding": p.inpaint_padding,
     }
-    if p.steps is not None:
-        tab |= {"ad_use_steps": True, "ad_steps": p.steps}
+    unless_default = {
+        "ad_model_classes": (p.model_classes, ""),
+        "ad_mask_filter_method": (p.mask_filter_method, "Area"),
+        "ad_mask_k": (p.mask_k, 0),
+        "ad_mask_min_ratio": (p.mask_min_ratio, 0.0),
+        "ad_mask_max_ratio": (p.mask_max_ratio, 1.0),
+        "ad_dilate_erode": (p.dilate_erode, 4),
+        "ad_x_offset": (p.x_offset, 0),
+        "ad_y_offset": (p.y_offset, 0),
+        "ad_mask_merge_invert": (p.mask_merge_invert, "None"),
+        "ad_restore_face": (p.restore_face, False),
+        "ad_controlnet_model": (p.controlnet_model, "None"),
+        "ad_controlnet_module": (p.controlnet_module, "None"),
+        "ad_controlnet_weight": (p.controlnet_weight, 1.0),
+        "ad_controlnet_guidance_start": (p.controlnet_guidance_start, 0.0),
+        "ad_controlnet_guidance_end": (p.controlnet_guidance_end, 1.0),
+    }
+    tab |= {key: value for key, (value, default) in unless_default.items() if value != default}
+    if p.inpaint_width is not None and p.inpaint_height is not None:
+        tab |= {
+            "ad_use_inpaint_width_height": True,
+            "ad_inpaint_width": p.inpaint_width,
+            "ad_inpaint_height": p.inpaint_height,
+        }
+    switched = {
+        "steps": p.steps,
+        "cfg_scale": p.cfg_scale,
+        "checkpoint": p.checkpoint,
+        "vae": p.vae,
+        "noise_multiplier": p.noise_multiplier,
+        "clip_skip": p.clip_skip,
+    }
+    for name, value in switched.items():
+        if value is not None:
+            tab |= {f"ad_use_{name}": True, f"ad_{name}": value}
+    if p.sampler is not None or p.scheduler is not None:
+        tab |= {
+            "ad_use_sampler": True,
+            "ad_sampler": p.sampler or "Use same sampler",
+            "ad_scheduler": p.scheduler or "Use same scheduler",
+        }
     return tab
 
 
