@@ -297,7 +297,7 @@ class MainWindow:
 
     def _show_draft(self, draft: list[JobSpec]) -> None:
         self.draft.show(draft)
-        self.tabs.tab(self.draft, text=f"Draft ({len(draft)})")
+        self.tabs.tk.call(str(self.tabs), "tab", str(self.draft), "-text", f"Draft ({len(draft)})")
         self.primary.configure(text=PRIMARY_DRAFT if draft else PRIMARY)
 
     def run_now(self) -> None:
