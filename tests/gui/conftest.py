@@ -128,14 +128,15 @@ class Gui:
         )
         seen: list[int] = []
         sequence = "<Double-ButtonRelease-1>" if double else "<ButtonRelease-1>"
-        widget.bind(sequence, lambda _e: seen.append(1), add="+")
+        hit.bind(sequence, lambda _e: seen.append(1), add="+")  # the event goes to what is hit
         try:
             clicks = ["click", "--repeat", "2", "--delay", "80", "1"] if double else ["click", "1"]
             # No --sync: it waits forever when the pointer is already there.
             self.xdo("mousemove", str(rx), str(ry), *clicks)
             self.pump_until(lambda: bool(seen), 10, f"the click on {widget} to arrive")
         finally:
-            widget.tk.call("bind", str(widget), sequence, "")
+            if hit.winfo_exists():  # a Close button is gone with its window
+                hit.tk.call("bind", str(hit), sequence, "")
         self.settle()
 
     def key(self, keys: str) -> None:

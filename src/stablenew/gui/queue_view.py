@@ -102,12 +102,13 @@ class QueuePanel(ttk.Frame):
         self.paused = FitLabel(bar, "")
         self.paused.grid(row=0, column=6, sticky="ew", padx=px(6))
         self.auto_run = tk.BooleanVar(value=True)
-        ttk.Checkbutton(
+        self.auto_run_button = ttk.Checkbutton(
             bar,
             text="Auto-run",
             variable=self.auto_run,
             command=lambda: set_auto_run(self.auto_run.get()),
-        ).grid(row=0, column=7)
+        )
+        self.auto_run_button.grid(row=0, column=7)
         self.tree = FitTree(self, self.COLUMNS, theme.px, height=6)
         scroll = ttk.Scrollbar(self, orient="vertical", command=self.tree.yview)
         self.tree.configure(yscrollcommand=scroll.set)

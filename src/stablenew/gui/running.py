@@ -132,6 +132,11 @@ class RunningPanel(ttk.LabelFrame):
         self.clear_preview()
         self._marks({stage: "pending" for stage in self.stages})
 
+    def stage_started(self, job_id: str, stage: str) -> None:
+        """Every stage start, even one too short for a redraw: where a failure happened."""
+        if job_id == self.current and stage in STAGES:
+            self.last_stage = stage
+
     def job_finished(self, job_id: str, status: JobStatus, reason: str | None, images: int) -> None:
         """Say how it ended, and clear everything that only meant "running"."""
         short = job_id[:8]

@@ -56,6 +56,7 @@ AUTO_RUN_OFF = "auto-run is off"
 PRIMARY = "Add to Queue (Ctrl+Enter)"
 PRIMARY_DRAFT = "Queue the Draft (Ctrl+Enter)"
 STARTING = "Starting the backend…"
+HEARD = 1000  # started jobs remembered, so a late "Queued" never hides their news
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ class MainWindow:
         self._choices_loaded = False
         self._preview_file = ""
         self._inbox: queue.SimpleQueue[JobLifecycleLogEvent] = queue.SimpleQueue()
+        self._heard: dict[str, None] = {}  # jobs whose start was shown (insertion-ordered)
         self._build()
         self.compose.restore(prefs.get("compose", {}))
         for topic in ("active", "lifecycle"):
@@ -288,6 +290,8 @@ class MainWindow:
         if not ids:
             self.say("Nothing was queued.")
             return
+        if any(job_id in self._heard for job_id in ids):
+            return  # it already started (or ended): "Queued" would be older news than that
         which = f"job {ids[0][:8]}" if len(ids) == 1 else f"{len(ids)} jobs"
         if now:
             running = self.state.lifecycle in (Lifecycle.RUNNING, Lifecycle.STOPPING)
@@ -574,10 +578,15 @@ class MainWindow:
         """One event's effect on the window; True when a job finished."""
         data, job_id = event.data, event.job_id
         if event.kind == EventKind.JOB_STARTED and job_id:
+            self._heard[job_id] = None
+            while len(self._heard) > HEARD:
+                del self._heard[next(iter(self._heard))]
             stages = list(data.stages) if isinstance(data, JobStartedData) else []
             self.running.job_started(job_id, stages)
             self._preview_file = ""
             self.say(f"Running job {job_id[:8]}: {' → '.join(stages)}.")
+        elif event.kind == EventKind.STAGE_STARTED and job_id and event.stage:
+            self.running.stage_started(job_id, event.stage)
         elif (
             isinstance(data, StageFinishedData)
             and data.file
