@@ -57,6 +57,7 @@ class SettingsDialog(tk.Toplevel):
         self.transient(master.winfo_toplevel())
         self.bind("<Escape>", lambda _e: self.destroy())
         self.vars: dict[str, tk.StringVar] = {}
+        self.entries: dict[str, ttk.Entry] = {}
         self._wrap = width - px(40)
         b = config.backend
         body = ttk.Frame(self, padding=px(10))
@@ -68,20 +69,17 @@ class SettingsDialog(tk.Toplevel):
         backend.columnconfigure(1, weight=1)
         self.mode = tk.StringVar(value=b.mode)
         self.vars["backend.mode"] = self.mode
-        ttk.Radiobutton(
-            backend,
-            text="Managed: StableNew starts, watches and restarts it",
-            variable=self.mode,
-            value="managed",
-            command=self._mode_changed,
-        ).grid(row=0, column=0, columnspan=3, sticky="w")
-        ttk.Radiobutton(
-            backend,
-            text="Attached: already running; StableNew only uses it",
-            variable=self.mode,
-            value="attached",
-            command=self._mode_changed,
-        ).grid(row=1, column=0, columnspan=3, sticky="w")
+        self.modes: dict[str, ttk.Radiobutton] = {}
+        for row, (mode, text) in enumerate(
+            (
+                ("managed", "Managed: StableNew starts, watches and restarts it"),
+                ("attached", "Attached: already running; StableNew only uses it"),
+            )
+        ):
+            self.modes[mode] = ttk.Radiobutton(
+                backend, text=text, variable=self.mode, value=mode, command=self._mode_changed
+            )
+            self.modes[mode].grid(row=row, column=0, columnspan=3, sticky="w")
         command = shlex.join(b.command) if b.command else ""
         self.command_entry = self._entry(backend, 2, "Command", "backend.command", command)
         ttk.Label(
@@ -193,6 +191,7 @@ class SettingsDialog(tk.Toplevel):
         self.vars[key] = var
         entry = ttk.Entry(box, textvariable=var, width=width, **options)
         entry.grid(row=row, column=1, sticky="ew" if width >= 30 else "w", pady=px(1))
+        self.entries[key] = entry
         return entry
 
     def _folder(self, key: str) -> None:
