@@ -151,3 +151,24 @@ def test_a_cancelled_job_leaves_no_marker(make_gui) -> None:  # type: ignore[no-
     labels = [str(w.cget("text")) for w in window.running.stage_labels.values()]
     assert not any(t.startswith("▶") for t in labels), labels
     assert "cancelled" in window.message.full_text
+
+
+def test_open_folder_asks_the_platform_through_a_library_call(make_gui, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    opened: list[tuple[str, bool]] = []
+    monkeypatch.setattr(
+        "stablenew.gui.window.click.launch",
+        lambda url, wait=False, locate=False: opened.append((url, locate)) or 0,
+    )
+    gui = make_gui()
+    window = gui.window
+    window.compose.restore(FAST_JOB)
+    job_id = run_and_wait(gui, "a folder to open", JobStatus.COMPLETED)
+    run_dir = window.jobs.get_job(job_id).result.run_dir
+    assert run_dir
+    window.tabs.select(window.history)
+    gui.pump_until(lambda: window.history.tree.exists(job_id), 10, "the history row")
+    x, y, _w, h = window.history.tree.bbox(job_id, "status")  # type: ignore[misc]
+    gui.click_at(window.history.tree, x + 5, y + h // 2)  # select the row
+    gui.click("Open folder", within=window.history)
+    gui.pump_until(lambda: bool(opened), 10, "the folder to be opened")
+    assert opened == [(run_dir, False)]

@@ -175,6 +175,15 @@ def test_nothing_is_clipped(make_gui, hidpi_display: str, scale: str) -> None:  
         found = list(problems(window.root))
         assert not found, f"{tab.winfo_name()}:\n" + "\n".join(found)
 
+    # At the smallest size the window allows, too.
+    window.root.geometry("{}x{}".format(*window.root.minsize()))
+    gui.pump_until(lambda: window.root.winfo_width() == window.root.minsize()[0], 10)
+    for tab in (window.queue, window.history, window.debug_log, window.backend):
+        window.tabs.select(tab)
+        gui.settle()
+        found = list(problems(window.root))
+        assert not found, f"{tab.winfo_name()} at {window.root.minsize()}:\n" + "\n".join(found)
+
     gui.click(window.running.details)  # the failed job's envelope
     gui.pump_until(lambda: bool(gui.toplevels()), 10, "the error window")
     details = gui.toplevels()[-1]

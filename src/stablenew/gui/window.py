@@ -56,6 +56,7 @@ AUTO_RUN_OFF = "auto-run is off"
 PRIMARY = "Add to Queue (Ctrl+Enter)"
 PRIMARY_DRAFT = "Queue the Draft (Ctrl+Enter)"
 STARTING = "Starting the backend…"
+MARGIN = 32  # pixels at 1x the window's least width keeps beyond what its parts ask for
 HEARD = 1000  # started jobs remembered, so a late "Queued" never hides their news
 
 
@@ -96,7 +97,6 @@ class MainWindow:
         self.root.title("StableNew")
         self.theme = themes.apply(self.root, prefs.get("theme", "light"))
         self.root.geometry(self._geometry(prefs.get("geometry")))
-        self.root.minsize(*self.theme.min_size())
         self.ui = UiDispatcher(self.root)
         self.closing = False
         self.destroyed = False
@@ -106,6 +106,13 @@ class MainWindow:
         self._inbox: queue.SimpleQueue[JobLifecycleLogEvent] = queue.SimpleQueue()
         self._heard: dict[str, None] = {}  # jobs whose start was shown (insertion-ordered)
         self._build()
+        # Never smaller than what the layout needs: below that something would be cut. (The
+        # tables' frames take a few pixels more than their columns ask for: the margin.)
+        self.root.update_idletasks()
+        least = self.theme.min_size()
+        width = max(least[0], self.root.winfo_reqwidth() + self.theme.px(MARGIN))
+        height = max(least[1], self.root.winfo_reqheight())
+        self.root.minsize(*self.theme.fit(width, height))
         self.compose.restore(prefs.get("compose", {}))
         for topic in ("active", "lifecycle"):
             self.state.subscribe(topic, lambda _t: self.ui.post(self._show_running, "running"))
