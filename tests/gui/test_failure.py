@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stablenew.gui.failure_view import JobDetails
+from stablenew.gui.failure_view import JobDetails, short_reason
 from stablenew.gui.running import MARKS, NO_IMAGE
 from stablenew.jobs.status import JobStatus
 from tests.gui.conftest import Gui
@@ -60,10 +60,11 @@ def test_a_failed_job_says_why_at_1366x768_and_leaves_nothing_stale(make_gui) ->
     httpx.post(f"{url}/sim/faults", json={"http_error": {"stage": "txt2img", "kind": "oom"}})
     job_id = run_and_wait(gui, "out of memory", JobStatus.FAILED)
     gui.pump_until(lambda: window.running.outcome_job == job_id, 10, "the running panel")
-    gui.settle()
+    gui.pump_until(lambda: "out of memory" in window.running.outcome.full_text, 10, "why")
     job = window.jobs.get_job(job_id)
     assert job.error is not None
-    reason = job.error.one_line()
+    reason = short_reason(job.error)
+    assert reason == "txt2img image 1: the backend ran out of memory"
 
     assert window.root.winfo_width() == 1366 and window.root.winfo_height() == 768
     # One line in the running panel, the status line and the history row.

@@ -47,10 +47,14 @@ class DebugLogPanel(ttk.Frame):
         self.tree.grid(row=1, column=0, sticky="nsew")
         scroll.grid(row=1, column=1, sticky="ns")
         # The selected row's whole message, wrapped (selectable, so it can be copied).
-        self.selected = tk.Text(self, height=2, wrap="word", relief="flat", takefocus=False)
+        self.selected = tk.Text(
+            self, height=2, wrap="word", relief="flat", takefocus=False, font="SunValleyBodyFont"
+        )
         self.selected.grid(row=2, column=0, columnspan=2, sticky="ew", pady=(px(2), 0))
         self._say("Select a row to read its whole message.")
         self.tree.bind("<<TreeviewSelect>>", lambda _e: self._show_selected())
+        self.following = True
+        self.tree.bind("<Map>", lambda _e: self._catch_up(), add="+")
         self._count = 0
         self._events: list[JobLifecycleLogEvent] = []
         self._messages: dict[str, str] = {}
@@ -69,7 +73,9 @@ class DebugLogPanel(ttk.Frame):
             if event.job_id and event.job_id[:8] not in self._jobs:
                 self._jobs.append(event.job_id[:8])
                 self.filter_box.configure(values=["all", *self._jobs[-50:]])
-        follow = self.tree.yview()[1] >= 0.999  # at the bottom: keep following
+        if self.tree.winfo_ismapped():  # hidden, its view says nothing about the reader
+            self.following = self.tree.yview()[1] >= 0.999  # at the bottom: keep following
+        follow = self.following
         for event in fresh:
             self._insert(event)
         children = self.tree.get_children()
@@ -92,6 +98,12 @@ class DebugLogPanel(ttk.Frame):
         iid = f"e{self._count}"
         self._messages[iid] = event.message
         self.tree.set_row(iid, (when, event.source, event.kind.value, job, event.message))
+
+    def _catch_up(self) -> None:
+        """Shown again (its tab chosen): the newest rows, unless the reader had scrolled up."""
+        children = self.tree.get_children()
+        if self.following and children:
+            self.tree.see(children[-1])
 
     def _show_selected(self) -> None:
         selected = self.tree.selection()

@@ -12,6 +12,7 @@ from typing import Any
 
 from PIL import Image, ImageTk
 
+from stablenew.gui.failure_view import short_reason
 from stablenew.gui.queue_view import SHORT_ID, STATUSES
 from stablenew.gui.theme import Theme
 from stablenew.gui.widgets import Column, FitTree
@@ -34,7 +35,7 @@ def when(moment: datetime | None) -> str:
 def reason(job: Job) -> str:
     """Why it ended as it did, in one line ("" for a job that completed)."""
     if job.status == JobStatus.FAILED:
-        return job.error.one_line() if job.error is not None else "no reason recorded"
+        return short_reason(job.error) if job.error is not None else "no reason recorded"
     if job.status == JobStatus.CANCELLED:
         return "cancelled"
     return ""

@@ -159,6 +159,11 @@ class RunningPanel(ttk.LabelFrame):
         self.details.configure(state="normal" if status == JobStatus.FAILED else "disabled")
         self.current = None
 
+    def failure_reason(self, job_id: str, reason: str) -> None:
+        """The failed job's reason in StableNew's words, once its record is read."""
+        if job_id == self.outcome_job:
+            self.outcome.set(f"✗ job {job_id[:8]} failed: {reason}")
+
     def _ended(self, how: str) -> None:
         where = STAGES.index(self.last_stage) if self.last_stage in STAGES else -1
         marks = {}

@@ -171,7 +171,7 @@ class SettingsDialog(tk.Toplevel):
         self._mode_changed()
         self.update_idletasks()
         width, height = theme.fit(max(width, self.winfo_reqwidth()), self.winfo_reqheight())
-        self.geometry(f"{width}x{height}+{px(60)}+{px(20)}")
+        self.geometry(f"{width}x{height}+{px(60)}+{px(44)}")  # below the top bar
 
     # -- the form ------------------------------------------------------------------------------
 

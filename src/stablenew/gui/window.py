@@ -40,7 +40,7 @@ from stablenew.gui.backend_view import BackendFacts, BackendIndicator, BackendPa
 from stablenew.gui.compose import ComposePanel
 from stablenew.gui.debug_log import DebugLogPanel
 from stablenew.gui.dispatcher import UiDispatcher
-from stablenew.gui.failure_view import JobDetails
+from stablenew.gui.failure_view import JobDetails, short_reason
 from stablenew.gui.history import HistoryPanel
 from stablenew.gui.offer import OfferBar
 from stablenew.gui.prefs import Prefs
@@ -605,6 +605,8 @@ class MainWindow:
             if job_id == self.running.current or event.source == "runner":
                 self.running.job_finished(job_id, data.status, data.reason, data.images)
                 self.say(self._ended_text(job_id, data))
+                if data.status == JobStatus.FAILED:  # its record says it better: read it
+                    self.ui.run(partial(self.jobs.get_job, job_id), self._failure_read)
             else:
                 self.say(f"Job {job_id[:8]} cancelled before it ran.")
             return True
@@ -615,6 +617,14 @@ class MainWindow:
         elif event.kind == EventKind.WARNING and event.source == "app":
             self.ui.run(self._backend_facts, self._show_facts)  # a take-over changes the owner
         return False
+
+    def _failure_read(self, job: Job) -> None:
+        if job.error is None:
+            return
+        reason = short_reason(job.error)
+        self.running.failure_reason(job.id, reason)
+        if self.message.full_text.startswith(f"Job {job.short_id} failed"):  # nothing newer
+            self.say(f"Job {job.short_id} failed: {reason}")
 
     @staticmethod
     def _ended_text(job_id: str, data: JobFinishedData) -> str:
