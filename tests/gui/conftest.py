@@ -151,6 +151,33 @@ class Gui:
         self.pump_until(lambda: self.root.focus_get() is widget, 10, "the keyboard focus")
         self.xdo("type", "--delay", "2", text)
 
+    def retype(self, entry: tk.Misc, text: str) -> None:
+        """Replace an entry's text as a user does: click, select all, type."""
+        self.click(entry)
+        self.pump_until(lambda: self.root.focus_get() is entry, 10, "the keyboard focus")
+        self.key("ctrl+slash")  # Tk's "select all"; typing replaces the selection
+        self.xdo("type", "--delay", "2", text)
+        self.pump_until(lambda: entry.get() == text, 10, f"{text!r} typed")  # type: ignore[attr-defined]
+
+    def click_tab(self, notebook: ttk.Notebook, title: str) -> None:
+        """Click a notebook's tab by its title, where it is drawn."""
+        self.settle()
+        y = 0
+        xs: list[int] = []
+        for y in range(2, notebook.winfo_height() // 4, 3):
+            for x in range(0, notebook.winfo_width(), 3):
+                try:
+                    index = notebook.index(f"@{x},{y}")
+                except tk.TclError:
+                    continue
+                if notebook.tab(index, "text") == title:
+                    xs.append(x)
+            if xs:
+                break
+        assert xs, f"no tab {title!r} is drawn"
+        self.click_at(notebook, (xs[0] + xs[-1]) // 2, y + 6)
+        self.pump_until(lambda: notebook.tab(notebook.select(), "text") == title, 10)
+
     def type_prompt(self, text: str) -> None:
         """Put a prompt in the box (fixtures for states; tests of typing use `type`)."""
         self.window.compose.set_prompt(text)

@@ -75,6 +75,8 @@ class ComposePanel(ttk.Frame):
         self.on_pack_chosen = on_pack_chosen
         self.vars: dict[str, tk.StringVar | tk.BooleanVar] = {}
         self.combos: dict[str, ttk.Combobox] = {}
+        self.entries: dict[str, ttk.Entry] = {}
+        self.checks: dict[str, ttk.Checkbutton] = {}
         self.stage_grids: list[ttk.LabelFrame] = []
         self._cells: list[tuple[ttk.LabelFrame, int, int, tk.Widget]] = []
         self.columnconfigure(0, weight=1)
@@ -124,6 +126,7 @@ class ComposePanel(ttk.Frame):
         if isinstance(default, bool):
             var: tk.StringVar | tk.BooleanVar = tk.BooleanVar(value=default)
             check = ttk.Checkbutton(box, text=label, variable=var)
+            self.checks[name] = check
             check.grid(row=row, column=column, columnspan=span + 1, sticky="w", pady=pady)
             if span == 1:
                 self._cells.append((box, column, 2, check))
@@ -137,6 +140,7 @@ class ComposePanel(ttk.Frame):
                 widget = self._combo(box, name, var)
             else:
                 widget = ttk.Entry(box, textvariable=var, width=NUMBER_WIDTH)
+                self.entries[name] = widget
                 self._cells.append((box, column + 1, 1, widget))
             widget.grid(
                 row=row, column=column + 1, columnspan=span, sticky="ew", padx=(0, px(8)), pady=pady
