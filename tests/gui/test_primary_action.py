@@ -110,3 +110,6 @@ def test_an_invalid_compose_says_why_and_queues_nothing(make_gui) -> None:  # ty
     gui.click("Run Now")
     gui.pump_until(lambda: window.message.full_text.startswith("Nothing run"), 10)
     assert window.jobs.list_jobs() == []
+    gui.pump_until(  # the trail says it too
+        lambda: [r[2] for r in window.debug_log.rows()].count("add_to_queue_failed") == 2, 10
+    )

@@ -56,6 +56,7 @@ AUTO_RUN_OFF = "auto-run is off"
 PRIMARY = "Add to Queue (Ctrl+Enter)"
 PRIMARY_DRAFT = "Queue the Draft (Ctrl+Enter)"
 STARTING = "Starting the backend…"
+NOTHING_ADDED = "Nothing added"
 MARGIN = 32  # pixels at 1x the window's least width keeps beyond what its parts ask for
 HEARD = 1000  # started jobs remembered, so a late "Queued" never hides their news
 
@@ -229,7 +230,8 @@ class MainWindow:
     # -- compose, draft, queue -----------------------------------------------------------------
 
     def composed(self, why: str) -> Composed | None:
-        """What is composed now; None (and the status line says why) when it cannot be used."""
+        """What is composed now; None when it cannot be used, and then the status line and the
+        debug log say why (`why` is what did not happen: "Nothing queued")."""
         pack = self.compose.pack_chosen()
         if pack:
             return Composed(pack=Path(pack), overrides=Overrides(stages=self.compose.stages()))
@@ -238,13 +240,16 @@ class MainWindow:
         except SpecError as exc:
             reason = str(exc).removeprefix("invalid job spec: ")
             self.say(f"{why}: {reason}")
+            lifecycle, size = self.jobs.lifecycle, len(self.jobs.draft)
+            if why == NOTHING_ADDED:
+                self.ui.run(lambda: lifecycle.log_add_to_job_noop("gui", size, reason))
+            else:
+                self.ui.run(lambda: lifecycle.log_add_to_queue_failed("gui", reason))
             return None
 
     def add_to_job(self) -> None:
-        composed = self.composed("Nothing added")
+        composed = self.composed(NOTHING_ADDED)
         if composed is None:
-            size = len(self.jobs.draft)
-            self.ui.run(lambda: self.jobs.lifecycle.log_add_to_job_noop("gui", size, "invalid"))
             return
         self.say(f"Adding {composed.describe()} to the draft…")
         self.ui.run(
