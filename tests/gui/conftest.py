@@ -178,6 +178,21 @@ class Gui:
         self.click_at(notebook, (xs[0] + xs[-1]) // 2, y + 6)
         self.pump_until(lambda: notebook.tab(notebook.select(), "text") == title, 10)
 
+    def click_row(self, tree: ttk.Treeview, iid: str, column: str, double: bool = False) -> None:
+        """Click (or double-click) a table row where it is drawn, once it is drawn."""
+        boxes: list[tuple[int, int, int, int]] = []
+
+        def drawn() -> bool:
+            self.settle()
+            box = tree.bbox(iid, column)
+            if box:
+                boxes.append(box)  # type: ignore[arg-type]
+            return bool(box)
+
+        self.pump_until(drawn, 10, f"row {iid} to be drawn")
+        x, y, _width, height = boxes[-1]
+        self.click_at(tree, x + 5, y + height // 2, double=double)
+
     def type_prompt(self, text: str) -> None:
         """Put a prompt in the box (fixtures for states; tests of typing use `type`)."""
         self.window.compose.set_prompt(text)

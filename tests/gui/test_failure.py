@@ -102,8 +102,7 @@ def test_a_failed_job_says_why_at_1366x768_and_leaves_nothing_stale(make_gui) ->
     # And a double-click on its history row opens the same.
     window.tabs.select(window.history)
     gui.settle()
-    x, y, _w, h = window.history.tree.bbox(job_id, "reason")  # type: ignore[misc]
-    gui.click_at(window.history.tree, x + 5, y + h // 2, double=True)
+    gui.click_row(window.history.tree, job_id, "reason", double=True)
     gui.pump_until(lambda: bool(gui.toplevels()), 10, "the error window from the history")
     assert "OutOfMemoryError" in gui.toplevels()[-1].all_text()
     assert inside_window(gui, window.history.tree)
@@ -168,8 +167,7 @@ def test_open_folder_asks_the_platform_through_a_library_call(make_gui, monkeypa
     assert run_dir
     window.tabs.select(window.history)
     gui.pump_until(lambda: window.history.tree.exists(job_id), 10, "the history row")
-    x, y, _w, h = window.history.tree.bbox(job_id, "status")  # type: ignore[misc]
-    gui.click_at(window.history.tree, x + 5, y + h // 2)  # select the row
+    gui.click_row(window.history.tree, job_id, "status")  # select the row
     gui.click("Open folder", within=window.history)
     gui.pump_until(lambda: bool(opened), 10, "the folder to be opened")
     assert opened == [(run_dir, False)]

@@ -20,9 +20,7 @@ from typing import Any
 
 import click
 
-from stablenew.app import discovery, settings_file
-from stablenew.app.config import Config
-from stablenew.app.discovery import Probe
+from stablenew.app import discovery
 from stablenew.app.events import (
     FINISHED_KINDS,
     EventKind,
@@ -32,10 +30,11 @@ from stablenew.app.events import (
     StageFinishedData,
 )
 from stablenew.app.intents import Overrides
-from stablenew.app.services import Role, Services
+from stablenew.app.services import Services
 from stablenew.app.state import Lifecycle
-from stablenew.errors import SpecError, StableNewError
+from stablenew.errors import SpecError
 from stablenew.gui import theme as themes
+from stablenew.gui.backend_actions import BackendActions
 from stablenew.gui.backend_view import BackendFacts, BackendIndicator, BackendPanel
 from stablenew.gui.compose import ComposePanel
 from stablenew.gui.debug_log import DebugLogPanel
@@ -46,7 +45,6 @@ from stablenew.gui.offer import OfferBar
 from stablenew.gui.prefs import Prefs
 from stablenew.gui.queue_view import DraftPanel, QueuePanel
 from stablenew.gui.running import RunningPanel, thumbnail
-from stablenew.gui.settings_dialog import APPLIES, SettingsDialog
 from stablenew.gui.widgets import FitLabel
 from stablenew.jobs.job import Job
 from stablenew.jobs.spec import JobSpec, build_spec
@@ -55,7 +53,6 @@ from stablenew.jobs.status import JobStatus
 AUTO_RUN_OFF = "auto-run is off"
 PRIMARY = "Add to Queue (Ctrl+Enter)"
 PRIMARY_DRAFT = "Queue the Draft (Ctrl+Enter)"
-STARTING = "Starting the backend…"
 NOTHING_ADDED = "Nothing added"
 MARGIN = 32  # pixels at 1x the window's least width keeps beyond what its parts ask for
 HEARD = 1000  # started jobs remembered, so a late "Queued" never hides their news
@@ -102,6 +99,7 @@ class MainWindow:
         self.closing = False
         self.destroyed = False
         self.facts = BackendFacts()
+        self.backend_actions = BackendActions(self)
         self._choices_loaded = False
         self._preview_file = ""
         self._inbox: queue.SimpleQueue[JobLifecycleLogEvent] = queue.SimpleQueue()
@@ -156,9 +154,16 @@ class MainWindow:
         self.message = FitLabel(top, "Ready. Write a prompt, then Ctrl+Enter queues it.")
         self.message.grid(row=0, column=3, sticky="ew", padx=px(8))
         top.columnconfigure(3, weight=1)
-        ttk.Button(top, text="Settings…", command=self.open_settings).grid(row=0, column=4)
+        ttk.Button(top, text="Settings…", command=self.backend_actions.open_settings).grid(
+            row=0, column=4
+        )
 
-        self.offer = OfferBar(self.root, self.theme, self.use_found, self.never_discover)
+        self.offer = OfferBar(
+            self.root,
+            self.theme,
+            self.backend_actions.use_found,
+            self.backend_actions.never_discover,
+        )
 
         # Two columns, no draggable divider: the compose side keeps the width it needs (a
         # divider let it be dragged narrower than its form), the rest goes to the right side.
@@ -200,10 +205,10 @@ class MainWindow:
         self.backend = BackendPanel(
             self.tabs,
             self.theme,
-            self.start_backend,
-            self.restart_backend,
-            self.refresh_tail,
-            self.open_settings,
+            self.backend_actions.start_backend,
+            self.backend_actions.restart_backend,
+            self.backend_actions.refresh_tail,
+            self.backend_actions.open_settings,
         )
         for panel, title in (
             (self.queue, "Queue"),
@@ -219,7 +224,7 @@ class MainWindow:
     def say(self, text: str) -> None:
         self.message.set(text)
 
-    def _failed(self, what: str) -> Any:
+    def failed(self, what: str) -> Any:
         def report(error: BaseException) -> None:
             first = (str(error).strip().splitlines() or [type(error).__name__])[0]
             self.say(f"{what} failed: {first}")
@@ -255,7 +260,7 @@ class MainWindow:
         self.ui.run(
             lambda: self._add_specs(composed.specs(self.services)),
             self._draft_changed,
-            self._failed("Add to Job"),
+            self.failed("Add to Job"),
         )
 
     def _add_specs(self, specs: list[JobSpec]) -> list[JobSpec]:
@@ -284,7 +289,7 @@ class MainWindow:
             self.ui.run(
                 lambda: self.jobs.submit_draft(source="gui"),
                 self._queued,
-                self._failed("Add to Queue"),
+                self.failed("Add to Queue"),
             )
             return
         composed = self.composed("Nothing queued")
@@ -294,7 +299,7 @@ class MainWindow:
         self.ui.run(
             lambda: self.jobs.submit_many(composed.specs(self.services), source="gui"),
             self._queued,
-            self._failed("Add to Queue"),
+            self.failed("Add to Queue"),
         )
 
     def _queued(self, ids: list[str], now: bool = False) -> None:
@@ -342,7 +347,7 @@ class MainWindow:
             return ids
 
         self.say(f"Running {composed.describe() if composed else 'the draft'} now…")
-        self.ui.run(work, lambda ids: self._queued(ids, now=True), self._failed("Run Now"))
+        self.ui.run(work, lambda ids: self._queued(ids, now=True), self.failed("Run Now"))
 
     def queue_action(self, op: str, job_id: str) -> None:
         calls = {
@@ -354,16 +359,16 @@ class MainWindow:
         self.ui.run(
             work,
             lambda _r: self.say(f"{op} {job_id[:8]}: done"),
-            self._failed(f"{op} {job_id[:8]}"),
+            self.failed(f"{op} {job_id[:8]}"),
         )
 
     def set_auto_run(self, on: bool) -> None:
         self.say("Auto-run on." if on else "Auto-run off: queued jobs wait.")
         if on:
-            self.ui.run(lambda: self.jobs.resume(source="gui"), failed=self._failed("Resume"))
+            self.ui.run(lambda: self.jobs.resume(source="gui"), failed=self.failed("Resume"))
         else:
             self.ui.run(
-                lambda: self.jobs.pause(AUTO_RUN_OFF, source="gui"), failed=self._failed("Pause")
+                lambda: self.jobs.pause(AUTO_RUN_OFF, source="gui"), failed=self.failed("Pause")
             )
 
     def cancel_running(self) -> None:
@@ -411,12 +416,12 @@ class MainWindow:
                 else (lambda: self.jobs.submit_pipeline_run(job.spec, source="gui"))
             )
             self.ui.run(
-                work, lambda new: self.say(f"Re-queued as {new[:8]}."), self._failed("Re-queue")
+                work, lambda new: self.say(f"Re-queued as {new[:8]}."), self.failed("Re-queue")
             )
 
     def show_details(self, job_id: str) -> None:
         """A job's details from its id (the running panel's "Show error")."""
-        self.ui.run(lambda: self.jobs.get_job(job_id), self.show_job, self._failed("Show error"))
+        self.ui.run(lambda: self.jobs.get_job(job_id), self.show_job, self.failed("Show error"))
 
     def show_job(self, job: Job) -> None:
         if job.error is None and job.status == JobStatus.COMPLETED:
@@ -431,121 +436,14 @@ class MainWindow:
             if code:
                 self.say(f"No file manager could open {folder}: open it by hand.")
 
-        self.ui.run(lambda: click.launch(folder, locate=False), opened, self._failed("Open"))
+        self.ui.run(lambda: click.launch(folder, locate=False), opened, self.failed("Open"))
 
     # -- the backend ---------------------------------------------------------------------------
 
     def start(self) -> None:
         """Own the home (the runner and the backend), or attach to its owner, off the Tk thread."""
-        self.say(STARTING)
-        self.ui.run(self.services.open, self._opened, self._failed("Backend start"))
+        self.backend_actions.start()
         self.refresh_history()
-
-    def _opened(self, role: Role) -> None:
-        if role == Role.CLIENT:
-            self.ui.run(self._backend_facts, self._attached)
-        else:
-            if self.message.full_text == STARTING:  # a click's answer since then stays
-                self.say("Backend ready. Write a prompt, then Ctrl+Enter queues it.")
-            if self.discover:
-                self.ui.run(self._discover, self._found)
-
-    def _attached(self, facts: BackendFacts) -> None:
-        self._show_facts(facts)
-        self.say(
-            f"Attached to the owner pid {facts.owner_pid}: it runs the queue and the backend; "
-            "jobs queued here run there."
-        )
-
-    def _discover(self) -> list[Probe]:
-        if not settings_file.discovery_wanted(settings_file.read(self.home)):
-            return []
-        return discovery.discover()
-
-    def _found(self, found: list[Probe]) -> None:
-        if found and not self.closing:
-            self.offer.offer(found[0])
-            self.offer.grid(row=1, column=0, sticky="ew")
-
-    def use_found(self, found: Probe) -> None:
-        url = str(found.url)
-
-        def work() -> Path:
-            data = settings_file.read(self.home).model_dump()
-            data["backend"].update(mode="attached", url=url)
-            return settings_file.write(self.home, settings_file.validate(data))
-
-        self.offer.dismiss()
-        self.ui.run(
-            work,
-            lambda path: self.say(
-                f"Saved to {path}: StableNew uses {url} from its next start "
-                "(close and open it again)."
-            ),
-            self._failed("Saving the backend"),
-        )
-
-    def never_discover(self) -> None:
-        def work() -> Path:
-            data = settings_file.read(self.home).model_dump()
-            data["backend"]["discover"] = False
-            return settings_file.write(self.home, settings_file.validate(data))
-
-        self.offer.dismiss()
-        self.ui.run(
-            work,
-            lambda path: self.say(f"No more looking for an A1111 at start (saved to {path})."),
-            self._failed("Saving the setting"),
-        )
-
-    def open_settings(self) -> None:
-        def opened(config: Config) -> None:
-            SettingsDialog(self.root, self.theme, self.ui, self.home, config, self._saved)
-
-        def unreadable(error: BaseException) -> None:
-            self.say(f"{error}: the dialog starts from the defaults.")
-            opened(Config())
-
-        self.ui.run(lambda: settings_file.read(self.home), opened, unreadable)
-
-    def _saved(self, path: Path) -> None:
-        self.say(f"Settings saved to {path}. {APPLIES}")
-
-    def start_backend(self) -> None:
-        if self.services.role == Role.CLIENT:
-            self.say("The backend belongs to the home's owner: this window does not start it.")
-            return
-        self.say("Starting the backend…")
-        self.ui.run(self.services.backend.start, failed=self._failed("Backend start"))
-
-    def restart_backend(self) -> None:
-        if self.services.role == Role.CLIENT:
-            self.say("The backend belongs to the home's owner: this window does not restart it.")
-            return
-        self.say("Restarting the backend…")
-        self.ui.run(self.services.backend.restart, failed=self._failed("Backend restart"))
-
-    def refresh_tail(self) -> None:
-        if self.services.role == Role.CLIENT:
-            self.backend.show_tail({"owner": "The backend's output is in the owner's logs."})
-            return
-        self.ui.run(self.services.backend.tail, self.backend.show_tail)
-
-    def _backend_facts(self) -> BackendFacts:
-        """Off the Tk thread: what the backend is, asked of it."""
-        backend = self.services.backend
-        owner = backend.owner() if self.services.role == Role.CLIENT else None
-        url = owner.backend_url if owner is not None else backend.url
-        try:
-            reference: bool | None = backend.reference_version() is not None
-        except StableNewError:  # the owner has not published its backend yet
-            reference = None
-        return BackendFacts(reference, url, backend.managed, owner.pid if owner else None)
-
-    def _show_facts(self, facts: BackendFacts) -> None:
-        self.facts = facts
-        self.backend_text.set(facts.describe())
-        self.backend.show_facts(facts)
 
     def preview_pack(self, path: str) -> None:
         self.say(f"Reading {Path(path).name}…")
@@ -620,7 +518,9 @@ class MainWindow:
         elif event.kind == EventKind.QUEUE_RESUMED:
             self.say("Queue resumed.")
         elif event.kind == EventKind.WARNING and event.source == "app":
-            self.ui.run(self._backend_facts, self._show_facts)  # a take-over changes the owner
+            self.ui.run(
+                self.backend_actions.read_facts, self.backend_actions.show_facts
+            )  # a take-over changes the owner
         return False
 
     def _failure_read(self, job: Job) -> None:
@@ -666,7 +566,7 @@ class MainWindow:
         self.indicator.show(state)
         self.backend.indicator.show(state)
         if state == "READY":
-            self.ui.run(self._backend_facts, self._show_facts)
+            self.ui.run(self.backend_actions.read_facts, self.backend_actions.show_facts)
             if not self._choices_loaded:
                 self._choices_loaded = True
                 self.ui.run(self.services.backend.choices, self._fill_choices)
