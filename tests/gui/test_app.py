@@ -24,22 +24,23 @@ def debug_rows(gui: Gui) -> list[tuple[str, ...]]:
 
 def history_statuses(gui: Gui) -> list[str]:
     tree = gui.window.history.tree
-    return [tree.item(i, "values")[1] for i in tree.get_children()]
+    return [tree.shown(i)[1] for i in tree.get_children()]
 
 
 def test_compose_add_to_job_add_to_queue_and_see_it_complete(make_gui) -> None:  # type: ignore[no-untyped-def]
     gui = make_gui()
     window = gui.window
     gui.click("Add to Job")  # nothing composed yet: says why, and logs it
-    gui.pump_until(lambda: "Nothing added" in window.message.cget("text"))
+    gui.pump_until(lambda: "Nothing added" in window.message.full_text)
     gui.pump_until(lambda: any(r[2] == "add_to_job_noop" for r in debug_rows(gui)))
 
     compose(gui, "a paper boat on a pond", **{"upscale.enabled": True, "upscale.factor": "2"})
     gui.click("Add to Job")
-    gui.pump_until(lambda: window.draft.count.cget("text") == "1 job(s) in the draft")
+    gui.pump_until(lambda: window.draft.count.full_text.startswith("1 job(s) in the draft"))
     assert window.draft.items.get(0).startswith("2x a paper boat")
-    gui.click("Add to Queue (Ctrl+Enter)")
-    gui.pump_until(lambda: window.draft.count.cget("text") == "0 job(s) in the draft")
+    gui.click("Queue the Draft (Ctrl+Enter)")  # the primary action says what it queues
+    gui.pump_until(lambda: window.draft.count.full_text.startswith("Empty"))
+    assert window.primary.cget("text") == "Add to Queue (Ctrl+Enter)"
     gui.pump_until(lambda: history_statuses(gui) == ["COMPLETED"], 60, "the job in history")
 
     assert window.running.preview.cget("image"), "the latest image is previewed"
@@ -65,7 +66,7 @@ def test_cancel_a_hanging_upscale_while_the_window_keeps_responding(make_gui) ->
     )
     gui.pump_until(lambda: httpx.get(f"{url}/sim/stats").json()["stages"].get("upscale") == 1)
     gui.gaps.clear()
-    window.root.event_generate("<Escape>")
+    gui.key("Escape")
     gui.pump_until(lambda: history_statuses(gui) == ["CANCELLED"], 30, "CANCELLED in history")
     assert max(gui.gaps) < 1.0, "the event loop never stalled while the backend hung"
     assert any(r[2] == "job_cancelled" for r in debug_rows(gui))
@@ -78,11 +79,11 @@ def test_a_failed_job_shows_its_envelope(make_gui) -> None:  # type: ignore[no-u
     gui.click("Run Now")
     gui.pump_until(lambda: history_statuses(gui) == ["FAILED"], 30)
     assert window.lifecycle.cget("text") == "ERROR"
+    window.tabs.select(window.history)
     window.history.tree.selection_set(window.history.tree.get_children()[0])
-    gui.click("Show error")
-    popup = [w for w in window.root.winfo_children() if w.winfo_class() == "Toplevel"][-1]
-    text = popup.winfo_children()[0].get("1.0", "end")
-    assert "unknown model 'no-such-model'" in text
+    gui.click("Show error", within=window.history)
+    gui.pump_until(lambda: bool(gui.toplevels()), 10, "the error window")
+    assert "unknown model 'no-such-model'" in gui.toplevels()[-1].all_text()
 
 
 def test_a_backend_crash_shows_in_the_indicator_and_recovers(make_gui) -> None:  # type: ignore[no-untyped-def]
@@ -121,6 +122,7 @@ def test_history_filter_and_search(make_gui) -> None:  # type: ignore[no-untyped
     compose(gui, "a broken model", images="1", model="no-such-model")
     gui.click("Run Now")
     gui.pump_until(lambda: sorted(history_statuses(gui)) == ["COMPLETED", "FAILED"], 30)
+    window.tabs.select(window.history)
     window.history.status.set("FAILED")
     gui.click("Search")
     gui.pump_until(lambda: history_statuses(gui) == ["FAILED"])
@@ -133,12 +135,13 @@ def test_history_filter_and_search(make_gui) -> None:  # type: ignore[no-untyped
 def test_debug_log_autoscroll_pauses_when_scrolled_up(display: str) -> None:
     import tkinter as tk
 
+    from stablenew.gui import theme
     from stablenew.gui.debug_log import DebugLogPanel
     from stablenew.observe.events import EventKind, JobLifecycleLogEvent
 
     root = tk.Tk()
     try:
-        panel = DebugLogPanel(root, max_rows=500)
+        panel = DebugLogPanel(root, theme.apply(root), max_rows=500)
         panel.pack(fill="both", expand=True)
 
         def add(n: int, job: str = "aaaaaaaa") -> None:

@@ -313,6 +313,10 @@ class JobExecutionController:
         elif event.kind in QUEUE_KINDS:
             self.snapshot.request()
 
+    def report(self, message: str, source: str = "gui") -> None:
+        """A door's own problem (a click whose work failed) into the trail, as a warning."""
+        self.bus.emit(EventKind.WARNING, message, source=source)
+
 
 ALLOWED = {
     Lifecycle.IDLE: {Lifecycle.RUNNING, Lifecycle.ERROR},
@@ -494,3 +498,9 @@ class BackendController:
     @property
     def breaker(self) -> BreakerState:
         return self._manager.breaker.state
+
+    def reference_version(self) -> str | None:
+        """The version of StableNew's reference backend when that is what answers (it makes
+        simulated images), None for a real A1111-compatible backend. Asks the backend: call it
+        off a GUI thread."""
+        return self._client().reference_version()

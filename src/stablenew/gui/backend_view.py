@@ -1,10 +1,16 @@
-"""Backend status: a visible indicator, Start and Restart, and the backend's output tail."""
+"""Backend status: a visible indicator, what the backend is (the reference backend's simulated
+images, a real A1111, another process's backend), Start and Restart, and its output tail."""
 
 from __future__ import annotations
 
 import tkinter as tk
 from collections.abc import Callable
+from dataclasses import dataclass
 from tkinter import ttk
+
+from stablenew.app.discovery import REFERENCE_TEXT
+from stablenew.gui.theme import Theme
+from stablenew.gui.widgets import FitLabel
 
 COLOURS = {
     "READY": "#2e7d32",
@@ -17,10 +23,38 @@ COLOURS = {
 }
 
 
+@dataclass(frozen=True)
+class BackendFacts:
+    """What is known about the backend this window uses; every field may still be unknown."""
+
+    reference: bool | None = None  # None: not asked yet
+    url: str | None = None
+    managed: bool = True
+    owner_pid: int | None = None  # set when another process owns the home (and its backend)
+
+    def describe(self) -> str:
+        parts = []
+        if self.reference is True:
+            parts.append(REFERENCE_TEXT)
+        elif self.reference is False:
+            parts.append("A1111-compatible API" + (f" at {self.url}" if self.url else ""))
+        if self.owner_pid is not None:
+            parts.append(f"attached to the owner pid {self.owner_pid}")
+        elif self.reference is not None and not self.managed:
+            parts.append("attached (StableNew does not start or stop it)")
+        return " · ".join(parts)
+
+
 class BackendIndicator(tk.Label):
-    def __init__(self, master: tk.Misc) -> None:
+    def __init__(self, master: tk.Misc, theme: Theme) -> None:
         super().__init__(
-            master, text=" backend: STOPPED ", fg="white", bg=COLOURS["STOPPED"], padx=6, pady=2
+            master,
+            text=" backend: STOPPED ",
+            fg="white",
+            bg=COLOURS["STOPPED"],
+            padx=theme.px(6),
+            pady=theme.px(2),
+            font="SunValleyBodyFont",
         )
 
     def show(self, state: str) -> None:
@@ -35,24 +69,40 @@ class BackendPanel(ttk.Frame):
     def __init__(
         self,
         master: tk.Misc,
+        theme: Theme,
         start: Callable[[], None],
         restart: Callable[[], None],
         refresh_tail: Callable[[], None],
+        settings: Callable[[], None],
     ) -> None:
-        super().__init__(master, padding=4)
+        px = theme.px
+        super().__init__(master, padding=px(4))
         self.columnconfigure(0, weight=1)
-        self.rowconfigure(1, weight=1)
+        self.rowconfigure(2, weight=1)
         bar = ttk.Frame(self)
         bar.grid(row=0, column=0, sticky="ew")
-        self.indicator = BackendIndicator(bar)
-        self.indicator.pack(side="left")
-        self.url = ttk.Label(bar, text="")
-        self.url.pack(side="left", padx=6)
-        ttk.Button(bar, text="Refresh output", command=refresh_tail).pack(side="right")
-        ttk.Button(bar, text="Restart", command=restart).pack(side="right", padx=2)
-        ttk.Button(bar, text="Start", command=start).pack(side="right")
-        self.tail = tk.Text(self, height=12, wrap="none", font=("TkFixedFont", 9))
-        self.tail.grid(row=1, column=0, sticky="nsew")
+        bar.columnconfigure(1, weight=1)
+        self.indicator = BackendIndicator(bar, theme)
+        self.indicator.grid(row=0, column=0)
+        self.description = FitLabel(bar, "")
+        self.description.grid(row=0, column=1, sticky="ew", padx=px(6))
+        self.start = ttk.Button(bar, text="Start", command=start)
+        self.start.grid(row=0, column=2)
+        self.restart = ttk.Button(bar, text="Restart", command=restart)
+        self.restart.grid(row=0, column=3, padx=px(2))
+        ttk.Button(bar, text="Refresh output", command=refresh_tail).grid(row=0, column=4)
+        ttk.Button(bar, text="Settings…", command=settings).grid(row=0, column=5, padx=(px(2), 0))
+        self.url = FitLabel(self, "", style="Note.TLabel")
+        self.url.grid(row=1, column=0, sticky="ew", pady=px(2))
+        self.tail = tk.Text(self, height=8, wrap="none", font="TkFixedFont")
+        self.tail.grid(row=2, column=0, sticky="nsew")
+
+    def show_facts(self, facts: BackendFacts) -> None:
+        self.description.set(facts.describe())
+        self.url.set(f"URL: {facts.url}" if facts.url else "")
+        client = facts.owner_pid is not None
+        for button in (self.start, self.restart):  # a client never starts another's backend
+            button.configure(state="disabled" if client else "normal")
 
     def show_tail(self, tails: dict[str, str]) -> None:
         self.tail.configure(state="normal")

@@ -1,6 +1,7 @@
 """The debug log panel: the lifecycle trail as a table (most recent 500), filterable by job.
 
-Autoscroll follows new rows unless the user has scrolled up to read.
+Autoscroll follows new rows unless the user has scrolled up to read. Every event name fits its
+column; a long message is shortened in its row and shown whole below the table when selected.
 """
 
 from __future__ import annotations
@@ -8,45 +9,63 @@ from __future__ import annotations
 import tkinter as tk
 from tkinter import ttk
 
-from stablenew.app.events import JobLifecycleLogEvent
+from stablenew.app.events import EventKind, JobLifecycleLogEvent
+from stablenew.gui.queue_view import SHORT_ID
+from stablenew.gui.theme import Theme
+from stablenew.gui.widgets import Column, FitTree
+
+SOURCES = ("gui", "cli", "api", "app", "runner", "pipeline", "backend", "pipeline_controller")
 
 
 class DebugLogPanel(ttk.Frame):
-    COLUMNS = ("time", "source", "event", "job", "message")
+    COLUMNS = (
+        Column("time", "time", ("23:59:59",)),
+        Column("source", "source", SOURCES),
+        Column("event", "event", tuple(k.value for k in EventKind)),
+        Column("job", "job", SHORT_ID),
+        Column("message", "message"),
+    )
 
-    def __init__(self, master: tk.Misc, max_rows: int = 500) -> None:
-        super().__init__(master, padding=4)
+    def __init__(self, master: tk.Misc, theme: Theme, max_rows: int = 500) -> None:
+        px = theme.px
+        super().__init__(master, padding=px(4))
         self.max_rows = max_rows
         self.columnconfigure(0, weight=1)
         self.rowconfigure(1, weight=1)
         bar = ttk.Frame(self)
-        bar.grid(row=0, column=0, columnspan=2, sticky="ew")
+        bar.grid(row=0, column=0, columnspan=2, sticky="ew", pady=(0, px(4)))
         ttk.Label(bar, text="Job").pack(side="left")
         self.job_filter = tk.StringVar(value="all")
         self.filter_box = ttk.Combobox(
-            bar, textvariable=self.job_filter, width=12, values=["all"], state="readonly"
+            bar, textvariable=self.job_filter, width=11, values=["all"], state="readonly"
         )
-        self.filter_box.pack(side="left", padx=4)
+        self.filter_box.pack(side="left", padx=px(4))
         self.filter_box.bind("<<ComboboxSelected>>", lambda _e: self.rebuild())
-        self.tree = ttk.Treeview(self, columns=self.COLUMNS, show="headings")
-        for column, width in zip(self.COLUMNS, (70, 80, 130, 80, 600), strict=True):
-            self.tree.heading(column, text=column)
-            self.tree.column(column, width=width, stretch=column == "message")
+        self.tree = FitTree(self, self.COLUMNS, theme.px)
         scroll = ttk.Scrollbar(self, orient="vertical", command=self.tree.yview)
         self.tree.configure(yscrollcommand=scroll.set)
         self.tree.grid(row=1, column=0, sticky="nsew")
         scroll.grid(row=1, column=1, sticky="ns")
-        self._last_seq = 0
+        # The selected row's whole message, wrapped (selectable, so it can be copied).
+        self.selected = tk.Text(
+            self, height=2, wrap="word", relief="flat", takefocus=False, font="SunValleyBodyFont"
+        )
+        self.selected.grid(row=2, column=0, columnspan=2, sticky="ew", pady=(px(2), 0))
+        self._say("Select a row to read its whole message.")
+        self.tree.bind("<<TreeviewSelect>>", lambda _e: self._show_selected())
+        self.following = True
+        self.tree.bind("<Map>", lambda _e: self._catch_up(), add="+")
+        self._count = 0
         self._events: list[JobLifecycleLogEvent] = []
+        self._messages: dict[str, str] = {}
         self._jobs: list[str] = []
 
     def rows(self) -> list[tuple[str, ...]]:
-        return [tuple(self.tree.item(i, "values")) for i in self.tree.get_children()]
+        """The rows as shown (a long message shortened)."""
+        return [self.tree.shown(i) for i in self.tree.get_children()]
 
     def add(self, events: list[JobLifecycleLogEvent]) -> None:
-        fresh = [e for e in events if e.seq > self._last_seq and e.kind.value != "progress"]
-        if events:
-            self._last_seq = max(self._last_seq, events[-1].seq)
+        fresh = [e for e in events if e.kind != EventKind.PROGRESS]
         if not fresh:
             return
         self._events = (self._events + fresh)[-self.max_rows :]
@@ -54,12 +73,18 @@ class DebugLogPanel(ttk.Frame):
             if event.job_id and event.job_id[:8] not in self._jobs:
                 self._jobs.append(event.job_id[:8])
                 self.filter_box.configure(values=["all", *self._jobs[-50:]])
-        follow = self.tree.yview()[1] >= 0.999  # at the bottom: keep following
+        if self.tree.winfo_ismapped():  # hidden, its view says nothing about the reader
+            self.following = self.tree.yview()[1] >= 0.999  # at the bottom: keep following
+        follow = self.following
         for event in fresh:
             self._insert(event)
         children = self.tree.get_children()
         if len(children) > self.max_rows:
-            self.tree.delete(*children[: len(children) - self.max_rows])
+            old = children[: len(children) - self.max_rows]
+            self.tree.delete(*old)
+            for iid in old:
+                self.tree.rows.pop(iid, None)
+                self._messages.pop(iid, None)
         if follow and self.tree.get_children():
             self.tree.see(self.tree.get_children()[-1])
 
@@ -69,12 +94,31 @@ class DebugLogPanel(ttk.Frame):
         if wanted != "all" and job != wanted:
             return
         when = event.ts.astimezone().strftime("%H:%M:%S")
-        self.tree.insert(
-            "", "end", values=(when, event.source, event.kind.value, job, event.message)
-        )
+        self._count += 1
+        iid = f"e{self._count}"
+        self._messages[iid] = event.message
+        self.tree.set_row(iid, (when, event.source, event.kind.value, job, event.message))
+
+    def _catch_up(self) -> None:
+        """Shown again (its tab chosen): the newest rows, unless the reader had scrolled up."""
+        children = self.tree.get_children()
+        if self.following and children:
+            self.tree.see(children[-1])
+
+    def _show_selected(self) -> None:
+        selected = self.tree.selection()
+        if selected:
+            self._say(self._messages.get(str(selected[0]), ""))
+
+    def _say(self, text: str) -> None:
+        self.selected.configure(state="normal")
+        self.selected.delete("1.0", "end")
+        self.selected.insert("1.0", text)
+        self.selected.configure(state="disabled")
 
     def rebuild(self) -> None:
-        self.tree.delete(*self.tree.get_children())
+        self.tree.clear()
+        self._messages.clear()
         for event in self._events:
             self._insert(event)
         if self.tree.get_children():

@@ -1,118 +1,152 @@
-"""History: finished jobs with thumbnails, filters, open folder, re-queue, the error envelope."""
+"""History: finished jobs with thumbnails, filters, open folder, re-queue, and why a job failed
+(the reason column; the whole envelope on "Show error" or a double-click)."""
 
 from __future__ import annotations
 
-import json
 import tkinter as tk
 from collections.abc import Callable
+from datetime import datetime
+from functools import partial
 from tkinter import ttk
+from typing import Any
 
 from PIL import Image, ImageTk
 
+from stablenew.gui.failure_view import short_reason
+from stablenew.gui.queue_view import SHORT_ID, STATUSES
+from stablenew.gui.theme import Theme
+from stablenew.gui.widgets import Column, FitTree
 from stablenew.jobs.job import Job
+from stablenew.jobs.status import JobStatus
+
+THUMB = 44  # a row's thumbnail side, pixels at 1x
+FILTERS = ["all", "COMPLETED", "FAILED", "CANCELLED"]
+
+
+def when(moment: datetime | None) -> str:
+    """A finish time, short: the time today, else the day and minute (local time)."""
+    if moment is None:
+        return ""
+    local = moment.astimezone()
+    today = local.date() == datetime.now().astimezone().date()
+    return local.strftime("%H:%M:%S" if today else "%m-%d %H:%M")
+
+
+def reason(job: Job) -> str:
+    """Why it ended as it did, in one line ("" for a job that completed)."""
+    if job.status == JobStatus.FAILED:
+        return short_reason(job.error) if job.error is not None else "no reason recorded"
+    if job.status == JobStatus.CANCELLED:
+        return "cancelled"
+    return ""
 
 
 class HistoryPanel(ttk.Frame):
-    COLUMNS = ("job", "status", "finished", "images", "prompt")
+    COLUMNS = (
+        Column("job", "job", SHORT_ID),
+        Column("status", "status", STATUSES),
+        Column("finished", "finished", ("12-30 23:59", "23:59:59")),
+        Column("images", "images", ("9999",)),
+        Column("reason", "reason", weight=3),
+        Column("prompt", "prompt", weight=2),
+    )
 
     def __init__(
-        self, master: tk.Misc, refresh: Callable[[], None], act: Callable[[str, str], None]
+        self,
+        master: tk.Misc,
+        theme: Theme,
+        refresh: Callable[[], None],
+        act: Callable[[str, str | None], None],
     ) -> None:
-        super().__init__(master, padding=4)
+        px = theme.px
+        super().__init__(master, padding=px(4))
+        self.theme = theme
         self.act = act
         self.columnconfigure(0, weight=1)
         self.rowconfigure(1, weight=1)
         bar = ttk.Frame(self)
-        bar.grid(row=0, column=0, sticky="ew")
+        bar.grid(row=0, column=0, columnspan=2, sticky="ew", pady=(0, px(4)))
         self.status = tk.StringVar(value="all")
-        ttk.Combobox(
-            bar,
-            textvariable=self.status,
-            width=11,
-            state="readonly",
-            values=["all", "COMPLETED", "FAILED", "CANCELLED"],
-        ).pack(side="left")
+        width = max(len(f) for f in FILTERS) + 2
+        status = ttk.Combobox(
+            bar, textvariable=self.status, width=width, state="readonly", values=FILTERS
+        )
+        status.grid(row=0, column=0)
+        status.bind("<<ComboboxSelected>>", lambda _e: refresh())
         self.search = tk.StringVar()
-        entry = ttk.Entry(bar, textvariable=self.search, width=24)
-        entry.pack(side="left", padx=4)
+        entry = ttk.Entry(bar, textvariable=self.search, width=12)
+        entry.grid(row=0, column=1, sticky="ew", padx=px(4))
         entry.bind("<Return>", lambda _e: refresh())
-        ttk.Button(bar, text="Search", command=refresh).pack(side="left")
-        for label, op in (
-            ("Open folder", "open"),
-            ("Re-queue", "requeue"),
-            ("Show error", "error"),
+        bar.columnconfigure(1, weight=1)
+        ttk.Button(bar, text="Search", command=refresh).grid(row=0, column=2, padx=(0, px(12)))
+        for i, (label, op) in enumerate(
+            (("Open folder", "open"), ("Re-queue", "requeue"), ("Show error", "error")), start=3
         ):
-            ttk.Button(bar, text=label, command=lambda op=op: self._selected(op)).pack(
-                side="right", padx=1
+            ttk.Button(bar, text=label, command=partial(self._selected, op)).grid(
+                row=0, column=i, padx=(px(2), 0)
             )
         style = ttk.Style(self)
-        style.configure("History.Treeview", rowheight=68)
-        self.tree = ttk.Treeview(
-            self, columns=self.COLUMNS, show="tree headings", style="History.Treeview", height=5
+        row_height = max(px(THUMB) + px(4), theme.body.metrics("linespace") + px(6))
+        style.configure("History.Treeview", rowheight=row_height)
+        self.tree = FitTree(
+            self,
+            self.COLUMNS,
+            px,
+            tree_width=px(THUMB) + px(24),
+            style="History.Treeview",
+            height=4,
         )
-        self.tree.column("#0", width=80, stretch=False)
-        for column, width in zip(self.COLUMNS, (80, 90, 150, 60, 420), strict=True):
-            self.tree.heading(column, text=column)
-            self.tree.column(column, width=width, stretch=column == "prompt")
+        scroll = ttk.Scrollbar(self, orient="vertical", command=self.tree.yview)
+        self.tree.configure(yscrollcommand=scroll.set)
         self.tree.grid(row=1, column=0, sticky="nsew")
+        scroll.grid(row=1, column=1, sticky="ns")
+        self.tree.bind("<Double-1>", self._double_click)
+        self.tree.bind("<Return>", lambda _e: self._selected("error"))
         self.thumbs: dict[str, ImageTk.PhotoImage] = {}
         self.jobs: dict[str, Job] = {}
+
+    def thumb_size(self) -> int:
+        return self.theme.px(THUMB)
 
     def filters(self) -> tuple[str | None, str | None]:
         status = self.status.get()
         return (None if status == "all" else status), (self.search.get().strip() or None)
 
-    def _selected(self, op: str) -> None:
+    def selected(self) -> str | None:
         selected = self.tree.selection()
-        if selected:
-            self.act(op, selected[0])
+        return str(selected[0]) if selected else None
+
+    def _selected(self, op: str) -> None:
+        self.act(op, self.selected())  # None: the window says to select a job first
+
+    def _double_click(self, event: tk.Event[Any]) -> str:
+        row = self.tree.identify_row(event.y)
+        if row:
+            self.tree.selection_set(row)
+            self.act("error", row)
+        return "break"
 
     def show(self, jobs: list[Job]) -> None:
+        selected = self.selected()
         self.jobs = {j.id: j for j in jobs}
-        self.tree.delete(*self.tree.get_children())
+        self.tree.clear()
         for job in jobs:
-            finished = (
-                job.finished_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-                if job.finished_at
-                else ""
-            )
-            self.tree.insert(
-                "",
-                "end",
-                iid=job.id,
-                image=self.thumbs.get(job.id, ""),
-                values=(
+            self.tree.set_row(
+                job.id,
+                (
                     job.short_id,
                     job.status.value,
-                    finished,
+                    when(job.finished_at),
                     len(job.result.images),
-                    job.spec.prompt[:120],
+                    reason(job),
+                    job.spec.prompt,
                 ),
+                image=self.thumbs.get(job.id, ""),
             )
+        if selected and self.tree.exists(selected):
+            self.tree.selection_set(selected)
 
     def set_thumbnail(self, job_id: str, image: Image.Image) -> None:
         self.thumbs[job_id] = ImageTk.PhotoImage(image)
         if self.tree.exists(job_id):
             self.tree.item(job_id, image=self.thumbs[job_id])
-
-
-def show_envelope(master: tk.Misc, job: Job) -> tk.Toplevel:
-    """A window with the job's error envelope and failure artifacts."""
-    window = tk.Toplevel(master)
-    window.title(f"Job {job.short_id}: {job.status.value}")
-    text = tk.Text(window, width=100, height=30, wrap="word")
-    text.pack(fill="both", expand=True)
-    error = job.error
-    if error is None:
-        text.insert("1.0", "no error recorded")
-    else:
-        text.insert(
-            "1.0",
-            error.message
-            + "\n\nartifacts:\n"
-            + "\n".join(error.artifacts or ["(none)"])
-            + "\n\nenvelope:\n"
-            + json.dumps(error.model_dump(mode="json"), indent=2),
-        )
-    text.configure(state="disabled")
-    return window

@@ -1,32 +1,53 @@
-"""The draft ("Add to Job") and the queue panel (order, cancel, pause, auto-run)."""
+"""The draft ("Add to Job": an explicit list for building several jobs before queueing them) and
+the queue panel (order, cancel, pause, auto-run)."""
 
 from __future__ import annotations
 
 import tkinter as tk
 from collections.abc import Callable
+from functools import partial
 from tkinter import ttk
 
+from stablenew.gui.theme import Theme
+from stablenew.gui.widgets import Column, FitLabel, FitTree
 from stablenew.jobs.job import Job
-from stablenew.jobs.spec import JobSpec
+from stablenew.jobs.spec import STAGES, JobSpec
+from stablenew.jobs.status import JobStatus
+
+SHORT_ID = ("00000000", "dddddddd")  # the widest an 8-character hex id gets
+STATUSES = tuple(s.value for s in JobStatus)
+LONGEST_CHAIN = ",".join(STAGES)
 
 
-class DraftPanel(ttk.LabelFrame):
+class DraftPanel(ttk.Frame):
     def __init__(
-        self, master: tk.Misc, on_remove: Callable[[int], None], on_clear: Callable[[], None]
+        self,
+        master: tk.Misc,
+        theme: Theme,
+        on_remove: Callable[[int], None],
+        on_clear: Callable[[], None],
     ) -> None:
-        super().__init__(master, text="Draft (Add to Job)", padding=4)
+        px = theme.px
+        super().__init__(master, padding=px(4))
         self.columnconfigure(0, weight=1)
-        self.count = ttk.Label(self, text="0 job(s) in the draft")
-        self.count.grid(row=0, column=0, sticky="w")
-        self.items = tk.Listbox(self, height=4, activestyle="none")
-        self.items.grid(row=1, column=0, columnspan=3, sticky="nsew")
+        self.rowconfigure(1, weight=1)
+        self.count = FitLabel(self, self._count_text(0))
+        self.count.grid(row=0, column=0, sticky="ew")
         ttk.Button(self, text="Remove", command=lambda: self._remove(on_remove)).grid(
-            row=0, column=1, padx=2
+            row=0, column=1, padx=px(2)
         )
         ttk.Button(self, text="Clear", command=on_clear).grid(row=0, column=2)
+        self.items = tk.Listbox(self, height=4, activestyle="none")
+        self.items.grid(row=1, column=0, columnspan=3, sticky="nsew", pady=(px(4), 0))
+
+    @staticmethod
+    def _count_text(n: int) -> str:
+        if not n:
+            return "Empty: Ctrl+Enter queues the composed job directly. Add to Job collects here."
+        return f"{n} job(s) in the draft: Ctrl+Enter queues them all; Clear to queue directly."
 
     def _remove(self, on_remove: Callable[[int], None]) -> None:
-        selected = self.items.curselection()
+        selected: tuple[int, ...] = self.items.curselection()  # type: ignore[no-untyped-call]
         if selected:
             on_remove(int(selected[0]))
 
@@ -35,48 +56,64 @@ class DraftPanel(ttk.LabelFrame):
         for spec in draft:
             variant = spec.provenance.variant_label()
             self.items.insert(
-                "end", f"{spec.images}x {spec.prompt[:70]}" + (f"  [{variant}]" if variant else "")
+                "end", f"{spec.images}x {spec.prompt[:200]}" + (f"  [{variant}]" if variant else "")
             )
-        self.count.configure(text=f"{len(draft)} job(s) in the draft")
+        self.count.set(self._count_text(len(draft)))
 
 
 class QueuePanel(ttk.Frame):
-    COLUMNS = ("pos", "job", "status", "stages", "images", "prompt")
+    COLUMNS = (
+        Column("pos", "#", ("9999",)),
+        Column("job", "job", SHORT_ID),
+        Column("status", "status", STATUSES),
+        Column("stages", "stages", (LONGEST_CHAIN,)),
+        Column("images", "images", ("9999",)),
+        Column("prompt", "prompt"),
+    )
 
     def __init__(
-        self, master: tk.Misc, act: Callable[[str, str], None], set_auto_run: Callable[[bool], None]
+        self,
+        master: tk.Misc,
+        theme: Theme,
+        act: Callable[[str, str], None],
+        set_auto_run: Callable[[bool], None],
     ) -> None:
-        super().__init__(master, padding=4)
+        px = theme.px
+        super().__init__(master, padding=px(4))
         self.act = act
         self.columnconfigure(0, weight=1)
         self.rowconfigure(1, weight=1)
         bar = ttk.Frame(self)
-        bar.grid(row=0, column=0, sticky="ew")
-        for label, op in (
-            ("Up", "up"),
-            ("Down", "down"),
-            ("To front", "front"),
-            ("To back", "back"),
-            ("Cancel", "cancel"),
-            ("Remove", "remove"),
-        ):
-            ttk.Button(bar, text=label, command=lambda op=op: self._selected(op)).pack(
-                side="left", padx=1
+        bar.grid(row=0, column=0, columnspan=2, sticky="ew", pady=(0, px(4)))
+        for i, (label, op) in enumerate(
+            (
+                ("Up", "up"),
+                ("Down", "down"),
+                ("To front", "front"),
+                ("To back", "back"),
+                ("Cancel", "cancel"),
+                ("Remove", "remove"),
             )
+        ):
+            ttk.Button(bar, text=label, command=partial(self._selected, op)).grid(
+                row=0, column=i, padx=(0, px(2))
+            )
+        bar.columnconfigure(6, weight=1)
+        self.paused = FitLabel(bar, "")
+        self.paused.grid(row=0, column=6, sticky="ew", padx=px(6))
         self.auto_run = tk.BooleanVar(value=True)
-        ttk.Checkbutton(
+        self.auto_run_button = ttk.Checkbutton(
             bar,
             text="Auto-run",
             variable=self.auto_run,
             command=lambda: set_auto_run(self.auto_run.get()),
-        ).pack(side="right")
-        self.paused = ttk.Label(bar, text="")
-        self.paused.pack(side="right", padx=6)
-        self.tree = ttk.Treeview(self, columns=self.COLUMNS, show="headings", height=8)
-        for column, width in zip(self.COLUMNS, (40, 80, 90, 170, 60, 400), strict=True):
-            self.tree.heading(column, text=column)
-            self.tree.column(column, width=width, stretch=column == "prompt")
+        )
+        self.auto_run_button.grid(row=0, column=7)
+        self.tree = FitTree(self, self.COLUMNS, theme.px, height=6)
+        scroll = ttk.Scrollbar(self, orient="vertical", command=self.tree.yview)
+        self.tree.configure(yscrollcommand=scroll.set)
         self.tree.grid(row=1, column=0, sticky="nsew")
+        scroll.grid(row=1, column=1, sticky="ns")
 
     def _selected(self, op: str) -> None:
         selected = self.tree.selection()
@@ -85,25 +122,23 @@ class QueuePanel(ttk.Frame):
 
     def show(self, jobs: list[Job], paused: str | None, waiting: int) -> None:
         selected = set(self.tree.selection())
-        self.tree.delete(*self.tree.get_children())
+        self.tree.clear()
         for n, job in enumerate(jobs, start=1):
-            self.tree.insert(
-                "",
-                "end",
-                iid=job.id,
-                values=(
+            self.tree.set_row(
+                job.id,
+                (
                     n,
                     job.short_id,
                     job.status.value,
                     ",".join(job.spec.stages()),
                     job.spec.images,
-                    job.spec.prompt[:120],
+                    job.spec.prompt,
                 ),
             )
         keep = [i for i in selected if self.tree.exists(i)]
         if keep:
             self.tree.selection_set(keep)
-        shown = sum(1 for j in jobs if j.status.value == "QUEUED")
+        shown = sum(1 for j in jobs if j.status == JobStatus.QUEUED)
         more = f"{waiting - shown} more queued · " if waiting > shown else ""
-        self.paused.configure(text=more + (f"paused: {paused}" if paused else ""))
+        self.paused.set(more + (f"paused: {paused}" if paused else ""))
         self.auto_run.set(paused is None)

@@ -1,0 +1,104 @@
+"""The look, at any display scaling: the Sun Valley theme, fonts and sizes that follow the
+screen's scaling, and the default window size.
+
+Tk scales point sizes by `tk scaling` (pixels per point: 1.33 at 96 dpi, 2.0 at Windows' 150%),
+but the theme's fonts are in pixels and every size a widget is given in pixels stays as it is.
+So the theme's fonts are rescaled here, and every pixel size in the app goes through `px()`:
+the same layout at 1x on 1366x768 and at 2x on 2732x1536.
+"""
+
+from __future__ import annotations
+
+import tkinter as tk
+import tkinter.font as tkfont
+from dataclasses import dataclass
+from tkinter import ttk
+
+import sv_ttk
+
+BASE_SCALING = 96 / 72  # Tk's pixels per point on a 96 dpi screen: what the theme is drawn for
+DEFAULT_SIZE = (1366, 768)  # the window at 1x; scaled with the display
+MIN_SIZE = (1100, 640)
+# The theme's own fonts, in pixels at 1x (sv_ttk's sv.tcl)
+THEME_FONTS = {
+    "SunValleyCaptionFont": 12,
+    "SunValleyBodyFont": 14,
+    "SunValleyBodyStrongFont": 14,
+    "SunValleyBodyLargeFont": 18,
+    "SunValleySubtitleFont": 20,
+    "SunValleyTitleFont": 28,
+    "SunValleyTitleLargeFont": 40,
+    "SunValleyDisplayFont": 68,
+}
+
+
+@dataclass(frozen=True)
+class Theme:
+    root: tk.Tk
+    scale: float  # 1.0 at 96 dpi, in steps of a quarter
+
+    def px(self, pixels: float) -> int:
+        """A size in pixels at 1x, at this display's scaling."""
+        return round(pixels * self.scale)
+
+    @property
+    def body(self) -> tkfont.Font:
+        return tkfont.nametofont("SunValleyBodyFont", root=self.root)
+
+    @property
+    def heading(self) -> tkfont.Font:
+        return tkfont.nametofont("SunValleyCaptionFont", root=self.root)
+
+    @property
+    def strong(self) -> tkfont.Font:
+        return tkfont.nametofont("StableNewStrong", root=self.root)
+
+    def default_geometry(self) -> str:
+        width, height = self.fit(self.px(DEFAULT_SIZE[0]), self.px(DEFAULT_SIZE[1]))
+        return f"{width}x{height}+0+0"
+
+    def fit(self, width: int, height: int) -> tuple[int, int]:
+        """A window size no larger than the screen."""
+        return (
+            min(width, self.root.winfo_screenwidth()),
+            min(height, self.root.winfo_screenheight()),
+        )
+
+    def min_size(self) -> tuple[int, int]:
+        return self.fit(self.px(MIN_SIZE[0]), self.px(MIN_SIZE[1]))
+
+
+def display_scale(root: tk.Misc) -> float:
+    """How much larger than at 96 dpi everything must be drawn (1, 1.25, 1.5, ... 1 at least)."""
+    scaling = float(root.tk.call("tk", "scaling"))
+    return max(1.0, round(scaling / BASE_SCALING * 4) / 4)
+
+
+def apply(root: tk.Tk, name: str = "light") -> Theme:
+    """Load the theme onto `root`, with fonts, row heights and styles for this display."""
+    sv_ttk.set_theme(name if name in ("light", "dark") else "light", root)
+    theme = Theme(root, display_scale(root))
+    for font_name, size in THEME_FONTS.items():
+        tkfont.nametofont(font_name, root=root).configure(size=-theme.px(size))
+    body = theme.body
+    # Tk's own named fonts (Text widgets, dialogs, menus) match the theme's body text.
+    for font_name in ("TkDefaultFont", "TkTextFont", "TkMenuFont", "TkHeadingFont"):
+        tkfont.nametofont(font_name, root=root).configure(size=-theme.px(14))
+    tkfont.nametofont("TkFixedFont", root=root).configure(size=-theme.px(13))
+    # Created in Tcl, not as a Python Font: that one deletes its font when it is collected.
+    if "StableNewStrong" not in tkfont.names(root):
+        root.tk.call("font", "create", "StableNewStrong")
+    strong = tkfont.nametofont("StableNewStrong", root=root)
+    strong.configure(**body.actual())
+    strong.configure(weight="bold")
+    style = ttk.Style(root)
+    line = body.metrics("linespace")
+    style.configure("Treeview", rowheight=line + theme.px(6))
+    style.configure("Heading", padding=(theme.px(4), theme.px(2)))
+    style.configure("Active.TLabel", foreground="#0b57d0", font="StableNewStrong")
+    style.configure("Done.TLabel", foreground="#2e7d32")
+    style.configure("Failed.TLabel", foreground="#c62828")
+    style.configure("Disabled.TLabel", foreground="#8a8a8a")
+    style.configure("Title.TLabel", font="StableNewStrong")
+    style.configure("Note.TLabel", foreground="#5f6368")
+    return theme

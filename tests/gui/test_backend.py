@@ -1,0 +1,293 @@
+"""What the window says about the backend, and the way to another one: the reference backend
+named as such, a second window on a home attached to its owner (never starting a backend of
+its own), SIGTERM closing like the close button, the first-start offer of an A1111 found on
+this machine, and the Settings dialog."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import httpx
+import psutil
+import pytest
+
+from stablenew.app import discovery
+from stablenew.app.config import load_config
+from stablenew.gui.settings_dialog import SettingsDialog
+from stablenew.jobs.status import JobStatus
+from stablenew.queue.store import JobStore
+from stablenew.webui.process import reference_backend_command
+from tests.gui.conftest import Gui
+from tests.helpers import ROOT, start_worker
+
+pytestmark = pytest.mark.integration
+
+FAST_JOB = {"steps": "4", "width": "64", "height": "64", "images": "1", "seed": "5"}
+REFERENCE = "reference backend (simulated images)"
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
+    """For a condition in another process: ask again until it holds (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+class FakeA1111(BaseHTTPRequestHandler):
+    """Answers like an A1111 started with --api (and names no reference backend)."""
+
+    requests: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        FakeA1111.requests.append(self.path)
+        if self.path.startswith("/sdapi/v1/sd-models"):
+            body = json.dumps([{"title": "real.safetensors", "model_name": "real"}]).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        else:
+            self.send_error(404)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_a1111() -> Iterator[str]:
+    FakeA1111.requests = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeA1111)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def test_the_reference_backend_is_named_wherever_the_backend_shows(make_gui) -> None:  # type: ignore[no-untyped-def]
+    gui = make_gui()
+    window = gui.window
+    gui.pump_until(lambda: REFERENCE in window.backend_text.full_text, 30, "the top bar")
+    window.tabs.select(window.backend)
+    assert REFERENCE in window.backend.description.full_text
+    assert window.backend.url.full_text.startswith("URL: http://127.0.0.1:")
+
+
+def test_a_window_on_an_owned_home_attaches_and_starts_no_backend(make_gui, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    command = reference_backend_command(0, "--step-ms", "40")
+    (tmp_path / "config.toml").write_text(
+        f"[backend]\ncommand = {json.dumps(command)}\ndiscover = false\n", encoding="utf-8"
+    )
+    worker = start_worker(tmp_path)
+    try:
+        gui = make_gui(home=tmp_path)
+        window = gui.window
+        owner = f"attached to the owner pid {worker.proc.pid}"
+        gui.pump_until(lambda: owner in window.backend_text.full_text, 30, "the owner named")
+        gui.pump_until(lambda: REFERENCE in window.backend_text.full_text, 30, "what it runs")
+        gui.pump_until(lambda: "Attached to the owner" in window.message.full_text, 30)
+        window.tabs.select(window.backend)
+        gui.settle()
+        assert str(window.backend.start.cget("state")) == "disabled"
+        assert str(window.backend.restart.cget("state")) == "disabled"
+        mine = [
+            c.cmdline()
+            for c in psutil.Process().children()  # the owner's backend is its child, not ours
+            if c.status() != psutil.STATUS_ZOMBIE and "webui-sim" in c.cmdline()
+        ]
+        assert mine == [], "this process started a backend of its own"
+
+        window.compose.restore({**FAST_JOB, "images": "2", "steps": "6"})
+        window.compose.restore({"img2img.enabled": True})
+        gui.type(window.compose.prompt, "run by the owner")
+        gui.key("ctrl+Return")
+        shown: set[str] = set()
+
+        def watch() -> bool:
+            shown.update(str(w.cget("text")) for w in window.running.stage_labels.values())
+            shown.add(window.running.image.full_text)
+            return window.running.outcome.full_text.startswith("✓")
+
+        gui.pump_until(watch, 60, "the owner to run the job, shown here")
+        assert "▶ txt2img" in shown and "▶ img2img" in shown, shown
+        assert "image 2/2" in shown, shown
+        events = [(r[1], r[2]) for r in window.debug_log.rows()]
+        assert ("runner", "job_started") in events and ("runner", "job_completed") in events
+
+        window.close()
+        gui.pump_until(lambda: window.destroyed, 30, "the window to close")
+        assert worker.proc.poll() is None  # the owner goes on
+        assert httpx.get(f"{worker.url}/sdapi/v1/sd-models", timeout=5).status_code == 200
+    finally:
+        worker.proc.send_signal(signal.SIGTERM)
+        worker.proc.wait(60)
+
+
+def test_sigterm_closes_the_window_like_its_close_button(display: str, tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text("[backend]\ndiscover = false\n", encoding="utf-8")
+    env = {**os.environ, "DISPLAY": display, "PYTHONUNBUFFERED": "1"}
+    gui = subprocess.Popen(
+        [sys.executable, "-m", "stablenew", "--home", str(tmp_path), "gui"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def owner() -> dict[str, object] | None:
+            try:
+                info = json.loads((tmp_path / "owner.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return None
+            return info if info.get("backend_url") else None
+
+        info = wait_for(owner, 60, "the window to own the home and its backend")
+        assert isinstance(info, dict) and info["pid"] == gui.pid
+        url = str(info["backend_url"])
+        hang = {"hang": {"stage": "txt2img", "mode": "honour_interrupt"}}
+        httpx.post(f"{url}/sim/faults", json=hang, timeout=5).raise_for_status()
+        subprocess.run(
+            [sys.executable, "-m", "stablenew", "--home", str(tmp_path), "queue", "add",
+             "held by a hang", "--images", "1"],
+            cwd=ROOT, env=env, check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        stats = lambda: httpx.get(f"{url}/sim/stats", timeout=5).json()  # noqa: E731
+        wait_for(lambda: stats()["stages"].get("txt2img") == 1, 60, "the job's first call")
+        backend = psutil.Process(int((tmp_path / "backend.pid").read_text().split()[0]))
+
+        started = time.monotonic()
+        gui.send_signal(signal.SIGTERM)
+        code = gui.wait(60)
+        assert time.monotonic() - started < 30  # a generous bound: closing is prompt
+        assert code == 143, gui.stderr.read() if gui.stderr else ""
+        psutil.wait_procs([backend], timeout=10)
+        assert not backend.is_running() or backend.status() == psutil.STATUS_ZOMBIE
+        store = JobStore(tmp_path / "jobs.db")
+        try:
+            assert [j.status for j in store.list_jobs()] == [JobStatus.QUEUED]
+        finally:
+            store.close()
+        assert not (tmp_path / "owner.json").exists()
+    finally:
+        if gui.poll() is None:
+            gui.kill()
+            gui.wait(10)
+
+
+def test_first_start_offers_an_a1111_found_nearby_and_saves_it(  # type: ignore[no-untyped-def]
+    make_gui, start_sim, fake_a1111: str, monkeypatch, tmp_path
+) -> None:
+    reference = start_sim()  # StableNew's own reference backend is never offered
+    monkeypatch.setattr(discovery, "PORTS", (port(reference.url), port(fake_a1111)))
+    gui = make_gui()
+    window = gui.window
+    gui.pump_until(lambda: window.offer.winfo_ismapped(), 30, "the offer")
+    offer = window.offer.text.full_text
+    assert fake_a1111 in offer and reference.url not in offer
+    assert "(1 models)" in offer or "1 model" in offer
+    gui.click("Use it")
+    gui.pump_until(lambda: "next start" in window.message.full_text, 10, "the answer")
+    assert not window.offer.winfo_ismapped()
+    path = tmp_path / "config.toml"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    config = load_config(tmp_path)
+    assert config.backend.mode == "attached" and config.backend.url == fake_a1111
+
+
+def test_no_offer_when_discovery_is_off_and_dont_ask_again_turns_it_off(  # type: ignore[no-untyped-def]
+    make_gui, fake_a1111: str, monkeypatch, tmp_path
+) -> None:
+    monkeypatch.setattr(discovery, "PORTS", (port(fake_a1111),))
+    gui = make_gui()
+    window = gui.window
+    gui.pump_until(lambda: window.offer.winfo_ismapped(), 30, "the offer")
+    gui.click("Don't ask again")
+    gui.pump_until(lambda: "No more looking" in window.message.full_text, 10)
+    assert load_config(tmp_path).backend.discover is False
+    window.close()
+    gui.pump_until(lambda: window.destroyed, 30)
+
+    FakeA1111.requests.clear()
+    second = make_gui(home=tmp_path)
+    second.pump_until(lambda: "Backend ready" in second.window.message.full_text, 30)
+    future = second.window.ui.run(lambda: None)  # after the start's own background work
+    assert future is not None
+    second.pump_until(future.done, 30, "the start's background work")
+    assert FakeA1111.requests == [] and not second.window.offer.winfo_ismapped()
+
+
+def settings_dialog(gui: Gui) -> SettingsDialog:
+    top_bar = gui.window.root.nametowidget(gui.window.indicator.winfo_parent())
+    gui.click("Settings…", within=top_bar)
+    gui.pump_until(lambda: bool(gui.toplevels()), 10, "the settings dialog")
+    dialog = gui.toplevels()[-1]
+    assert isinstance(dialog, SettingsDialog)
+    return dialog
+
+
+def test_settings_test_the_connection_refuse_bad_values_and_write_config_toml(  # type: ignore[no-untyped-def]
+    make_gui, fake_a1111: str, tmp_path
+) -> None:
+    gui = make_gui()
+    dialog = settings_dialog(gui)
+    path = tmp_path / "config.toml"
+    gui.click(dialog.modes["attached"])
+    assert dialog.mode.get() == "attached"
+
+    gui.click("Save", within=dialog)  # attached without a URL: refused, by key
+    gui.pump_until(lambda: "backend.url" in str(dialog.error.cget("text")), 10)
+    gui.type(dialog.entries["backend.url"], "not a url")
+    gui.click("Save", within=dialog)
+    gui.pump_until(lambda: "not an http(s) URL" in str(dialog.error.cget("text")), 10)
+    assert not path.exists()
+
+    dialog.vars["backend.url"].set("")
+    gui.type(dialog.entries["backend.url"], fake_a1111)
+    gui.click("Test connection", within=dialog)
+    gui.pump_until(lambda: str(dialog.test_result.cget("text")).startswith("✓"), 30)
+    assert "A1111-compatible API answers" in str(dialog.test_result.cget("text"))
+    gui.type(dialog.entries["backend.username"], "me")
+    gui.type(dialog.entries["backend.password"], "s3cret")
+    gui.click("Save", within=dialog)
+    gui.pump_until(lambda: not gui.toplevels(), 10, "the dialog to close")
+    assert "next time StableNew starts" in gui.window.message.full_text
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    config = load_config(tmp_path)
+    assert (config.backend.mode, config.backend.url) == ("attached", fake_a1111)
+    assert (config.backend.username, config.backend.password) == ("me", "s3cret")
+
+
+def test_settings_test_connection_names_the_reference_backend(make_gui) -> None:  # type: ignore[no-untyped-def]
+    gui = make_gui()
+    dialog = settings_dialog(gui)
+    gui.type(dialog.entries["backend.url"], str(gui.window.services.backend.url))
+    gui.click("Test connection", within=dialog)
+    gui.pump_until(lambda: str(dialog.test_result.cget("text")).startswith("✓"), 30)
+    assert REFERENCE in str(dialog.test_result.cget("text"))
+    dialog.vars["backend.url"].set("")
+    dialog.entries["backend.command"].insert(0, "no-such-program --api")
+    gui.click("Test connection", within=dialog)
+    gui.pump_until(lambda: str(dialog.test_result.cget("text")).startswith("✗"), 30)
+    assert "'no-such-program' is not found" in str(dialog.test_result.cget("text"))

@@ -1,0 +1,115 @@
+"""The primary action queues what is composed: the first click works, Ctrl+Enter works from the
+prompt box without adding a newline, Run Now runs what is composed ahead of the queue."""
+
+from __future__ import annotations
+
+import pytest
+
+from stablenew.jobs.status import JobStatus
+from tests.gui.conftest import Gui
+
+pytestmark = pytest.mark.integration
+
+FAST_JOB = {"steps": "4", "width": "64", "height": "64", "images": "1", "seed": "5"}
+
+
+def statuses(gui: Gui) -> dict[str, JobStatus]:
+    """Every job of the home and its status, read through the controller."""
+    return {j.spec.prompt: j.status for j in gui.window.jobs.list_jobs()}
+
+
+def test_the_first_click_queues_the_typed_prompt_with_an_empty_draft(make_gui) -> None:  # type: ignore[no-untyped-def]
+    gui = make_gui()
+    window = gui.window
+    window.compose.restore(FAST_JOB)
+    gui.type(window.compose.prompt, "a paper crane")
+    gui.click("Add to Queue (Ctrl+Enter)")
+    gui.pump_until(
+        lambda: statuses(gui).get("a paper crane") == JobStatus.COMPLETED, 60, "the job to run"
+    )
+    assert window.jobs.draft == []
+    gui.pump_until(lambda: "completed" in window.message.full_text, 10, "the status line")
+    assert window.running.outcome.full_text.startswith("✓ job")
+
+
+def test_ctrl_enter_inside_the_prompt_box_queues_and_adds_no_newline(make_gui) -> None:  # type: ignore[no-untyped-def]
+    gui = make_gui()
+    window = gui.window
+    window.compose.restore(FAST_JOB)
+    gui.type(window.compose.prompt, "a lantern on a boat")
+    gui.key("ctrl+Return")
+    gui.pump_until(lambda: "a lantern on a boat" in statuses(gui), 30, "the job to be queued")
+    assert window.compose.prompt.get("1.0", "end-1c") == "a lantern on a boat"  # no newline
+    assert len(statuses(gui)) == 1  # one press, one job
+
+    # From the negative prompt too, and from anywhere else in the window.
+    gui.type(window.compose.negative, "blurry")
+    gui.key("ctrl+Return")
+    gui.pump_until(lambda: len(window.jobs.list_jobs()) == 2, 30, "a second job")
+    assert window.compose.negative.get("1.0", "end-1c") == "blurry"
+    gui.click(window.tabs)  # the keyboard focus leaves the text boxes
+    gui.key("ctrl+Return")
+    gui.pump_until(lambda: len(window.jobs.list_jobs()) == 3, 30, "a third job")
+
+
+def test_run_now_runs_the_composed_prompt_ahead_of_the_queue_and_resumes_it(make_gui) -> None:  # type: ignore[no-untyped-def]
+    gui = make_gui()
+    window = gui.window
+    window.compose.restore(FAST_JOB)
+    window.tabs.select(window.queue)
+    gui.click(gui.window.queue.auto_run_button)  # auto-run off: the queue pauses
+    gui.pump_until(lambda: window.state.paused is not None, 10, "the queue to pause")
+    for prompt in ("first queued", "second queued"):
+        gui.type_prompt(prompt)
+        gui.key("ctrl+Return")
+        gui.pump_until(lambda p=prompt: p in statuses(gui), 10, f"{prompt!r} queued")
+    gui.type_prompt("in the draft")
+    gui.click("Add to Job")
+    gui.pump_until(lambda: len(window.jobs.draft) == 1, 10, "the draft")
+
+    gui.type_prompt("the one being edited")
+    gui.click("Run Now")
+    gui.pump_until(
+        lambda: (
+            all(s == JobStatus.COMPLETED for s in statuses(gui).values())
+            and len(statuses(gui)) == 3
+        ),
+        60,
+        "every queued job to run",
+    )
+    started = sorted(window.jobs.list_jobs(), key=lambda j: j.started_at or j.created_at)
+    assert started[0].spec.prompt == "the one being edited"  # ahead of what was queued first
+    assert window.state.paused is None and window.queue.auto_run.get()
+    assert [s.prompt for s in window.jobs.draft] == ["in the draft"]  # the draft stays a draft
+
+
+def test_the_draft_is_queued_when_the_user_built_one(make_gui) -> None:  # type: ignore[no-untyped-def]
+    gui = make_gui()
+    window = gui.window
+    window.compose.restore(FAST_JOB)
+    for prompt in ("draft one", "draft two"):
+        gui.type_prompt(prompt)
+        gui.click("Add to Job")
+        gui.pump_until(lambda p=prompt: p in " ".join(window.draft.items.get(0, "end")), 10)
+    assert window.primary.cget("text") == "Queue the Draft (Ctrl+Enter)"
+    assert window.tabs.tab(window.draft, "text") == "Draft (2)"
+    gui.type_prompt("not in the draft")
+    gui.key("ctrl+Return")
+    gui.pump_until(lambda: len(statuses(gui)) == 2, 10, "the draft to be queued")
+    assert set(statuses(gui)) == {"draft one", "draft two"}
+    gui.pump_until(lambda: window.primary.cget("text") == "Add to Queue (Ctrl+Enter)", 10)
+    assert window.tabs.tab(window.draft, "text") == "Draft (0)"
+
+
+def test_an_invalid_compose_says_why_and_queues_nothing(make_gui) -> None:  # type: ignore[no-untyped-def]
+    gui = make_gui()
+    window = gui.window
+    gui.click("Add to Queue (Ctrl+Enter)")  # no prompt yet
+    gui.pump_until(lambda: window.message.full_text.startswith("Nothing queued"), 10)
+    assert "prompt" in window.message.full_text
+    gui.click("Run Now")
+    gui.pump_until(lambda: window.message.full_text.startswith("Nothing run"), 10)
+    assert window.jobs.list_jobs() == []
+    gui.pump_until(  # the trail says it too
+        lambda: [r[2] for r in window.debug_log.rows()].count("add_to_queue_failed") == 2, 10
+    )
