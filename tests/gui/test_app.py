@@ -76,6 +76,14 @@ def test_a_failed_job_shows_its_envelope(make_gui) -> None:  # type: ignore[no-u
     gui = make_gui()
     window = gui.window
     compose(gui, "an impossible model", images="1", model="no-such-model")
+    gui.click("Run Now")  # the backend has no such model: refused before anything is queued
+    gui.pump_until(lambda: "the backend has no 'no-such-model'" in window.message.full_text, 10)
+    assert window.jobs.list_jobs() == []
+    httpx.post(
+        f"{window.services.backend.url}/sim/faults",
+        json={"http_error": {"stage": "txt2img", "kind": "oom"}},
+    )
+    compose(gui, "too big for the card", images="1", model="")
     gui.click("Run Now")
     gui.pump_until(lambda: history_statuses(gui) == ["FAILED"], 30)
     assert window.lifecycle.cget("text") == "ERROR"
@@ -83,7 +91,7 @@ def test_a_failed_job_shows_its_envelope(make_gui) -> None:  # type: ignore[no-u
     window.history.tree.selection_set(window.history.tree.get_children()[0])
     gui.click("Show error", within=window.history)
     gui.pump_until(lambda: bool(gui.toplevels()), 10, "the error window")
-    assert "unknown model 'no-such-model'" in gui.toplevels()[-1].all_text()
+    assert "CUDA out of memory" in gui.toplevels()[-1].all_text()
 
 
 def test_a_backend_crash_shows_in_the_indicator_and_recovers(make_gui) -> None:  # type: ignore[no-untyped-def]
@@ -119,7 +127,11 @@ def test_history_filter_and_search(make_gui) -> None:  # type: ignore[no-untyped
     compose(gui, "a paper lantern", images="1")
     gui.click("Run Now")
     gui.pump_until(lambda: history_statuses(gui) == ["COMPLETED"], 30)
-    compose(gui, "a broken model", images="1", model="no-such-model")
+    httpx.post(
+        f"{window.services.backend.url}/sim/faults",
+        json={"http_error": {"stage": "txt2img", "kind": "oom"}},
+    )
+    compose(gui, "a broken model", images="1")
     gui.click("Run Now")
     gui.pump_until(lambda: sorted(history_statuses(gui)) == ["COMPLETED", "FAILED"], 30)
     window.tabs.select(window.history)

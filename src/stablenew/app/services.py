@@ -209,15 +209,12 @@ class Services:
     def _client_of(self, member: Member) -> WebUIClient:
         """A client for a backend: ours when we own the home, else at the owner's URL for it."""
         if member.client is None:
-            if self.role == Role.OWNER:
-                url = member.manager.url
-            else:
+            url: str | None = member.manager.url if self.role == Role.OWNER else None
+            if url is None:
                 owner = self._home.owner()
                 url = owner.backend_urls.get(member.name) if owner is not None else None
-                if url is None:
-                    raise BackendStartError(
-                        "the home's owner has not published its backend's URL yet"
-                    )
+            if url is None:
+                raise BackendStartError("the home's owner has not published its backend's URL yet")
             member.client = WebUIClient(url, auth=member.config.auth, timeouts=self.config.timeouts)
         return member.client
 

@@ -552,6 +552,9 @@ class MainWindow:
         )
 
     def _show_running(self) -> None:
+        # AppState may be ahead of the events still in the inbox (a short job can start and end
+        # between two turns): hear those first, or their job's image and end would be lost.
+        self._on_events()
         self.lifecycle.configure(text=self.state.lifecycle.value)
         self.running.show(self.state.active, self.state.lifecycle.value)
 
