@@ -43,7 +43,11 @@ def list_files(job_id: str, ctx: Ctx) -> list[str]:
     folder = run_folder(find_job(ctx, job_id))
     if not folder.is_dir():
         return []
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    return sorted(
+        str(p.relative_to(folder))
+        for p in folder.rglob("*")
+        if p.is_file() and p.resolve().is_relative_to(folder)  # no link that leads out
+    )
 
 
 @router.get(
