@@ -24,6 +24,7 @@ from stablenew.app.intents import Intents
 from stablenew.app.services import ServiceConfig
 from stablenew.errors import ConfigError
 from stablenew.jobs.spec import problems
+from stablenew.observe.events import EventKind
 from stablenew.pipeline.settings import PipelineSettings, SizeLimits
 from stablenew.webui.client import Timeouts
 from stablenew.webui.process import LaunchConfig, reference_backend_command
@@ -94,6 +95,55 @@ class PacksSection(_Section):
     wildcards_dir: str | None = None
 
 
+class ServerSection(_Section):
+    """`stablenew serve`: where the HTTP API listens and who may call it."""
+
+    host: str = "127.0.0.1"  # anything but loopback requires the API token on every request
+    port: int = Field(7870, ge=0, le=65535)  # 0: a free port, printed at start
+    token_file: str | None = None  # None: <home>/api_token (created at first start, 0600)
+    cors_origins: list[str] = Field(default_factory=list)  # none: no CORS headers at all
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*":
+                _check_url(origin)
+        return value
+
+
+# What a webhook may subscribe to: the kinds the store's event log records.
+WEBHOOK_KINDS = frozenset(
+    k.value for k in EventKind if k not in (EventKind.PROGRESS, EventKind.LIFECYCLE)
+)
+DEFAULT_WEBHOOK_EVENTS = ["job_completed", "job_failed", "job_cancelled"]
+
+
+class WebhookSection(_Section):
+    """One `[[webhooks]]` entry: POST these events to `url`, signed with `secret`."""
+
+    url: str
+    events: list[str] = Field(default_factory=lambda: list(DEFAULT_WEBHOOK_EVENTS))
+    secret: str = Field(min_length=16)  # HMAC-SHA256 key: receivers verify every delivery
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        checked = _check_url(value)
+        assert checked is not None
+        return checked
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: list[str]) -> list[str]:
+        unknown = [e for e in value if e != "*" and e not in WEBHOOK_KINDS]
+        if unknown:
+            raise ValueError(
+                f"unknown event {unknown[0]!r} (choose from *, {', '.join(sorted(WEBHOOK_KINDS))})"
+            )
+        return value
+
+
 class Config(_Section):
     backend: BackendSection = BackendSection()
     output: OutputSection = OutputSection()
@@ -102,6 +152,17 @@ class Config(_Section):
     recovery: RecoveryPolicy = RecoveryPolicy()
     prompts: PromptsSection = PromptsSection()
     packs: PacksSection = PacksSection()
+    server: ServerSection = ServerSection()
+    webhooks: list[WebhookSection] = Field(default_factory=list)
+
+    @field_validator("webhooks")
+    @classmethod
+    def _one_entry_per_url(cls, value: list[WebhookSection]) -> list[WebhookSection]:
+        urls = [hook.url for hook in value]
+        twice = sorted({u for u in urls if urls.count(u) > 1})
+        if twice:
+            raise ValueError(f"{twice[0]} is listed twice: give it one entry with every event")
+        return value
 
 
 def home_dir(home: Path | None = None) -> Path:
@@ -144,6 +205,7 @@ def register_secrets(config: Config, *urls: str | None) -> None:
     b = config.backend
     credentials = f"{b.username}:{b.password}" if b.username and b.password else None
     redact.register_launch(b.command, b.env, (b.url, *urls), (b.password, credentials))
+    redact.register(hook.secret for hook in config.webhooks)
 
 
 def output_root(home: Path, config: Config, output: Path | None = None) -> Path:
@@ -221,4 +283,6 @@ def shown(config: Config) -> dict[str, object]:
     backend["env"] = redact.mapping(backend.get("env") or {})
     if backend.get("url"):
         backend["url"] = redact.text(backend["url"])
+    for hook in data.get("webhooks", []):
+        hook["secret"] = redact.MASK
     return data

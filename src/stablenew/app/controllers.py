@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stablenew.app.queue_snapshot import QueueSnapshot
 from stablenew.app.state import AppState, Lifecycle
-from stablenew.errors import BackendStartError
+from stablenew.errors import BackendStartError, QueueError
 from stablenew.jobs.job import Job
 from stablenew.jobs.outcome import ErrorEnvelope
 from stablenew.jobs.spec import JobSpec
@@ -32,7 +32,7 @@ from stablenew.observe.events import (
 from stablenew.observe.lifecycle import JobLifecycleLogger
 from stablenew.queue.home import HomeLock, Owner
 from stablenew.queue.runner import JobRunner
-from stablenew.queue.store import JobStore, Move
+from stablenew.queue.store import Delivery, JobStore, Move
 from stablenew.webui.breaker import BreakerState
 from stablenew.webui.client import WebUIClient
 from stablenew.webui.process import WebUIProcessManager
@@ -316,6 +316,53 @@ class JobExecutionController:
     def report(self, message: str, source: str = "gui") -> None:
         """A door's own problem (a click whose work failed) into the trail, as a warning."""
         self.bus.emit(EventKind.WARNING, message, source=source)
+
+    # -- for the HTTP API (issue 17) -----------------------------------------------------------
+
+    def count(self, statuses: Iterable[JobStatus] | None = None, text: str | None = None) -> int:
+        """How many jobs are in these statuses (all of them: None)."""
+        return self.store.count(statuses, text)
+
+    def pending(self) -> list[Job]:
+        """Every QUEUED job, in the order they will run."""
+        return self.store.pending()
+
+    def move_to(self, job_id: str, index: int) -> None:
+        """Move a queued job to `index` in run order (0: next; past the end: last), by steps
+        the store knows (front, back, up, down), so priorities stay consistent."""
+        order = [job.id for job in self.store.pending()]
+        if job_id not in order:
+            raise QueueError(f"job {job_id[:8]} is not queued")
+        here, there = order.index(job_id), max(0, min(index, len(order) - 1))
+        if there == here:
+            return
+        if there == 0:
+            self.store.move(job_id, "front")
+        elif there == len(order) - 1:
+            self.store.move(job_id, "back")
+        else:
+            for _ in range(abs(there - here)):
+                self.store.move(job_id, "up" if there < here else "down")
+        self.refresh_queue()
+
+    def outbox_add(self, deliveries: Sequence[tuple[str, str, str]], keep: int = 10_000) -> None:
+        """Queue webhook deliveries (url, event, body) durably; bounded per URL."""
+        self.store.outbox_add(deliveries, keep)
+
+    def outbox_due(self, now: float, limit: int = 20) -> list[Delivery]:
+        return self.store.outbox_due(now, limit)
+
+    def outbox_next_at(self) -> float | None:
+        return self.store.outbox_next_at()
+
+    def outbox_result(
+        self, delivery_id: int, *, delivered: bool, error: str = "", retry_at: float | None = None
+    ) -> None:
+        self.store.outbox_result(delivery_id, delivered=delivered, error=error, retry_at=retry_at)
+
+    def outbox_counts(self) -> dict[str, int]:
+        """Webhook deliveries: delivered, failed (given up) and pending."""
+        return self.store.outbox_counts()
 
 
 ALLOWED = {

@@ -18,6 +18,7 @@ from stablenew.cli import (
     pack_cmd,
     queue_cmd,
     run_cmd,
+    serve_cmd,
     sim_cmd,
     worker_cmd,
 )
@@ -66,6 +67,7 @@ def _root(
 
 app.command("run")(run_cmd.run)
 app.command("worker")(worker_cmd.worker)
+app.command("serve")(serve_cmd.serve)
 app.command("history")(listing.history)
 app.command("doctor")(doctor_cmd.doctor)
 app.command("webui-sim")(sim_cmd.webui_sim)

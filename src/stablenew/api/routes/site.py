@@ -1,0 +1,70 @@
+"""The pages around the API: /docs (served offline), the login page, /metrics."""
+
+from __future__ import annotations
+
+import hmac
+from importlib import resources
+
+from fastapi import APIRouter, HTTPException, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+
+from stablenew.api.context import Ctx
+from stablenew.api.models import LoginBody
+from stablenew.api.security import COOKIE
+from stablenew.app.metrics import CONTENT_TYPE
+
+router = APIRouter()
+STATIC = "/static"
+COOKIE_DAYS = 30
+
+
+@router.get("/docs", include_in_schema=False)
+def docs() -> HTMLResponse:
+    """Swagger UI from StableNew's own files (no CDN): the docs work offline."""
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="StableNew API",
+        swagger_js_url=f"{STATIC}/swagger-ui/swagger-ui-bundle.js",
+        swagger_css_url=f"{STATIC}/swagger-ui/swagger-ui.css",
+        swagger_favicon_url=f"{STATIC}/swagger-ui/favicon-32x32.png",
+        # No badge fetched from validator.swagger.io either.
+        swagger_ui_parameters={"validatorUrl": None},
+    )
+
+
+@router.get("/login", include_in_schema=False)
+def login_page() -> HTMLResponse:
+    page = resources.files("stablenew.api").joinpath("static/login.html").read_text()
+    return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+
+@router.post("/api/v1/login", tags=["auth"])
+def login(body: LoginBody, ctx: Ctx, response: Response) -> dict[str, bool]:
+    """Exchange the API token for an HttpOnly SameSite=Strict cookie (for a browser, so
+    EventSource needs no token in its URL)."""
+    token = ctx.security.token
+    if not hmac.compare_digest(body.token.strip().encode(), token.encode()):
+        raise HTTPException(401, "that is not the API token")
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=COOKIE_DAYS * 86400,
+        httponly=True,
+        samesite="strict",
+        path="/",
+    )
+    return {"ok": True}
+
+
+@router.post("/api/v1/logout", tags=["auth"])
+def logout(response: Response) -> dict[str, bool]:
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    return {"ok": True}
+
+
+@router.get("/metrics", tags=["metrics"], response_class=Response)
+def metrics(ctx: Ctx) -> Response:
+    """Prometheus text: jobs by status, queue depth, stage durations, backend state and
+    restarts, recoveries, webhook deliveries, event-stream clients."""
+    return Response(ctx.metrics.render(), media_type=CONTENT_TYPE)

@@ -1,0 +1,79 @@
+"""The webhook dispatcher in process: backoff, giving up, bounds, the cursor, the signature."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import socket
+from pathlib import Path
+
+from stablenew.app.events import EventKind
+from stablenew.app.services import Services
+from stablenew.app.webhooks import Backoff, Hook, WebhookDispatcher, signature
+from tests.api.conftest import wait_for
+
+
+def closed_port() -> str:
+    """A URL where nothing listens (connection refused at once)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/hook"
+
+
+def test_backoff_doubles_up_to_a_bound() -> None:
+    backoff = Backoff(first=1, longest=300, attempts=10)
+    assert [backoff.delay(n) for n in range(1, 12)] == [
+        1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300,
+    ]  # fmt: skip
+
+
+def test_signature_is_hmac_of_timestamp_and_body() -> None:
+    expected = hmac.new(b"k" * 16, b"1700000000.{}", hashlib.sha256).hexdigest()
+    assert signature("k" * 16, "1700000000", b"{}") == f"sha256={expected}"
+
+
+def test_a_dead_endpoint_is_given_up_and_bounded(local_services: Services, tmp_path: Path) -> None:
+    jobs = local_services.jobs
+    url = closed_port()
+    attempts: list[bool] = []
+    dispatcher = WebhookDispatcher(
+        jobs,
+        [Hook(url, frozenset({"*"}), "s" * 16)],
+        tmp_path / "webhooks.seq",
+        backoff=Backoff(first=0.01, longest=0.02, attempts=3),
+        keep_per_url=5,
+        on_attempt=attempts.append,
+    )
+    (tmp_path / "webhooks.seq").write_text(str(jobs.last_seq()))  # delivered up to here
+    for n in range(8):  # more than the outbox keeps for one URL, read in one batch
+        jobs.bus.emit(EventKind.WARNING, f"warning {n}", source="test")
+    dispatcher.start()
+    try:
+        wait_for(lambda: jobs.outbox_counts()["pending"] == 0, 30, "every delivery settled")
+    finally:
+        dispatcher.close()
+    counts = jobs.outbox_counts()
+    assert counts == {"delivered": 0, "failed": 8, "pending": 0}
+    assert len(attempts) == 5 * 3 and not any(attempts)  # 3 dropped unsent (outbox full)
+    assert int((tmp_path / "webhooks.seq").read_text()) == jobs.last_seq()
+
+
+def test_the_cursor_starts_at_now_and_survives_a_restart(
+    local_services: Services, tmp_path: Path
+) -> None:
+    jobs = local_services.jobs
+    jobs.bus.emit(EventKind.WARNING, "before the first start: history, not delivered")
+    cursor = tmp_path / "webhooks.seq"
+    hooks = [Hook(closed_port(), frozenset({"warning"}), "s" * 16)]
+    first = WebhookDispatcher(jobs, hooks, cursor, backoff=Backoff(first=60))
+    first.start()
+    first.close()
+    assert jobs.outbox_counts()["pending"] == 0
+    jobs.bus.emit(EventKind.WARNING, "while nothing delivers")
+    second = WebhookDispatcher(jobs, hooks, cursor, backoff=Backoff(first=60))
+    second.start()
+    try:
+        wait_for(lambda: jobs.outbox_counts()["pending"] == 1, 30, "the missed event queued")
+    finally:
+        second.close()
