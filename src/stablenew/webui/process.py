@@ -157,6 +157,20 @@ class WebUIProcessManager:
             for name in ("stdout", "stderr")
         }
 
+    def settle_output(self, idle: float = 0.1, longest: float = 0.5) -> None:
+        """Wait (bounded) until the backend stops printing: a failed request's traceback
+        reaches its stderr a moment after the answer, and the failure artifacts want it."""
+        if not self.managed or self._proc is None:
+            return
+        deadline = time.monotonic() + longest
+        seen = self.mark()
+        while time.monotonic() < deadline:
+            time.sleep(idle)
+            now = self.mark()
+            if now == seen:
+                return
+            seen = now
+
     def generation_completed(self) -> None:
         """The running process completed a generation: it is healthy (breaker)."""
         self.breaker.proven()

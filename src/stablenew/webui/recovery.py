@@ -483,7 +483,8 @@ class RecoveringBackend:
         index = request.image_index or 0
         folder = request.artifacts_dir / f"{request.label}_image{index}_attempt{attempt}"
         # Only what the backend printed during this attempt: an old crash's "CUDA error" must
-        # never be blamed for this one.
+        # never be blamed for this one. Its own traceback may still be on its way.
+        self.manager.settle_output()
         tails = self.manager.get_tail_logs(200, since=mark)
         written = write_failure_artifacts(folder, request.label, request.payload, error, tails)
         tell(RecoveryStep("artifacts_written", attempt, str(error), tuple(written)))
