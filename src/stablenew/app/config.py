@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from stablenew import redact
 from stablenew.app.intents import Intents
+from stablenew.app.placement import PoolPolicy
+from stablenew.app.pool import BackendConfig
 from stablenew.app.services import ServiceConfig
 from stablenew.errors import ConfigError
 from stablenew.jobs.spec import problems
@@ -80,6 +82,13 @@ class BackendSection(_Section):
         if self.mode == "attached" and not self.url:
             raise ValueError("backend.url is required when backend.mode is 'attached'")
         return self
+
+
+class BackendEntry(BackendSection):
+    """One backend of a pool: `[[backends]]`, every key of `[backend]` plus a name and labels."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=40)
+    labels: list[str] = Field(default_factory=list)
 
 
 class OutputSection(_Section):
@@ -146,6 +155,8 @@ class WebhookSection(_Section):
 
 class Config(_Section):
     backend: BackendSection = BackendSection()
+    backends: list[BackendEntry] = Field(default_factory=list)  # a pool (else [backend] alone)
+    pool: PoolPolicy = PoolPolicy()
     output: OutputSection = OutputSection()
     limits: SizeLimits = SizeLimits()
     timeouts: Timeouts = Timeouts()
@@ -154,6 +165,25 @@ class Config(_Section):
     packs: PacksSection = PacksSection()
     server: ServerSection = ServerSection()
     webhooks: list[WebhookSection] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_kind_of_backend(self) -> Config:
+        if self.backends and "backend" in self.model_fields_set:
+            raise ValueError(
+                "[backend] and [[backends]] are both set: a pool lists every backend in "
+                "[[backends]] (a pool of one is fine), a single backend is [backend] alone"
+            )
+        names = [b.name for b in self.backends]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"backends: the name {twice[0]!r} is used twice")
+        return self
+
+    def pool_entries(self) -> list[BackendEntry]:
+        """Every backend to drive: the pool, or the single [backend] as a pool of one."""
+        if self.backends:
+            return list(self.backends)
+        return [BackendEntry(name="default", **self.backend.model_dump())]
 
     @field_validator("webhooks")
     @classmethod
@@ -202,9 +232,9 @@ def load_config(home: Path) -> Config:
 
 
 def register_secrets(config: Config, *urls: str | None) -> None:
-    b = config.backend
-    credentials = f"{b.username}:{b.password}" if b.username and b.password else None
-    redact.register_launch(b.command, b.env, (b.url, *urls), (b.password, credentials))
+    for b in [config.backend, *config.backends]:
+        credentials = f"{b.username}:{b.password}" if b.username and b.password else None
+        redact.register_launch(b.command, b.env, (b.url, *urls), (b.password, credentials))
     redact.register(hook.secret for hook in config.webhooks)
 
 
@@ -216,38 +246,29 @@ def output_root(home: Path, config: Config, output: Path | None = None) -> Path:
 def service_config(
     home: Path, config: Config, *, backend_url: str | None = None, output: Path | None = None
 ) -> ServiceConfig:
-    """The runtime wiring for a configuration; `backend_url` attaches to a running backend."""
-    b = config.backend
+    """The runtime wiring for a configuration; `backend_url` attaches to a running backend
+    (instead of the configured one or pool)."""
     if backend_url is not None:
         try:
             _check_url(backend_url)
         except ValueError as exc:
             raise ConfigError(f"--backend: {exc}") from exc
         register_secrets(config, backend_url)
-    fields: dict[str, Any] = {
-        "startup_timeout": b.startup_timeout,
-        "max_restarts": b.max_restarts,
-        "restart_window": b.restart_window,
-        "crash_loop_limit": b.crash_loop_limit,
-        "breaker_cooldown": config.recovery.breaker_cooldown,
-    }
-    if backend_url or b.mode == "attached":
-        launch = LaunchConfig(url=backend_url or b.url, **fields)
+        entries = [
+            BackendEntry(name="default", **config.backend.model_dump()).model_copy(
+                update={"mode": "attached", "url": backend_url}
+            )
+        ]
     else:
-        launch = LaunchConfig(
-            command=b.command or reference_backend_command(0),
-            url=b.url,
-            cwd=Path(b.cwd) if b.cwd else None,
-            env=b.env,
-            log_dir=home / "logs",
-            pidfile=home / "backend.pid",
-            **fields,
-        )
+        entries = config.pool_entries()
+    pool = len(entries) > 1
+    backends = [_backend(home, config, entry, pool) for entry in entries]
     return ServiceConfig(
         home=home,
         database=home / "jobs.db",
         log_dir=home / "logs",
-        launch=launch,
+        backends=backends,
+        pool=config.pool,
         pipeline=PipelineSettings(
             output_root=output_root(home, config, output),
             global_positive=config.prompts.global_positive,
@@ -257,9 +278,36 @@ def service_config(
         ),
         policy=config.recovery,
         timeouts=config.timeouts,
-        auth=(b.username, b.password or "") if b.username else None,
+        auth=backends[0].auth,
         wildcards_dir=Path(config.packs.wildcards_dir) if config.packs.wildcards_dir else None,
     )
+
+
+def _backend(home: Path, config: Config, b: BackendEntry, pool: bool) -> BackendConfig:
+    """One backend's runtime settings, field by field from its section."""
+    fields: dict[str, Any] = {
+        "startup_timeout": b.startup_timeout,
+        "max_restarts": b.max_restarts,
+        "restart_window": b.restart_window,
+        "crash_loop_limit": b.crash_loop_limit,
+        "breaker_cooldown": config.recovery.breaker_cooldown,
+    }
+    if b.mode == "attached":
+        launch = LaunchConfig(url=b.url, **fields)
+    else:
+        suffix = f"-{b.name}" if pool else ""
+        launch = LaunchConfig(
+            command=b.command or reference_backend_command(0),
+            url=b.url,
+            cwd=Path(b.cwd) if b.cwd else None,
+            env=b.env,
+            log_dir=home / "logs",
+            log_name=f"webui{suffix}",
+            pidfile=home / f"backend{suffix}.pid",
+            **fields,
+        )
+    auth = (b.username, b.password or "") if b.username else None
+    return BackendConfig(b.name, launch, frozenset(b.labels), auth)
 
 
 def intents_for(home: Path, config: Config) -> Intents:
@@ -275,14 +323,16 @@ def intents_for(home: Path, config: Config) -> Intents:
 def shown(config: Config) -> dict[str, object]:
     """The effective configuration, fit to print: every credential masked."""
     data = config.model_dump()
-    backend = data["backend"]
-    if backend.get("password"):
-        backend["password"] = redact.MASK
-    if backend.get("command"):
-        backend["command"] = redact.command(backend["command"])
-    backend["env"] = redact.mapping(backend.get("env") or {})
-    if backend.get("url"):
-        backend["url"] = redact.text(backend["url"])
+    for backend in [data["backend"], *data["backends"]]:
+        if backend.get("password"):
+            backend["password"] = redact.MASK
+        if backend.get("command"):
+            backend["command"] = redact.command(backend["command"])
+        backend["env"] = redact.mapping(backend.get("env") or {})
+        if backend.get("url"):
+            backend["url"] = redact.text(backend["url"])
+    if not data["backends"]:
+        del data["backends"]  # a single [backend]: no empty pool to show
     for hook in data.get("webhooks", []):
         hook["secret"] = redact.MASK
     return data

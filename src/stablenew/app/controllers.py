@@ -453,6 +453,30 @@ class PipelineController:
             self.on_job_status(event.job_id, JobStatus.QUEUED)
 
 
+@dataclass(frozen=True)
+class BackendStatus:
+    """One backend of the pool as a door shows it."""
+
+    name: str
+    labels: list[str]
+    state: BackendState
+    url: str | None
+    managed: bool
+    loaded_model: str | None  # the checkpoint it has loaded (its title), once known
+    current_job: str | None  # the job it runs now
+    held: str | None  # set aside by its crash-loop breaker: why
+    restarts: int
+
+
+@dataclass
+class BackendRuntime:
+    """What the owner's pool knows of a backend while it runs jobs (unset for a client)."""
+
+    loaded_model: Callable[[], str | None] = lambda: None
+    current_job: Callable[[], str | None] = lambda: None
+    held: Callable[[], str | None] = lambda: None
+
+
 class BackendController:
     """What a door may ask of the backend (start, restart, its output, its lists), and what the
     runner asks between jobs (`queue.runner.BackendGate`)."""
@@ -470,6 +494,20 @@ class BackendController:
         self._home = home
         self.name = name  # in a pool, the backend's name ("default" for a single one)
         self.labels = labels
+        self.runtime = BackendRuntime()  # filled in by the pool when this process runs jobs
+
+    def status(self) -> BackendStatus:
+        return BackendStatus(
+            name=self.name,
+            labels=sorted(self.labels),
+            state=self.state,
+            url=self.url,
+            managed=self.managed,
+            loaded_model=self.runtime.loaded_model(),
+            current_job=self.runtime.current_job(),
+            held=self.runtime.held(),
+            restarts=self.restarts,
+        )
 
     @property
     def state(self) -> BackendState:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from stablenew.app.controllers import BackendController
+from stablenew.app.controllers import BackendController, BackendRuntime
 from stablenew.app.placement import BackendView, Placement, PoolPolicy
 from stablenew.jobs.cancel import CancelToken
 from stablenew.jobs.execution import CheckpointSaver
@@ -57,6 +57,15 @@ class Member:
     @property
     def name(self) -> str:
         return self.config.name
+
+    def runtime(self) -> BackendRuntime:
+        def loaded() -> str | None:
+            return self.recovering.loaded_model if self.recovering is not None else None
+
+        def current() -> str | None:
+            return self.runner.current_job if self.runner is not None else None
+
+        return BackendRuntime(loaded_model=loaded, current_job=current, held=lambda: self.held)
 
     def view(self) -> BackendView:
         backend = self.recovering
@@ -138,6 +147,7 @@ class BackendPool:
                 name=member.name,
             )
             runners.append(member.runner)
+            member.controller.runtime = member.runtime()
         return runners
 
     def _execute(self, member: Member) -> Callable[[Job, CancelToken, CheckpointSaver], JobOutcome]:

@@ -126,6 +126,12 @@ class JobRunner:
     def wake(self) -> None:
         self._wake.set()
 
+    @property
+    def current_job(self) -> str | None:
+        """The job this runner runs now, if any."""
+        with self._current_lock:
+            return self._current[0] if self._current is not None else None
+
     def cancel(self, job_id: str) -> bool:
         """Signal the running job's CancelToken; False if that job is not running here."""
         with self._current_lock:

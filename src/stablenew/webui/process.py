@@ -52,6 +52,7 @@ class LaunchConfig:
     breaker_cooldown: float = 600.0
     crash_loop_limit: int = 3
     log_dir: Path | None = None
+    log_name: str = "webui"  # its log files: <log_dir>/<log_name>_<time>.log
     pidfile: Path | None = None  # where the managed backend's pid is kept (stale-orphan reaping)
 
 
@@ -263,10 +264,11 @@ class WebUIProcessManager:
             return
         try:
             log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            old = sorted(log_dir.glob("webui_*.log"), reverse=True)[KEEP_LOGS - 1 :]
+            name = self.config.log_name
+            old = sorted(log_dir.glob(f"{name}_*.log"), reverse=True)[KEEP_LOGS - 1 :]
             for path in old:  # pruned, so an afternoon of restarts does not fill the folder
                 path.unlink(missing_ok=True)
-            path = log_dir / time.strftime("webui_%Y%m%d_%H%M%S.log")
+            path = log_dir / time.strftime(f"{name}_%Y%m%d_%H%M%S.log")
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             self._log_file = os.fdopen(fd, "a", encoding="utf-8")
         except OSError as exc:  # the tail in memory still works; say so once
