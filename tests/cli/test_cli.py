@@ -68,7 +68,7 @@ def test_bad_input_exits_non_zero_and_queues_nothing(tmp_path: Path) -> None:
     for args, needle in [
         (("run", "--pack", str(pack)), "bad.txt: row 1 (line 1): unresolved [[nobody]]"),
         (("run", "x", "--stages", "txt2img,zoom"), "unknown stage 'zoom'"),
-        (("run",), "give either a PROMPT or --pack FILE"),
+        (("run",), "give a PROMPT, --pack FILE, --init-image PATH or --spec FILE"),
         (("pack", "show", str(tmp_path / "missing")), "no such pack"),
     ]:
         done = cli(tmp_path, *args)

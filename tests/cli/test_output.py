@@ -102,7 +102,7 @@ def test_every_data_command_has_one_json_document(tmp_path: Path) -> None:
 def test_errors_under_json_are_a_json_document_on_stderr(tmp_path: Path) -> None:
     for args, kind, code in [
         (("queue", "show", "ffffffff", "--json"), "QueueError", 2),
-        (("run", "--json"), "UsageError", 2),
+        (("run", "--json"), "InputError", 2),
         (("queue", "list", "--limit", "zero", "--json"), "BadParameter", 2),
         (("pack", "show", str(tmp_path / "nope"), "--json"), "PackError", 2),
     ]:

@@ -102,6 +102,7 @@ class PromptsSection(_Section):
 
 class PacksSection(_Section):
     wildcards_dir: str | None = None
+    unresolved: Literal["error", "drop", "keep"] = "error"  # a [[slot]] a pack cannot fill
 
 
 class ServerSection(_Section):
@@ -280,6 +281,7 @@ def service_config(
         timeouts=config.timeouts,
         auth=backends[0].auth,
         wildcards_dir=Path(config.packs.wildcards_dir) if config.packs.wildcards_dir else None,
+        unresolved=config.packs.unresolved,
     )
 
 
@@ -317,7 +319,7 @@ def intents_for(home: Path, config: Config) -> Intents:
         global_positive=config.prompts.global_positive,
         global_negative=config.prompts.global_negative,
     )
-    return Intents(wildcards, prompts)
+    return Intents(wildcards, prompts, config.packs.unresolved)
 
 
 def shown(config: Config) -> dict[str, object]:

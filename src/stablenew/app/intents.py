@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import glob
 import json
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from stablenew.errors import InputError
+from stablenew.jobs.infotext import spec_from_png
 from stablenew.jobs.input_store import IMAGE_SUFFIXES, InputStore, read_image
-from stablenew.jobs.packs import Expansion, expand, load_pack
+from stablenew.jobs.packs import Expansion, expand, load_pack, survey
+from stablenew.jobs.prompt_syntax import UNRESOLVED_MODES, Unresolved, render_prompt
+from stablenew.jobs.references import restore
 from stablenew.jobs.spec import STAGES, InputImage, JobSpec, build_spec
 from stablenew.pipeline import payloads
 from stablenew.pipeline.settings import PipelineSettings
@@ -45,6 +49,7 @@ class Overrides:
     hires_denoise: float | None = None
     denoise: float | None = None  # img2img denoising strength
     upscaler: str | None = None
+    backend: str | None = None  # pinned to this backend of the pool (a name or a label)
 
     def fields(self, from_images: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -61,6 +66,7 @@ class Overrides:
             "steps": self.steps,
             "cfg_scale": self.cfg,
             "clip_skip": self.clip_skip,
+            "backend": self.backend,
         }
         out |= {k: v for k, v in plain.items() if v is not None}
         if self.size is not None:
@@ -119,28 +125,95 @@ class Intents:
         self,
         wildcards_dir: Path | None = None,
         prompts: PipelineSettings | None = None,
+        unresolved: Unresolved = "error",
     ) -> None:
         self.wildcards_dir = wildcards_dir
         self.settings = prompts or PipelineSettings()
+        self.unresolved = unresolved  # a pack's unresolved tokens, unless a call says
         self.inputs = InputStore(self.settings.inputs_dir) if self.settings.inputs_dir else None
 
     def sent_prompts(self, spec: JobSpec) -> tuple[str, str]:
         """The positive and negative prompt exactly as the backend will get them."""
         return payloads.prompts(spec, self.settings)
 
+    def expanded(self, prompt: str, seed: int | None = None) -> str:
+        """A typed prompt with the dynamic-prompts syntax users' collections are written in
+        (`{a|b}`, `__folder/name__`) expanded; picks are seeded (random for a random seed).
+        Anything left unresolved is an error naming the token."""
+        picks = seed if seed is not None and seed >= 0 else random.randrange(2**31)
+        return render_prompt(prompt, self.wildcards_dir, picks).text
+
     def prompt(
         self, prompt: str, overrides: Overrides = Overrides(), source: str = "api"
     ) -> JobSpec:
-        return build_spec(
-            {"prompt": prompt, "provenance": {"source": source}, **overrides.fields()}
+        text = self.expanded(prompt, overrides.seed)
+        return build_spec({"prompt": text, "provenance": {"source": source}, **overrides.fields()})
+
+    def pack(
+        self,
+        path: Path,
+        overrides: Overrides = Overrides(),
+        seed: int = 0,
+        unresolved: str | None = None,
+    ) -> Expansion:
+        """Every job of a pack; nothing is queued here, and nothing at all if a row is wrong
+        (unless `unresolved` says to drop or keep unresolved tokens)."""
+        pack = load_pack(path)
+        policy = unresolved or self.unresolved
+        if policy not in UNRESOLVED_MODES:
+            modes = ", ".join(UNRESOLVED_MODES)
+            raise InputError(f"unresolved: {policy!r} is not one of {modes}")
+        return expand(
+            pack,
+            seed=seed,
+            wildcards_dir=self.wildcards_dir,
+            overrides=overrides.fields(),
+            unresolved=policy,
         )
 
-    def pack(self, path: Path, overrides: Overrides = Overrides(), seed: int = 0) -> Expansion:
-        """Every job of a pack; nothing is queued here, and nothing at all if a row is wrong."""
-        pack = load_pack(path)
-        return expand(
-            pack, seed=seed, wildcards_dir=self.wildcards_dir, overrides=overrides.fields()
-        )
+    def png(self, path: Path, reroll_seed: bool = False) -> ImportedJob:
+        """The job that made a PNG (ours, A1111's, Forge's, SD.Next's), ready to queue again.
+        Images it referenced come from its run folder's `inputs/` or the input store; one that
+        is in neither is named, and the job is refused."""
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read it: {exc.strerror or exc}") from exc
+        imported = spec_from_png(data, str(path))
+        warnings = list(imported.warnings)
+        if imported.unparsed:
+            keys = ", ".join(sorted(imported.unparsed))
+            warnings.append(f"{path}: not taken from its infotext (no such setting): {keys}")
+        beside = path.parent / "inputs"
+
+        def lookup(sha: str) -> bytes | None:
+            for candidate in sorted(beside.glob(f"{sha}*")) if beside.is_dir() else []:
+                return candidate.read_bytes()
+            return self.inputs.get(sha) if self.inputs is not None else None
+
+        data_json, missing = restore(imported.spec.model_dump(mode="json"), lookup)
+        missing += [i.sha256 for i in imported.spec.inputs if lookup(i.sha256) is None]
+        if missing:
+            names = ", ".join(m[:12] for m in missing)
+            raise InputError(
+                f"{path}: image(s) the job used are missing ({names}): not in {beside} nor in "
+                "the input store"
+            )
+        for image in imported.spec.inputs:  # into the store, where a job's inputs live
+            found = lookup(image.sha256)
+            if found is not None and self.inputs is not None:
+                self.inputs.put(found)
+        data_json["output"] = {"root": None, "label": data_json["output"].get("label")}
+        data_json["provenance"] = {**data_json["provenance"], "source": "import"}
+        if reroll_seed:
+            data_json["seed"] = -1
+        return ImportedJob(path, build_spec(data_json), imported.source, warnings)
+
+    def survey(self, path: Path, overrides: Overrides = Overrides()) -> tuple[Expansion, list[str]]:
+        """A whole pack as `pack show` shows it: every job that can be built (unresolved tokens
+        kept as written) and every problem, file, row and token; nothing raises for a problem."""
+        expansion, found = survey(load_pack(path), self.wildcards_dir, overrides=overrides.fields())
+        return expansion, [str(problem) for problem in found]
 
     def images(
         self,
@@ -180,6 +253,16 @@ class Intents:
             )
             for group in groups
         ]
+
+
+@dataclass(frozen=True)
+class ImportedJob:
+    """A job rebuilt from a PNG: exactly (our chunk) or from A1111's infotext."""
+
+    file: Path
+    spec: JobSpec
+    source: str  # "stablenew" or "infotext"
+    warnings: list[str]
 
 
 def parse_assignments(pairs: Sequence[str]) -> dict[str, Any]:

@@ -17,10 +17,12 @@ import threading
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from stablenew.app.catalog import Catalog
 from stablenew.app.controllers import (
     BackendController,
+    BackendStatus,
     JobExecutionController,
     PipelineController,
 )
@@ -29,7 +31,7 @@ from stablenew.app.placement import PoolPolicy
 from stablenew.app.pool import BackendConfig, BackendPool, Member
 from stablenew.app.previews import PreviewBoard
 from stablenew.app.state import AppState
-from stablenew.errors import BackendStartError, HomeOwnedError
+from stablenew.errors import BackendError, BackendStartError, HomeOwnedError
 from stablenew.jobs.status import BackendState, JobStatus
 from stablenew.observe.events import (
     BACKEND_KIND,
@@ -38,6 +40,7 @@ from stablenew.observe.events import (
     EventBus,
     EventKind,
     JobLifecycleLogEvent,
+    JobStartedData,
     RecoveryData,
 )
 from stablenew.observe.jsonl import JsonlSink
@@ -78,6 +81,7 @@ class ServiceConfig:
     timeouts: Timeouts = field(default_factory=Timeouts)
     auth: tuple[str, str] | None = None
     wildcards_dir: Path | None = None
+    unresolved: Literal["error", "drop", "keep"] = "error"
     max_events: int = 500
 
     def __post_init__(self) -> None:
@@ -114,7 +118,7 @@ class Services:
         self._pool = BackendPool([self._member(b) for b in config.backends], config.pool)
         self.backends = [m.controller for m in self._pool.members]
         self.backend = self.backends[0]  # the one backend of a pool of one; a pool's first
-        self.intents = Intents(config.wildcards_dir, config.pipeline)
+        self.intents = Intents(config.wildcards_dir, config.pipeline, config.unresolved)
         self.catalog = Catalog(self._catalog_client)
         self.previews = PreviewBoard()
         self._bus.subscribe(self.previews.on_event)
@@ -217,6 +221,52 @@ class Services:
                 raise BackendStartError("the home's owner has not published its backend's URL yet")
             member.client = WebUIClient(url, auth=member.config.auth, timeouts=self.config.timeouts)
         return member.client
+
+    def backend_statuses(self) -> list[BackendStatus]:
+        """Every backend of the pool: as this process drives it (owner), or as the owner's
+        backends answer and the store says (a client: read-only, nothing is started)."""
+        if self.role == Role.OWNER:
+            return [b.status() for b in self.backends]
+        running = {}
+        for job in self._store.list_jobs([JobStatus.RUNNING], limit=100):
+            started = [
+                e.data
+                for e in self._store.events_since(0, job_id=job.id)
+                if isinstance(e.data, JobStartedData)
+            ]
+            if started:
+                running[started[-1].backend] = job.id
+        owner = self._home.owner()
+        statuses = []
+        for controller, member in zip(self.backends, self._pool.members, strict=True):
+            url = owner.backend_urls.get(member.name) if owner is not None else None
+            state, loaded = BackendState.STOPPED, None
+            if url is not None:
+                probe = WebUIClient(url, auth=member.config.auth, timeouts=Timeouts(probe=3))
+                try:
+                    if probe.health() is Health.OK:
+                        state = BackendState.READY
+                        loaded = str(probe.get_options().get("sd_model_checkpoint") or "") or None
+                    else:
+                        state = BackendState.FAILED
+                except BackendError:
+                    state = BackendState.FAILED
+                finally:
+                    probe.close()
+            statuses.append(
+                BackendStatus(
+                    name=member.name,
+                    labels=sorted(member.config.labels),
+                    state=state,
+                    url=url,
+                    managed=controller.managed,
+                    loaded_model=loaded,
+                    current_job=running.get(member.name),
+                    held=None,
+                    restarts=0,
+                )
+            )
+        return statuses
 
     # -- owning the home -----------------------------------------------------------------------
 

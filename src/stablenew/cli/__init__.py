@@ -11,9 +11,11 @@ import typer
 
 import stablenew
 from stablenew.cli import (
+    backend_cmd,
     config_cmd,
     doctor_cmd,
     gui_cmd,
+    import_cmd,
     listing,
     pack_cmd,
     queue_cmd,
@@ -72,7 +74,9 @@ app.command("history")(listing.history)
 app.command("doctor")(doctor_cmd.doctor)
 app.command("webui-sim")(sim_cmd.webui_sim)
 app.command("gui")(gui_cmd.gui)
+app.command("import")(import_cmd.import_pngs)
 app.add_typer(queue_cmd.queue_app, name="queue")
+app.add_typer(backend_cmd.backend_app, name="backend")
 app.add_typer(pack_cmd.pack_app, name="pack")
 app.add_typer(config_cmd.config_app, name="config")
 

@@ -50,6 +50,7 @@ class Output:
         self._stdout = stdout
         self._stderr = stderr
         self.json = False
+        self.stream = False  # NDJSON: every document on one line (`run --json-events`)
         # Re-entrant: a signal handler may print while the main thread is printing.
         self._lock = threading.RLock()
         self._consoles: dict[int, Console] = {}
@@ -126,7 +127,8 @@ class Output:
 
     def document(self, key: str, data: Any, **extra: Any) -> None:
         """The one JSON document of a command: `{"schema": 1, key: data, ...extra}`."""
-        self.stdout.write(dumps({"schema": SCHEMA, key: data, **extra}, indent=2) + "\n")
+        indent = None if self.stream else 2
+        self.stdout.write(dumps({"schema": SCHEMA, key: data, **extra}, indent=indent) + "\n")
         self.stdout.flush()
 
     def ndjson(self, key: str, data: Any, **extra: Any) -> None:

@@ -27,13 +27,15 @@ def pack_show(
     json_out: bool = json_option(),
 ) -> None:
     """Parse and expand a pack without queueing anything: each job's prompts as they would be
-    sent, its variant, stage chain and seed."""
+    sent, its variant, stage chain and seed, then every problem (file, row, token). Exit 1 when
+    there is a problem: such a pack is refused by `run` and `queue add` (unless --unresolved
+    drop|keep)."""
     out.json = json_out
     overrides = Overrides(
         stages=parse_stages(stages) if stages is not None else None, images=images
     )
     intents = intents_for(ctx.obj.home, ctx.obj.config())
-    expansion = intents.pack(pack, overrides)
+    expansion, problems = intents.survey(pack, overrides)
     jobs: list[dict[str, Any]] = []
     for spec in expansion.specs:
         positive, negative = intents.sent_prompts(spec)
@@ -57,10 +59,11 @@ def pack_show(
             "variants_per_row": preview["variants_per_row"],
             "images": preview["images"],
             "warnings": preview["warnings"],
+            "problems": problems,
             "jobs": jobs,
         }
         out.document("pack", document)
-        return
+        raise typer.Exit(1 if problems else 0)
     for warning in preview["warnings"]:
         out.warn(warning)
     out.line(
@@ -77,3 +80,8 @@ def pack_show(
         )
         out.line(("  positive: ", "green"), job["positive"])
         out.line(("  negative: ", "red"), job["negative"] or "-")
+    for problem in problems:
+        out.line(("problem: ", "red"), problem)
+    if problems:
+        out.note(f"{len(problems)} problem(s): `run` and `queue add` refuse this pack as it is")
+        raise typer.Exit(1)

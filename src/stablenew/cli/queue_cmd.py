@@ -6,25 +6,26 @@ from pathlib import Path
 from typing import Any, Literal
 
 import typer
+from pydantic import ValidationError
 
-from stablenew.app.intents import Overrides, parse_stages
+from stablenew.app.controllers import QueueExport
+from stablenew.app.intents import changed, parse_assignments
 from stablenew.app.maintenance import recover_database
 from stablenew.app.views import iso_utc, job_record
 from stablenew.cli import listing
 from stablenew.cli.common import (
     EXIT_INPUT,
     fail,
-    images_option,
     json_option,
     priority_option,
-    seed_option,
-    stages_option,
     status_option,
     statuses,
 )
+from stablenew.cli.job_options import JobOptions, job_options, read_spec_file, specs_from
 from stablenew.cli.output import Part, out
 from stablenew.cli.trail import status_part
 from stablenew.jobs.job import Job
+from stablenew.jobs.spec import JobSpec, problems
 from stablenew.jobs.status import JobStatus
 
 queue_app = typer.Typer(help="Look at and change the durable job queue.", no_args_is_help=True)
@@ -38,40 +39,28 @@ def job_argument(required: bool = True) -> Any:
 
 
 @queue_app.command("add")
+@job_options
 def add(
     ctx: typer.Context,
     prompt: str | None = typer.Argument(
-        None, metavar="PROMPT", help="What to draw (or use --pack)."
+        None, metavar="PROMPT", help="What to draw (or --pack, --init-image, --spec)."
     ),
-    pack: Path | None = typer.Option(
-        None, metavar="FILE", help="A prompt pack: NAME.txt and/or NAME.json."
-    ),
-    stages: str | None = stages_option(),
-    images: int | None = images_option(),
-    seed: int | None = seed_option(),
     priority: int = priority_option(),
     output: Path | None = typer.Option(
         None, "--out", metavar="DIR", help="Output root for these jobs (default: <home>/outputs)."
     ),
     json_out: bool = json_option(),
+    *,
+    job: JobOptions,
 ) -> None:
     """Queue jobs without running them (a `stablenew worker` or the next `run` runs them)."""
     out.json = json_out
-    if bool(prompt) == bool(pack):
-        fail("give either a PROMPT or --pack FILE", EXIT_INPUT)
-    overrides = Overrides(
-        stages=parse_stages(stages) if stages is not None else None, images=images, seed=seed
-    )
     services = ctx.obj.services(output=output)
     try:
-        if pack is not None:
-            expansion = services.intents.pack(pack, overrides)
-            for warning in expansion.pack.warnings:
-                out.warn(warning)
-            specs = expansion.specs
-        else:
-            specs = [services.intents.prompt(str(prompt), overrides, source="cli")]
-        ids = services.jobs.submit_many(specs, priority, source="cli")
+        built = specs_from(services, job)
+        for warning in built.warnings:
+            out.warn(warning)
+        ids = services.jobs.submit_many(built.specs, priority, source="cli")
     finally:
         services.close()
     if out.json:
@@ -177,16 +166,121 @@ def cancel(
         out.line(f"cancelled {job_id[:8]}")
 
 
+def set_option() -> Any:
+    return typer.Option(
+        None,
+        "--set",
+        metavar="FIELD=VALUE",
+        help="Change a setting, e.g. --set steps=30 --set width=768 --set upscale.enabled=true "
+        "(dotted JobSpec fields; repeatable).",
+    )
+
+
+def spec_option() -> Any:
+    return typer.Option(
+        None, "--spec", metavar="FILE", help="A whole JobSpec as JSON, replacing the job's."
+    )
+
+
+def _changed_spec(current: JobSpec, sets: list[str] | None, spec_file: Path | None) -> JobSpec:
+    spec = read_spec_file(spec_file) if spec_file is not None else current
+    if sets:
+        spec = changed(spec, parse_assignments(sets))
+    return spec
+
+
 @queue_app.command("retry")
-def retry(ctx: typer.Context, job: str = job_argument()) -> None:
-    """Queue a FAILED or CANCELLED job again, as a new job linked to it."""
+def retry(
+    ctx: typer.Context,
+    job: str = job_argument(),
+    sets: list[str] | None = set_option(),
+    spec_file: Path | None = spec_option(),
+) -> None:
+    """Queue a FAILED or CANCELLED job again, as a new job linked to it; with --set or --spec,
+    with changes (a smaller size after running out of memory)."""
     services = ctx.obj.services()
     try:
         old = services.jobs.find(job)
-        new = services.jobs.retry(old, source="cli")
+        if sets or spec_file:
+            spec = _changed_spec(services.jobs.get_job(old).spec, sets, spec_file)
+            new = services.jobs.retry_with(old, spec, source="cli")
+        else:
+            new = services.jobs.retry(old, source="cli")
     finally:
         services.close()
     out.line(f"queued {new} (a retry of {old[:8]})")
+
+
+@queue_app.command("edit")
+def edit(
+    ctx: typer.Context,
+    job: str = job_argument(),
+    sets: list[str] | None = set_option(),
+    spec_file: Path | None = spec_option(),
+) -> None:
+    """Change a QUEUED job (refused once it runs); the change is validated first and recorded
+    as an event."""
+    if not sets and spec_file is None:
+        fail("say what to change: --set FIELD=VALUE ... or --spec FILE", EXIT_INPUT)
+    services = ctx.obj.services()
+    try:
+        job_id = services.jobs.find(job)
+        spec = _changed_spec(services.jobs.get_job(job_id).spec, sets, spec_file)
+        event = services.jobs.edit(job_id, spec, source="cli")
+    finally:
+        services.close()
+    out.line(f"edited {job_id[:8]}: {event.message.removeprefix('Job edited while queued: ')}")
+
+
+@queue_app.command("export")
+def export(
+    ctx: typer.Context,
+    target: Path = typer.Argument(
+        ..., metavar="FILE", help="Where to write the JSON ('-': stdout)."
+    ),
+) -> None:
+    """Write the pending queue (specs, priorities, order) as JSON: `queue import` queues it
+    again, here or on another machine."""
+    services = ctx.obj.services()
+    try:
+        exported = services.jobs.export_queue()
+    finally:
+        services.close()
+    text = exported.model_dump_json(by_alias=True, indent=2)
+    if str(target) == "-":
+        out.stdout.write(text + "\n")
+        return
+    try:
+        target.write_text(text + "\n", encoding="utf-8")
+    except OSError as exc:
+        fail(f"{target}: cannot write it: {exc.strerror or exc}", 1)
+    out.line(f"exported {len(exported.jobs)} queued job(s) to {target}")
+
+
+@queue_app.command("import")
+def import_queue(
+    ctx: typer.Context,
+    source: Path = typer.Argument(..., metavar="FILE", help="A `queue export` JSON file."),
+    json_out: bool = json_option(),
+) -> None:
+    """Queue every job of a `queue export` file, in its order; the whole file is validated
+    before anything is queued."""
+    out.json = json_out
+    try:
+        exported = QueueExport.model_validate_json(source.read_bytes())
+    except OSError as exc:
+        fail(f"{source}: cannot read it: {exc.strerror or exc}", EXIT_INPUT)
+    except ValidationError as exc:
+        fail(f"{source}: not a queue export: {problems(exc)}", EXIT_INPUT, "InputError")
+    services = ctx.obj.services()
+    try:
+        ids = services.jobs.import_queue(exported, source="cli")
+    finally:
+        services.close()
+    if out.json:
+        out.document("ids", ids)
+        return
+    out.line(f"queued {len(ids)} job(s) from {source}")
 
 
 @queue_app.command("move")

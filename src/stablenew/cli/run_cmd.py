@@ -19,23 +19,19 @@ import typer
 
 from stablenew.app.backend_info import backend_kind
 from stablenew.app.events import EventKind, JobLifecycleLogEvent, QueuedData
-from stablenew.app.intents import Overrides, parse_stages
 from stablenew.app.services import Role, Services
 from stablenew.app.views import iso_utc, job_record
 from stablenew.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
     backend_option,
-    fail,
-    images_option,
     json_option,
     on_stop_signals,
     priority_option,
-    seed_option,
-    stages_option,
 )
+from stablenew.cli.job_options import JobOptions, job_options, specs_from
 from stablenew.cli.output import out
-from stablenew.cli.run_view import LineView, LiveView, QuietView, RunView
+from stablenew.cli.run_view import EventsView, LineView, LiveView, QuietView, RunView
 from stablenew.cli.trail import status_part
 from stablenew.errors import StableNewError
 from stablenew.jobs.job import Job, utcnow
@@ -45,46 +41,39 @@ from stablenew.jobs.status import JobStatus
 WAIT = 0.2  # seconds between reads of the store's log when nothing in this process stirs
 
 
+@job_options
 def run(
     ctx: typer.Context,
     prompt: str | None = typer.Argument(
-        None, metavar="PROMPT", help="What to draw (or use --pack)."
+        None, metavar="PROMPT", help="What to draw (or --pack, --init-image, --spec)."
     ),
-    pack: Path | None = typer.Option(
-        None, metavar="FILE", help="A prompt pack: NAME.txt and/or NAME.json."
-    ),
-    stages: str | None = stages_option(),
-    images: int | None = images_option(),
-    seed: int | None = seed_option(),
     priority: int = priority_option(),
     backend: str | None = backend_option(),
     output: Path | None = typer.Option(
         None, "--out", metavar="DIR", help="Output root for these jobs (default: <home>/outputs)."
     ),
     json_out: bool = json_option(),
+    json_events: bool = typer.Option(
+        False, "--json-events", help="Stream the jobs' lifecycle events as NDJSON while they run."
+    ),
+    *,
+    job: JobOptions,
 ) -> None:
     """Generate images: queue the jobs and follow them to the end with live progress. Jobs
     already queued run first, with their own settings; the summary and exit code cover this
     run's jobs."""
-    out.json = json_out
-    if bool(prompt) == bool(pack):
-        fail("give either a PROMPT or --pack FILE", 2)
-    overrides = Overrides(
-        stages=parse_stages(stages) if stages is not None else None, images=images, seed=seed
-    )
+    out.json = json_out or json_events
     services = ctx.obj.services(backend_url=backend, output=output)
     try:
-        if pack is not None:
-            expansion = services.intents.pack(pack, overrides)
-            for warning in expansion.pack.warnings:
-                out.warn(warning)
-            specs = expansion.specs
-        else:
-            specs = [services.intents.prompt(str(prompt), overrides, source="cli")]
+        built = specs_from(services, job)
+        for warning in built.warnings:
+            out.warn(warning)
     except BaseException:
         services.close()
         raise
-    code = CliRun(services, priority, attach_note=backend is not None).execute(specs)
+    code = CliRun(services, priority, attach_note=backend is not None, events=json_events).execute(
+        built.specs
+    )
     raise typer.Exit(code)
 
 
@@ -92,8 +81,15 @@ class CliRun:
     """One `stablenew run`: it owns the home if nobody does (runner and backend here), else it
     is a client of the owner: its jobs join that queue and it follows them to their end."""
 
-    def __init__(self, services: Services, priority: int = 0, attach_note: bool = False) -> None:
+    def __init__(
+        self,
+        services: Services,
+        priority: int = 0,
+        attach_note: bool = False,
+        events: bool = False,
+    ) -> None:
         self.services = services
+        self.events = events
         self.jobs = services.jobs
         self.priority = priority
         self.attach_note = attach_note
@@ -165,6 +161,9 @@ class CliRun:
         return 0 if jobs and all(j.status == JobStatus.COMPLETED for j in jobs) else 1
 
     def _view(self) -> RunView:
+        if self.events:
+            out.stream = True
+            return EventsView()
         if out.json:
             return QuietView()
         if out.tty:

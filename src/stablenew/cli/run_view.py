@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from stablenew.app.events import FINISHED_KINDS, EventKind, JobLifecycleLogEvent
 from stablenew.app.state import ActiveStage
+from stablenew.app.views import EventView
 from stablenew.cli.output import out
 from stablenew.cli.trail import ImagesOf, describe
 
@@ -52,6 +53,13 @@ class QuietView:
 
     def refresh(self, active: ActiveStage | None) -> None:
         pass
+
+
+class EventsView(QuietView):
+    """`--json-events`: every event of the run's jobs (and those ahead) as one NDJSON line."""
+
+    def event(self, event: JobLifecycleLogEvent) -> None:
+        out.ndjson("event", EventView.of(event).model_dump(mode="json"))
 
 
 class LineView:
