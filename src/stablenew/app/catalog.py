@@ -1,15 +1,17 @@
-"""The backend's lists for checking jobs at submit time, cached until the backend restarts.
+"""The backends' lists for checking jobs at submit time, cached until a backend restarts.
 
-When the backend can be asked, a job naming a sampler, model, upscaler, LoRA or embedding it
-does not have is refused before anything is queued, with the closest names. When it cannot
-(it is starting, or another process owns it and is away), the job is queued and the pipeline
-checks again before its first call.
+When the backends can be asked, a job naming a sampler, model, upscaler, LoRA or embedding
+that no backend of the pool has (or, for a job pinned to a backend, that backend) is refused
+before anything is queued, with the closest names. When one that might have it cannot be
+asked (it is starting, or another process owns it and is away), the job is queued and the
+pipeline checks again before its first call.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from stablenew.errors import BackendError, InputError
 from stablenew.jobs.spec import JobSpec
@@ -18,23 +20,36 @@ from stablenew.webui.client import Health, WebUIClient
 from stablenew.webui.lists import BackendLists, fetch_lists
 
 
+@dataclass(frozen=True)
+class CatalogMember:
+    name: str
+    client: Callable[[], WebUIClient | None]  # how to reach it now; None: it cannot be asked
+    labels: frozenset[str] = field(default_factory=frozenset)
+
+
 class Catalog:
-    def __init__(self, client: Callable[[], WebUIClient | None]) -> None:
-        self._client = client
+    def __init__(self, members: Sequence[CatalogMember]) -> None:
+        self._members = {m.name: m for m in members}
         self._lock = threading.Lock()
-        self._lists: BackendLists | None = None
+        self._lists: dict[str, BackendLists] = {}
 
-    def invalidate(self) -> None:
-        """The backend (re)started: its lists may have changed."""
+    def invalidate(self, backend: str | None = None) -> None:
+        """A backend (re)started: its lists may have changed. None: every backend."""
         with self._lock:
-            self._lists = None
+            if backend is None:
+                self._lists.clear()
+            else:
+                self._lists.pop(backend, None)
 
-    def lists(self, refresh: bool = False) -> BackendLists | None:
-        """The lists, or None when the backend cannot be asked now."""
+    def lists(self, refresh: bool = False, backend: str | None = None) -> BackendLists | None:
+        """One backend's lists (the first when not named), or None when it cannot be asked."""
+        name = backend if backend is not None else next(iter(self._members))
         with self._lock:
-            if self._lists is not None and not refresh:
-                return self._lists
-        client = self._client()
+            cached = self._lists.get(name)
+            if cached is not None and not refresh:
+                return cached
+        member = self._members.get(name)
+        client = member.client() if member is not None else None
         if client is None:
             return None
         try:
@@ -44,18 +59,36 @@ class Catalog:
         except BackendError:
             return None
         with self._lock:
-            self._lists = lists
+            self._lists[name] = lists
         return lists
 
+    def problems(self, spec: JobSpec) -> list[str]:
+        """Why no backend that may run `spec` can: empty when one can, or cannot be asked."""
+        pin = spec.backend
+        names = [m.name for m in self._members.values() if pin in (None, m.name) or pin in m.labels]
+        if not names:
+            known = ", ".join(sorted(self._members))
+            return [f"no backend is named or labelled {pin!r} (backends: {known})"]
+        first: list[str] | None = None
+        for name in names:
+            lists = self.lists(backend=name)
+            if lists is None:
+                return []  # it may have them: the pipeline checks before its first call
+            found = unknown_names(spec, lists)
+            if not found:
+                return []
+            if first is None:
+                first = found
+        if first is not None and len(names) > 1:
+            first = [f"{p} (on any of the {len(names)} backends)" for p in first]
+        return first or []
+
     def check(self, specs: Sequence[JobSpec]) -> None:
-        """Refuse the lot if any job names something the backend does not have."""
-        lists = self.lists()
-        if lists is None:
-            return
+        """Refuse the lot if any job names something no backend it may run on has."""
         problems: list[str] = []
         for n, spec in enumerate(specs, start=1):
             where = f"job {n}: " if len(specs) > 1 else ""
-            problems += [where + p for p in unknown_names(spec, lists)]
+            problems += [where + p for p in self.problems(spec)]
         if problems:
             more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
             raise InputError("; ".join(problems[:10]) + more + "; nothing was queued")

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from stablenew.app.catalog import Catalog
+from stablenew.app.catalog import Catalog, CatalogMember
 from stablenew.app.controllers import (
     BackendController,
     BackendStatus,
@@ -119,7 +120,12 @@ class Services:
         self.backends = [m.controller for m in self._pool.members]
         self.backend = self.backends[0]  # the one backend of a pool of one; a pool's first
         self.intents = Intents(config.wildcards_dir, config.pipeline, config.unresolved)
-        self.catalog = Catalog(self._catalog_client)
+        self.catalog = Catalog(
+            [
+                CatalogMember(m.name, self._catalog_client(m), m.config.labels)
+                for m in self._pool.members
+            ]
+        )
         self.previews = PreviewBoard()
         self._bus.subscribe(self.previews.on_event)
         self.jobs.validate = self.catalog.check
@@ -169,12 +175,16 @@ class Services:
             self._probes[url] = probe
         return probe.health()
 
-    def _catalog_client(self) -> WebUIClient | None:
-        """The backend to ask for its lists: ours when we own the home, else the owner's."""
-        try:
-            return self.backend.client()
-        except BackendStartError:  # no backend known yet (not started, owner not published)
-            return None
+    def _catalog_client(self, member: Member) -> Callable[[], WebUIClient | None]:
+        """How to ask a backend for its lists: ours when we own the home, else the owner's."""
+
+        def client() -> WebUIClient | None:
+            try:
+                return self._client_of(member)
+            except BackendStartError:  # not known yet (not started, owner not published)
+                return None
+
+        return client
 
     def _on_backend_state(self, backend: BackendConfig, state: BackendState, detail: str) -> None:
         which = "" if self._pool_of_one else f" {backend.name}"
@@ -192,7 +202,7 @@ class Services:
             self._home.set_backend_urls(
                 {m.name: m.manager.known_url for m in self._pool.members if m.manager.known_url}
             )
-            self.catalog.invalidate()
+            self.catalog.invalidate(backend.name)
 
     def _on_breaker(self, backend: BackendConfig, state: BreakerState, detail: str) -> None:
         active = self.state.active

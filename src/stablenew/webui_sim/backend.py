@@ -91,6 +91,7 @@ class SimBackend:
             self.options["sd_model_checkpoint"] = checkpoint.title
             self.options["sd_checkpoint_hash"] = checkpoint.sha256
         took = time.monotonic() - started
+        self.stats.count_model_load()
         say(f"Model loaded in {took:.1f}s (load weights from disk: {took:.1f}s).")
 
     def set_options(self, values: dict[str, Any]) -> None:

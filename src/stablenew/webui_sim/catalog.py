@@ -65,6 +65,7 @@ CHECKPOINTS: tuple[Checkpoint, ...] = (
     Checkpoint("sim-v15-base.safetensors"),
     Checkpoint("sim-xl-photo.safetensors"),
     Checkpoint("anime/sim-toon-mix.safetensors"),
+    Checkpoint("sim-v15-landscape.safetensors"),
 )
 
 VAES: tuple[str, ...] = ("sim-vae-ft-mse.safetensors", "sim-xl-vae.safetensors")

@@ -168,6 +168,7 @@ class Stats:
         self.max_processing = 0
         self.interrupts = 0
         self.skips = 0
+        self.model_loads = 0  # checkpoint switches (the one at start-up included)
 
     def count_endpoint(self, path: str) -> None:
         with self._lock:
@@ -201,6 +202,10 @@ class Stats:
         with self._lock:
             self.completed[stage] += 1
 
+    def count_model_load(self) -> None:
+        with self._lock:
+            self.model_loads += 1
+
     def count_interrupt(self) -> None:
         with self._lock:
             self.interrupts += 1
@@ -220,6 +225,7 @@ class Stats:
                 "max_concurrent_processing": self.max_processing,
                 "interrupts": self.interrupts,
                 "skips": self.skips,
+                "model_loads": self.model_loads,
             }
 
 

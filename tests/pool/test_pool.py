@@ -1,0 +1,287 @@
+"""Many backends, one queue: real reference-backend processes, each its own model set."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from stablenew.app.placement import PoolPolicy
+from stablenew.app.pool import BackendConfig
+from stablenew.app.services import ServiceConfig, Services
+from stablenew.errors import InputError
+from stablenew.jobs.spec import JobSpec
+from stablenew.jobs.status import BackendState, JobStatus
+from stablenew.observe.events import EventKind, JobStartedData, RecoveryData
+from stablenew.pipeline.settings import PipelineSettings
+from stablenew.webui.process import LaunchConfig, reference_backend_command
+from stablenew.webui.recovery import RecoveryPolicy
+from tests.helpers import Waiter
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+MODELS = ("sim-v15-base", "sim-xl-photo", "anime_sim-toon-mix", "sim-v15-landscape")
+FAST = RecoveryPolicy(stall_timeout=5.0, stall_grace=1.0, cancel_grace=1.0, poll_interval=0.1)
+
+
+def backend(
+    home: Path, name: str, *flags: str, labels: tuple[str, ...] = (), **launch: object
+) -> BackendConfig:
+    return BackendConfig(
+        name,
+        LaunchConfig(
+            command=reference_backend_command(0, *flags),
+            log_dir=home / "logs",
+            log_name=f"webui-{name}",
+            pidfile=home / f"backend-{name}.pid",
+            startup_timeout=30,
+            **launch,  # type: ignore[arg-type]
+        ),
+        frozenset(labels),
+    )
+
+
+@pytest.fixture
+def make_pool(tmp_path: Path) -> Iterator[Callable[..., Services]]:
+    made: list[Services] = []
+
+    def make(
+        backends: list[BackendConfig], pool: PoolPolicy | None = None, **kw: object
+    ) -> Services:
+        config = ServiceConfig(
+            home=tmp_path,
+            database=tmp_path / "jobs.db",
+            log_dir=tmp_path / "logs",
+            backends=backends,
+            pool=pool or PoolPolicy(),
+            pipeline=PipelineSettings(output_root=tmp_path / "out"),
+            policy=kw.pop("policy", FAST),  # type: ignore[arg-type]
+        )
+        services = Services(config)
+        made.append(services)
+        services.start()
+        return services
+
+    yield make
+    for services in made:
+        services.close(grace=3)
+
+
+def small(prompt: str, model: str | None = None, **extra: object) -> JobSpec:
+    return JobSpec.model_validate(
+        {
+            "prompt": prompt,
+            "steps": 2,
+            "width": 64,
+            "height": 64,
+            "seed": 1,
+            "model": model,
+            **extra,
+        }
+    )
+
+
+def stats(services: Services, name: str) -> dict[str, object]:
+    url = next(b.url for b in services.backends if b.name == name)
+    return httpx.get(f"{url}/sim/stats", timeout=5).json()
+
+
+def started_on(waiter: Waiter) -> dict[str, list[str]]:
+    """job id -> the backends it started on, in order."""
+    on: dict[str, list[str]] = collections.defaultdict(list)
+    for event in waiter.events:
+        if event.kind == EventKind.JOB_STARTED and isinstance(event.data, JobStartedData):
+            on[event.job_id or ""].append(event.data.backend)
+    return on
+
+
+def test_four_backends_forty_jobs_each_once_never_on_a_backend_without_its_model(
+    make_pool, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    sets = {"a": MODELS[:2], "b": MODELS[1:3], "c": MODELS[2:], "d": (MODELS[0], MODELS[3])}
+    services = make_pool(
+        [
+            backend(tmp_path, name, "--models", ",".join(models), "--step-ms", "20")
+            for name, models in sets.items()
+        ]
+    )
+    waiter = Waiter(services.jobs)
+    ids = services.jobs.submit_many([small(f"job {i}", MODELS[i % 4]) for i in range(40)])
+    for job_id in ids:
+        waiter.wait(EventKind.JOB_COMPLETED, job_id, timeout=240)
+    on = started_on(waiter)
+    assert all(len(on[i]) == 1 for i in ids)  # every job ran exactly once
+    for job_id in ids:
+        job = services.jobs.get_job(job_id)
+        (where,) = on[job_id]
+        assert job.spec.model in sets[where], (job.spec.model, where)
+        manifest = json.loads(Path(job.result.manifests[0]).read_text())
+        assert manifest["stages"][0]["backend"]["name"] == where  # the manifest says which
+    assert len({b for b in on.values() for b in b}) == 4  # every backend worked
+    for name in sets:
+        assert stats(services, name)["max_concurrent_requests"] == 1  # one call at a time each
+
+
+def test_a_killed_backend_is_set_aside_and_its_job_finishes_elsewhere(
+    make_pool, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    services = make_pool(
+        [
+            backend(
+                tmp_path, "fragile", "--step-ms", "150", crash_loop_limit=1, breaker_cooldown=3
+            ),
+            backend(tmp_path, "steady", "--step-ms", "150"),
+        ],
+        pool=PoolPolicy(affinity=False),
+    )
+    waiter = Waiter(services.jobs)
+    spec = small(
+        "survive a dead backend", images=2, steps=6, img2img={"enabled": True}, backend=None
+    )
+    job_id = services.jobs.submit_pipeline_run(spec.model_copy(update={"backend": "fragile"}))
+    waiter.wait(
+        EventKind.STAGE_FINISHED,
+        job_id,
+        timeout=60,
+        where=lambda e: e.stage == "txt2img" and e.image_index == 2,
+    )
+    pid = int((tmp_path / "backend-fragile.pid").read_text().split()[0])
+    os.kill(pid, signal.SIGKILL)  # mid img2img of image 1
+    # The pin would keep it waiting for the dead backend: unpin it, as a user would.
+    waiter.wait(EventKind.JOB_RECOVERED, job_id, timeout=60)
+    services.jobs.edit(job_id, spec)
+    waiter.wait(EventKind.JOB_COMPLETED, job_id, timeout=120)
+    assert started_on(waiter)[job_id] == ["fragile", "steady"]
+    trail = [e for e in waiter.events if e.job_id == job_id]
+    txt2img_starts = [
+        e for e in trail if e.kind == EventKind.STAGE_STARTED and e.stage == "txt2img"
+    ]
+    assert len(txt2img_starts) == 2  # txt2img was not redone on the second backend
+    assert stats(services, "steady")["stages"] == {"img2img": 2}
+    # The dead backend gets one trial after its cooldown; the pool never paused.
+    waiter.wait(
+        EventKind.RECOVERY,
+        timeout=30,
+        where=lambda e: (
+            isinstance(e.data, RecoveryData)
+            and e.data.step == "breaker_half_open"
+            and e.data.backend == "fragile"
+        ),
+    )
+    assert services.jobs.paused() is None
+
+
+def test_a_job_pinned_to_a_down_backend_waits_with_its_reason(make_pool, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    down = BackendConfig(
+        "gpu1", LaunchConfig(url="http://127.0.0.1:9", startup_timeout=1), frozenset({"big"})
+    )
+    services = make_pool([backend(tmp_path, "gpu0"), down])
+    waiter = Waiter(services.jobs)
+    pinned = services.jobs.submit_pipeline_run(
+        small("only on gpu1").model_copy(update={"backend": "big"})
+    )
+    free = services.jobs.submit_many([small(f"anywhere {i}") for i in range(3)])
+    for job_id in free:
+        waiter.wait(EventKind.JOB_COMPLETED, job_id, timeout=60)
+    deadline = time.monotonic() + 20
+    while "waiting for backend big" not in services.jobs.get_job(pinned).note:
+        assert time.monotonic() < deadline, services.jobs.get_job(pinned).note
+        time.sleep(0.05)
+    job = services.jobs.get_job(pinned)
+    assert job.status == JobStatus.QUEUED
+    statuses = {s.name: s for s in services.backend_statuses()}
+    assert (
+        statuses["gpu1"].state == BackendState.FAILED
+        and statuses["gpu0"].state == BackendState.READY
+    )
+
+
+def test_affinity_is_bounded_by_fairness(make_pool, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    services = make_pool(
+        [
+            backend(tmp_path, "a", "--model-load-ms", "200"),
+            backend(tmp_path, "b", "--model-load-ms", "200"),
+        ],
+        pool=PoolPolicy(max_skips=10, max_wait=600),
+    )
+    waiter = Waiter(services.jobs)
+    services.jobs.pause()
+    rare = services.jobs.submit_pipeline_run(small("the rare one", MODELS[3]))
+    common = services.jobs.submit_many([small(f"common {i}", MODELS[0]) for i in range(60)])
+    services.jobs.resume()
+    waiter.wait(EventKind.JOB_COMPLETED, rare, timeout=120)
+    order = [e.job_id for e in waiter.events if e.kind == EventKind.JOB_STARTED]
+    passed_over = order.index(rare)
+    assert passed_over <= 10 + 2  # the bound, plus what both backends had just claimed
+    for job_id in common:
+        waiter.wait(EventKind.JOB_COMPLETED, job_id, timeout=120)
+    loads = sum(int(stats(services, n)["model_loads"]) for n in ("a", "b"))  # type: ignore[arg-type]
+    assert loads <= 2 + 2 + 1  # start-up loads, the rare model once, back to the common one
+
+
+def test_pause_cancel_and_reorder_with_two_backends(make_pool, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    services = make_pool(
+        [backend(tmp_path, "a", "--step-ms", "100"), backend(tmp_path, "b", "--step-ms", "100")]
+    )
+    waiter = Waiter(services.jobs)
+    services.jobs.pause()
+    ids = services.jobs.submit_many([small(f"job {i}", steps=10) for i in range(5)])
+    services.jobs.move(ids[4], "front")
+    services.jobs.resume()
+
+    def started() -> list[str]:
+        return [e.job_id or "" for e in waiter.events if e.kind == EventKind.JOB_STARTED]
+
+    deadline = time.monotonic() + 30
+    while len(started()) < 2:
+        assert time.monotonic() < deadline, "two backends never both started a job"
+        time.sleep(0.05)
+    assert started()[0] == ids[4]  # the manual order holds
+    running = started()[1]
+    services.jobs.pause()  # nothing new starts; the two running jobs go on
+    services.jobs.cancel_job(running)
+    waiter.wait(EventKind.JOB_CANCELLED, running, timeout=30)
+    waiter.wait(EventKind.JOB_COMPLETED, ids[4], timeout=30)
+    assert len(started()) == 2
+    assert [services.jobs.get_job_status(i) for i in ids if i not in (ids[4], running)] == [
+        JobStatus.QUEUED
+    ] * 3
+
+
+def test_submit_checks_names_against_every_backend_and_pins_against_names_and_labels(
+    make_pool, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    services = make_pool(
+        [
+            backend(tmp_path, "a", "--models", MODELS[0]),
+            backend(tmp_path, "b", "--models", MODELS[3], labels=("landscape",)),
+        ]
+    )
+    for name in ("a", "b"):
+        deadline = time.monotonic() + 30
+        while services.catalog.lists(backend=name) is None:
+            assert time.monotonic() < deadline, f"backend {name} never answered"
+            time.sleep(0.05)
+    services.jobs.pause()
+    # Only b has the landscape model: accepted, as a pool of its own would.
+    services.jobs.submit_pipeline_run(small("valley", MODELS[3]))
+    with pytest.raises(InputError, match="nothing was queued"):
+        services.jobs.submit_pipeline_run(small("nowhere", "sim-does-not-exist"))
+    # Pinned to a: a has not got the landscape model, though b has.
+    with pytest.raises(InputError, match="sim-v15-landscape"):
+        services.jobs.submit_pipeline_run(
+            small("pinned wrong", MODELS[3]).model_copy(update={"backend": "a"})
+        )
+    services.jobs.submit_pipeline_run(
+        small("pinned by label", MODELS[3]).model_copy(update={"backend": "landscape"})
+    )
+    with pytest.raises(InputError, match="no backend is named or labelled 'gpu9'"):
+        services.jobs.submit_pipeline_run(small("lost").model_copy(update={"backend": "gpu9"}))
+    assert len(services.jobs.list_jobs()) == 2
