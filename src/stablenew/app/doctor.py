@@ -60,54 +60,74 @@ def diagnose(
 
 
 def _backend(services: Services, backend_url: str | None, timeout: float) -> Iterator[Check]:
+    """Every backend of the pool, one after the other, each check named for its backend."""
     owner = services.owner()
-    client: WebUIClient | None = None
-    try:
-        if owner is not None:
-            yield Check("home", True, f"owned by {owner.describe()}: its backend is read, only")
-            url = backend_url or owner.backend_url
+    pool = len(services.backends) > 1
+    if owner is not None:
+        yield Check("home", True, f"owned by {owner.describe()}: its backends are read, only")
+        timeouts = Timeouts(query=timeout, probe=timeout)
+        for b in services.backends:
+            which = f" {b.name}" if pool else ""
+            url = (
+                backend_url
+                or owner.backend_urls.get(b.name)
+                or (None if pool else owner.backend_url)
+            )
             if url is None:
-                yield Check("backend", False, "the owner has not published its backend's URL yet")
-                return
-            timeouts = Timeouts(query=timeout, probe=timeout)
-            client = WebUIClient(url, auth=services.config.auth, timeouts=timeouts)
-            lists = client
-        else:
-            # A managed backend gets its full start-up time; an attached one must answer now.
-            services.start(run_queue=False, timeout=None if services.backend.managed else timeout)
-            url = services.backend.url or ""
-            lists = services.backend.client()
-        yield from _lists(lists, url)
+                yield Check(f"backend{which}", False, "the owner has not published its URL yet")
+                continue
+            client = WebUIClient(url, auth=services.auth_of(b.name), timeouts=timeouts)
+            try:
+                yield from _lists(client, url, which)
+            except BackendError as exc:
+                yield Check(f"backend{which}", False, str(exc).splitlines()[0])
+            finally:
+                client.close()
+        return
+    try:
+        # A managed backend gets its full start-up time; an attached one must answer now.
+        managed = any(b.managed for b in services.backends)
+        services.start(run_queue=False, timeout=None if managed else timeout)
     except BackendError as exc:
-        yield Check("backend", False, str(exc).splitlines()[0])
-    finally:
-        if client is not None:
-            client.close()
+        yield Check("backend" if not pool else "backends", False, str(exc).splitlines()[0])
+        return
+    for b in services.backends:
+        which = f" {b.name}" if pool else ""
+        failed = services.start_failures.get(b.name)
+        if failed is not None:
+            yield Check(f"backend{which}", False, failed.splitlines()[0])
+            continue
+        try:
+            yield from _lists(b.client(), b.url or "", which)
+        except BackendError as exc:
+            yield Check(f"backend{which}", False, str(exc).splitlines()[0])
 
 
-def _lists(client: WebUIClient, url: str) -> Iterator[Check]:
+def _lists(client: WebUIClient, url: str, which: str = "") -> Iterator[Check]:
     reference = client.reference_version()
     what = "the reference backend (simulated images)" if reference else "an A1111-compatible API"
     models = [str(m["model_name"]) for m in client.sd_models()]
-    yield Check("backend", True, f"{what} answers at {url}")
-    yield Check("models", bool(models), ", ".join(models) or "none installed")
+    yield Check(f"backend{which}", True, f"{what} answers at {url}")
+    yield Check(f"models{which}", bool(models), ", ".join(models) or "none installed")
     samplers = [s["name"] for s in client.samplers()]
-    yield Check("samplers", bool(samplers), f"{len(samplers)} available")
+    yield Check(f"samplers{which}", bool(samplers), f"{len(samplers)} available")
     upscalers = [str(u["name"]) for u in client.upscalers()]
-    yield Check("upscalers", bool(upscalers), ", ".join(upscalers))
+    yield Check(f"upscalers{which}", bool(upscalers), ", ".join(upscalers))
     try:
         loras = [str(x["name"]) for x in client.loras()]
-        yield Check("loras", True, ", ".join(loras) or "none")
+        yield Check(f"loras{which}", True, ", ".join(loras) or "none")
     except BackendError:
-        yield Check("loras", True, "not listed by this backend")
+        yield Check(f"loras{which}", True, "not listed by this backend")
     try:
         embeddings = sorted(client.embeddings().get("loaded", {}))
-        yield Check("embeddings", True, ", ".join(embeddings) or "none")
+        yield Check(f"embeddings{which}", True, ", ".join(embeddings) or "none")
     except BackendError:
-        yield Check("embeddings", True, "not listed by this backend")
+        yield Check(f"embeddings{which}", True, "not listed by this backend")
     scripts = client.scripts()
     has_ad = any("adetailer" in s.lower() for s in scripts.get("img2img", []))
-    yield Check("adetailer", True, "installed" if has_ad else "not installed (stage unavailable)")
+    yield Check(
+        f"adetailer{which}", True, "installed" if has_ad else "not installed (stage unavailable)"
+    )
 
 
 def free_mb(folder: Path) -> int | None:

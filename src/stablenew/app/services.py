@@ -111,6 +111,8 @@ class Services:
         self._follower: threading.Thread | None = None
         self._closing = threading.Event()
         self._role_lock = threading.Lock()
+        self._publishing = threading.Lock()
+        self.start_failures: dict[str, str] = {}  # a pool's backends that did not start: why
         self.role = Role.NONE
         self.jobs = JobExecutionController(
             self._store, self._bus, self.state, config.pipeline.output_root
@@ -199,9 +201,10 @@ class Services:
             data=BackendData(state, detail, backend.name),
         )
         if state == BackendState.READY:
-            self._home.set_backend_urls(
-                {m.name: m.manager.known_url for m in self._pool.members if m.manager.known_url}
-            )
+            with self._publishing:  # a pool's backends get ready side by side: last one wins
+                self._home.set_backend_urls(
+                    {m.name: url for m in self._pool.members if (url := m.manager.known_url)}
+                )
             self.catalog.invalidate(backend.name)
 
     def _on_breaker(self, backend: BackendConfig, state: BreakerState, detail: str) -> None:
@@ -231,6 +234,10 @@ class Services:
                 raise BackendStartError("the home's owner has not published its backend's URL yet")
             member.client = WebUIClient(url, auth=member.config.auth, timeouts=self.config.timeouts)
         return member.client
+
+    def auth_of(self, backend: str) -> tuple[str, str] | None:
+        """The credentials a backend of the pool is reached with."""
+        return next(m.config.auth for m in self._pool.members if m.name == backend)
 
     def backend_statuses(self) -> list[BackendStatus]:
         """Every backend of the pool: as this process drives it (owner), or as the owner's
@@ -327,6 +334,7 @@ class Services:
         if len(failures) == len(members):
             raise next(iter(failures.values()))
         for name, exc in failures.items():
+            self.start_failures[name] = str(exc)
             self._bus.emit(
                 EventKind.WARNING, f"backend {name} did not start: {exc}", source="backend"
             )

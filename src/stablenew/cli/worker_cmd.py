@@ -86,14 +86,27 @@ class ServiceLog:
         self.closing = False
 
     def banner(self) -> None:
-        url = self.services.backend.url
-        kind = backend_kind(self.services.backend)
+        backends = self.services.backends
+        first = next((b for b in backends if b.url), backends[0])  # a pool's may be down
+        url, kind = first.url, backend_kind(first)
         if out.json:
-            state = {"state": "running", "backend": url, "backend_kind": kind, "pid": os.getpid()}
+            state: dict[str, object] = {
+                "state": "running",
+                "backend": url,
+                "backend_kind": kind,
+                "pid": os.getpid(),
+            }
+            if len(backends) > 1:
+                state["backends"] = {b.name: b.url for b in backends}
             out.ndjson("worker", state)
             return
         # Tests and scripts read the URL as the fourth word of this first line.
         out.line(f"worker running against {url}; {kind or 'backend'}; Ctrl+C to stop")
+        if len(backends) > 1:
+            for b in backends:
+                failed = self.services.start_failures.get(b.name, "").splitlines()
+                where = b.url or "did not start" + (f": {failed[0]}" if failed else "")
+                out.line(f"  backend {b.name}: {where}")
 
     def on_event(self, event: JobLifecycleLogEvent) -> None:
         if event.kind not in SERVICE_KINDS:

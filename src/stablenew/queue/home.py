@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,8 +43,10 @@ class HomeLock:
         self.home = home
         self.lock_path = home / "owner.lock"
         self.info_path = home / "owner.json"
-        self._lock = filelock.FileLock(self.lock_path, timeout=0, mode=0o600)
+        # Not thread-local: a pool publishes its URLs, and a GUI closes, from other threads.
+        self._lock = filelock.FileLock(self.lock_path, timeout=0, mode=0o600, thread_local=False)
         self._info: dict[str, object] = {}
+        self._writing = threading.Lock()  # a pool's backends publish their URLs side by side
 
     @property
     def held(self) -> bool:
@@ -72,9 +75,10 @@ class HomeLock:
         """Publish where the backends answer, for clients (doctor, a following `run`)."""
         if self.held:
             shown = {name: redact.text(url) for name, url in urls.items()}
-            self._info["backend_urls"] = shown
-            self._info["backend_url"] = next(iter(shown.values()), None)
-            self._write()
+            with self._writing:
+                self._info["backend_urls"] = shown
+                self._info["backend_url"] = next(iter(shown.values()), None)
+                self._write()
 
     def release(self) -> None:
         if self.held:

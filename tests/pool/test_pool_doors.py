@@ -1,0 +1,82 @@
+"""The pool as the command line shows it: `doctor` and `backend list` name every backend."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.cli.clitools import cli, popen
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+
+def sim(*flags: str) -> str:
+    command = [sys.executable, "-m", "stablenew", "webui-sim", "--port", "0", *flags]
+    return json.dumps(command)
+
+
+def pool_config(home: Path) -> None:
+    (home / "config.toml").write_text(
+        f"""
+[[backends]]
+name = "gpu0"
+command = {sim("--models", "sim-v15-base")}
+labels = ["sd15"]
+
+[[backends]]
+name = "gpu1"
+command = {sim("--models", "sim-xl-photo")}
+
+[[backends]]
+name = "box2"
+mode = "attached"
+url = "http://127.0.0.1:9"
+username = "me"
+password = "hunter2-pool-secret"
+startup_timeout = 2
+"""
+    )
+
+
+def test_doctor_checks_every_backend_of_the_pool(tmp_path: Path) -> None:
+    pool_config(tmp_path)
+    result = cli(tmp_path, "doctor", "--json")
+    checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    assert result.returncode == 1  # box2 does not answer
+    assert checks["backend gpu0"]["ok"] and checks["backend gpu1"]["ok"]
+    assert checks["models gpu0"]["detail"] == "sim-v15-base"
+    assert checks["models gpu1"]["detail"] == "sim-xl-photo"
+    assert not checks["backend box2"]["ok"]
+    assert "hunter2" not in result.stdout + result.stderr
+
+
+def test_backend_list_shows_each_backend_while_another_process_owns_the_pool(
+    tmp_path: Path,
+) -> None:
+    pool_config(tmp_path)
+    (tmp_path / "config.toml").write_text(
+        (tmp_path / "config.toml").read_text().split('[[backends]]\nname = "box2"')[0]
+    )
+    worker = popen(tmp_path, "worker")
+    try:
+        assert worker.stdout is not None
+        assert worker.stdout.readline().startswith("worker running against http://")
+        lines = [worker.stdout.readline() for _ in range(2)]  # a pool: one line per backend
+        assert [line.split()[1] for line in lines] == ["gpu0:", "gpu1:"], lines
+        listed = cli(tmp_path, "backend", "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        backends = {b["name"]: b for b in json.loads(listed.stdout)["backends"]}
+        assert set(backends) == {"gpu0", "gpu1"}
+        assert backends["gpu0"]["labels"] == ["sd15"]
+        assert all(b["state"] == "READY" for b in backends.values()), backends
+        assert backends["gpu1"]["loaded_model"].startswith("sim-xl-photo")
+        doctor = cli(tmp_path, "doctor", "--json")
+        names = [c["name"] for c in json.loads(doctor.stdout)["checks"]]
+        assert "backend gpu0" in names and "backend gpu1" in names, doctor.stdout
+        assert doctor.returncode == 0, doctor.stdout
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
