@@ -199,7 +199,7 @@ def test_metrics_in_prometheus_text(local_app: TestClient) -> None:
     text = local_app.get("/metrics").text
     assert 'stablenew_jobs{status="QUEUED"} 3.0' in text
     assert "stablenew_queue_depth 3.0" in text
-    assert 'stablenew_backend_state{state="STOPPED"} 1.0' in text
+    assert 'stablenew_backend_state{backend="default",state="STOPPED"} 1.0' in text
     for name in (
         "stablenew_stage_duration_seconds",
         "stablenew_recoveries",

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from stablenew.app.metrics import Metrics
 from stablenew.app.placement import PoolPolicy
 from stablenew.app.pool import BackendConfig
 from stablenew.app.services import ServiceConfig, Services
@@ -231,6 +232,7 @@ def test_pause_cancel_and_reorder_with_two_backends(make_pool, tmp_path: Path) -
         [backend(tmp_path, "a", "--step-ms", "100"), backend(tmp_path, "b", "--step-ms", "100")]
     )
     waiter = Waiter(services.jobs)
+    metrics = Metrics(services.jobs, services.backends)
     services.jobs.pause()
     ids = services.jobs.submit_many([small(f"job {i}", steps=10) for i in range(5)])
     services.jobs.move(ids[4], "front")
@@ -253,6 +255,10 @@ def test_pause_cancel_and_reorder_with_two_backends(make_pool, tmp_path: Path) -
     assert [services.jobs.get_job_status(i) for i in ids if i not in (ids[4], running)] == [
         JobStatus.QUEUED
     ] * 3
+    text = metrics.render().decode()  # what /metrics shows: labelled by backend
+    for name in ("a", "b"):
+        assert f'stablenew_backend_state{{backend="{name}",state="READY"}} 1.0' in text
+    assert 'stablenew_stage_duration_seconds_count{backend="' in text
 
 
 def test_submit_checks_names_against_every_backend_and_pins_against_names_and_labels(

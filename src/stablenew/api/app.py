@@ -43,7 +43,7 @@ agent-scheduler-compatible one. Off loopback every request needs
 
 
 def create_app(services: Services, security: Security, metrics: Metrics | None = None) -> FastAPI:
-    metrics = metrics or Metrics(services.jobs, services.backend)
+    metrics = metrics or Metrics(services.jobs, services.backends)
     hub = EventHub(services.jobs, on_clients=metrics.sse_clients.set)
 
     @asynccontextmanager

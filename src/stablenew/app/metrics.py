@@ -10,7 +10,7 @@ apps in one process (tests) never share figures.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -35,9 +35,9 @@ STAGE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 180
 class _StateCollector(Collector):
     """Read at every scrape: the store's counts and the controllers' states."""
 
-    def __init__(self, jobs: JobExecutionController, backend: BackendController) -> None:
+    def __init__(self, jobs: JobExecutionController, backends: Sequence[BackendController]) -> None:
         self.jobs = jobs
-        self.backend = backend
+        self.backends = backends
 
     def collect(self) -> Iterator[Metric]:
         by_status = GaugeMetricFamily(
@@ -58,18 +58,28 @@ class _StateCollector(Collector):
         )
         state = GaugeMetricFamily(
             "stablenew_backend_state",
-            "The backend's state (1 for the current one)",
-            labels=["state"],
+            "Each backend's state (1 for its current one)",
+            labels=["backend", "state"],
         )
-        current = self.backend.state
-        for s in BackendState:
-            state.add_metric([s.value], 1 if s == current else 0)
-        yield state
-        yield CounterMetricFamily(
+        restarts = CounterMetricFamily(
             "stablenew_backend_restarts",
-            "Restarts of the managed backend since this process started it",
-            value=self.backend.restarts,
+            "Restarts of each managed backend since this process started it",
+            labels=["backend"],
         )
+        held = GaugeMetricFamily(
+            "stablenew_backend_held",
+            "1 while a backend's crash-loop breaker keeps it out of the pool",
+            labels=["backend"],
+        )
+        for backend in self.backends:
+            current = backend.state
+            for s in BackendState:
+                state.add_metric([backend.name, s.value], 1 if s == current else 0)
+            restarts.add_metric([backend.name], backend.restarts)
+            held.add_metric([backend.name], 1 if backend.runtime.held() else 0)
+        yield state
+        yield restarts
+        yield held
         outbox = GaugeMetricFamily(
             "stablenew_webhook_outbox",
             "Webhook deliveries in the durable outbox by state",
@@ -81,20 +91,20 @@ class _StateCollector(Collector):
 
 
 class Metrics:
-    def __init__(self, jobs: JobExecutionController, backend: BackendController) -> None:
+    def __init__(self, jobs: JobExecutionController, backends: Sequence[BackendController]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(_StateCollector(jobs, backend))
+        self.registry.register(_StateCollector(jobs, backends))
         self.stage_seconds = Histogram(
             "stablenew_stage_duration_seconds",
-            "Duration of a finished stage (all images of a job's stage)",
-            ["stage"],
+            "Duration of one image's stage, by the backend that made it",
+            ["stage", "backend"],
             buckets=STAGE_BUCKETS,
             registry=self.registry,
         )
         self.recoveries = Counter(
             "stablenew_recoveries",
             "Recovery steps (crash_detected, restart, retry, breaker_open, gave_up, ...)",
-            ["step"],
+            ["step", "backend"],
             registry=self.registry,
         )
         self.jobs_finished = Counter(
@@ -122,9 +132,9 @@ class Metrics:
             return
         data = event.data
         if isinstance(data, StageFinishedData) and event.stage and not data.resumed:
-            self.stage_seconds.labels(event.stage).observe(data.duration_s)
+            self.stage_seconds.labels(event.stage, data.backend).observe(data.duration_s)
         elif isinstance(data, RecoveryData):
-            self.recoveries.labels(data.step).inc()
+            self.recoveries.labels(data.step, data.backend).inc()
         elif event.source == "runner" and event.status is not None and event.status.finished:
             self.jobs_finished.labels(event.status.value).inc()
 

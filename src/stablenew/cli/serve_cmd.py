@@ -78,7 +78,7 @@ def serve(
     try:
         services.start()
         started = True
-        metrics = Metrics(services.jobs, services.backend)
+        metrics = Metrics(services.jobs, services.backends)
         webhooks = WebhookDispatcher(
             services.jobs,
             hooks_of(config.webhooks),

@@ -124,6 +124,7 @@ class StageFinishedData:
     file: str | None = None
     cancelled: bool = False
     resumed: bool = False
+    backend: str = "default"  # which backend of the pool made it
 
 
 @dataclass(frozen=True, slots=True)

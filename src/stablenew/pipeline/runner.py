@@ -251,6 +251,7 @@ class _Run:
                 attempts=result.attempts,
                 file=record.file,
                 cancelled=self.token.is_cancelled(),
+                backend=self.owner.backend_name,
             ),
         )
         return record
