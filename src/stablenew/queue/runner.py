@@ -201,10 +201,14 @@ class JobRunner:
                 return None
         if self.pick is None:
             return self.store.claim_next(self.owner, self.name)
-        chosen = self.pick(self.store.pending(limit=self.window))
-        if chosen is None:
-            return None
-        return self.store.claim(chosen.id, self.owner, self.name)  # None if another took it
+        while True:
+            chosen = self.pick(self.store.pending(limit=self.window))
+            if chosen is None:
+                return None
+            claim = self.store.claim(chosen.id, self.owner, self.name)
+            if claim is not None or self.store.paused() is not None:
+                return claim
+            # Another backend's runner took it first: choose again now, not at the next poll.
 
     def run_job(self, claim: Claim) -> JobOutcome:
         job = claim.job
