@@ -24,6 +24,8 @@ from stablenew.jobs.job import Job
 from stablenew.pipeline.names import unknown_names
 from stablenew.webui.lists import BackendLists
 
+NOTES_EVERY = 1.0  # seconds between updates of why queued jobs wait, while jobs flow
+
 
 class PoolPolicy(BaseModel):
     """The `[pool]` section of config.toml."""
@@ -62,6 +64,31 @@ def why_not(job: Job, backend: BackendView) -> str | None:
     return None
 
 
+class _Verdicts:
+    """`why_not`, remembered: every backend asks it of the whole window before each job, and
+    the answer changes only when the job's spec (an edit) or the backend's lists (a restart)
+    do. The store hands out one spec object per spec text, so identity says "unchanged"."""
+
+    LIMIT = 20_000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[str, str], tuple[object, object, str | None]] = {}
+
+    def __call__(self, job: Job, backend: BackendView) -> str | None:
+        key = (job.id, backend.name)
+        with self._lock:
+            seen = self._seen.get(key)
+        if seen is not None and seen[0] is job.spec and seen[1] is backend.lists:
+            return seen[2]
+        verdict = why_not(job, backend)
+        with self._lock:
+            if len(self._seen) >= self.LIMIT:  # finished jobs' verdicts: start afresh
+                self._seen.clear()
+            self._seen[key] = (job.spec, backend.lists, verdict)
+        return verdict
+
+
 def model_of(job: Job, backend: BackendView) -> str | None:
     if job.spec.model is None:
         return None
@@ -74,12 +101,14 @@ class Placement:
         self._clock = clock
         self._lock = threading.Lock()
         self._skipped: dict[str, tuple[int, float]] = {}  # job id -> (times, since)
+        self._why_not = _Verdicts()
+        self._noted = float("-inf")  # when the waiting notes were last worked out
 
     def pick(
         self, me: BackendView, window: Sequence[Job], others: Sequence[BackendView]
     ) -> Job | None:
         """The job `me` should claim now, or None (nothing it may or should run)."""
-        eligible = [job for job in window if why_not(job, me) is None]
+        eligible = [job for job in window if self._why_not(job, me) is None]
         if not eligible:
             return None
         head = eligible[0]
@@ -94,7 +123,9 @@ class Placement:
         better = [o for o in others if o.healthy and o.name != me.name]
         for job in group:
             if self._overdue(job) or not any(
-                o.loaded is not None and o.loaded == model_of(job, o) and why_not(job, o) is None
+                o.loaded is not None
+                and o.loaded == model_of(job, o)
+                and self._why_not(job, o) is None
                 for o in better
             ):
                 return self._took(job, group)
@@ -105,12 +136,23 @@ class Placement:
         healthy = [b for b in backends if b.healthy]
         notes: dict[str, str] = {}
         for job in window:
-            reasons = [why_not(job, b) for b in healthy]
+            reasons = [self._why_not(job, b) for b in healthy]
             if healthy and all(reasons):
                 notes[job.id] = _summarize(job, [r for r in reasons if r])
             elif not healthy:
                 notes[job.id] = "no backend is available"
         return notes
+
+    def notes_due(self, chose: bool) -> bool:
+        """Whether to work the waiting notes out now: at once when a backend found nothing to
+        run, else at most once a second (they are for people; each costs a pass over the
+        window for every backend)."""
+        now = self._clock()
+        with self._lock:
+            if chose and now - self._noted < NOTES_EVERY:
+                return False
+            self._noted = now
+        return True
 
     def forget(self, job_id: str) -> None:
         with self._lock:

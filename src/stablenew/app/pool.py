@@ -165,8 +165,11 @@ class BackendPool:
             views = [m.view() for m in self.members]
             me = next(v for v in views if v.name == member.name)
             chosen = self.placement.pick(me, window, views)
-            notes = self.placement.waiting(window, views)
-            store.set_notes(notes, [j.id for j in window])
+            if self.placement.notes_due(chose=chosen is not None):
+                notes = self.placement.waiting(window, views)
+                changed = [j.id for j in window if j.note != notes.get(j.id, "")]
+                if changed:
+                    store.set_notes(notes, changed)
             return chosen
 
         return pick
