@@ -42,7 +42,8 @@ def figure(report: dict[str, Any], dotted: str) -> float:
 
 
 @pytest.mark.parametrize(
-    "script", ["queue_scale.py", "product.py", "gui_latency.py", "api_submit.py", "api_sse.py"]
+    "script",
+    ["queue_scale.py", "product.py", "pool.py", "gui_latency.py", "api_submit.py", "api_sse.py"],
 )
 def test_benchmark_reports_every_targeted_figure(script: str, tmp_path: Path) -> None:
     if script == "gui_latency.py" and shutil.which("Xvfb") is None:
@@ -56,6 +57,9 @@ def test_benchmark_reports_every_targeted_figure(script: str, tmp_path: Path) ->
         for part in ("overhead_64", "overhead_512", "realistic"):
             assert report[part]["product_s"] > 0 and report[part]["bare_s"] > 0
         assert report["cancel_honour"]["trials"] == report["cancel_ignore"]["trials"] == 3
+    if script == "pool.py":  # affinity batches models; FIFO switches on most jobs
+        runs = report["affinity"]
+        assert runs["affinity"]["switches"] < runs["fifo"]["switches"]
     if script == "api_sse.py":  # every client got every lifecycle event of the job
         assert report["lag_ms"]["frames"] == report["clients"] * sum(
             report["events_per_client_per_job"]
