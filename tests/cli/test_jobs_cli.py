@@ -39,7 +39,7 @@ def test_every_generation_setting_reaches_the_spec(tmp_path: Path) -> None:
         *("--size", "768x512", "--seed", "7", "--clip-skip", "2", "--images", "2"),
         *("--hires", "1.5", "--hires-upscaler", "Lanczos", "--hires-steps", "4"),
         *("--hires-denoise", "0.4", "--stages", "txt2img,img2img,upscale", "--denoise", "0.3"),
-        *("--upscaler", "R-ESRGAN 4x+", "--on", "gpu0"),
+        *("--upscaler", "R-ESRGAN 4x+", "--on", "default"),
     )
     spec = job["spec"]
     assert isinstance(spec, dict)
@@ -62,7 +62,7 @@ def test_every_generation_setting_reaches_the_spec(tmp_path: Path) -> None:
     )
     assert spec["img2img"] == spec["img2img"] | {"enabled": True, "denoising_strength": 0.3}
     assert spec["upscale"]["enabled"] and spec["upscale"]["upscaler"] == "R-ESRGAN 4x+"
-    assert spec["backend"] == "gpu0" and spec["images"] == 2
+    assert spec["backend"] == "default" and spec["images"] == 2
     bad = cli(tmp_path, "queue", "add", "x", "--size", "768 by 512")
     assert bad.returncode == 2 and "WIDTHxHEIGHT" in bad.stderr
 
