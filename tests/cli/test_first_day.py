@@ -147,7 +147,8 @@ def test_a_closed_port_fails_at_once(tmp_path: Path) -> None:
     for args, code in ((("run", "a cat"), 3), (("worker",), 3), (("doctor",), 1)):
         sent = time.monotonic()
         done = cli(tmp_path, *args, "--backend", url)
-        assert time.monotonic() - sent < 10, f"{args} waited for a port nobody listens on"
+        # Generous for a loaded machine, far below the 120 s an attached backend gets to start.
+        assert time.monotonic() - sent < 30, f"{args} waited for a port nobody listens on"
         assert done.returncode == code, (args, done.stdout, done.stderr)
         no_traceback(done)
         assert "connection refused" in done.stdout + done.stderr
@@ -180,7 +181,7 @@ def test_wrong_credentials_are_named(tmp_path: Path, start_sim: SimFactory) -> N
     for args, code in ((("run", "a cat"), 3), (("worker",), 3), (("doctor",), 1)):
         sent = time.monotonic()
         done = cli(tmp_path, *args, "--backend", sim.url)
-        assert time.monotonic() - sent < 10
+        assert time.monotonic() - sent < 30  # far below the 120 s start-up timeout
         assert done.returncode == code, (args, done.stdout, done.stderr)
         no_traceback(done)
         said = done.stdout + done.stderr
