@@ -1,5 +1,5 @@
-"""Settings: the backend (managed command or attached URL, credentials), the output folder and
-the upscale limits, written to `<home>/config.toml`.
+"""Settings: the backend (managed command or attached URL, credentials), the output folder,
+the upscale limits and the global prompts, written to `<home>/config.toml`.
 
 The form is checked by the same models that load the file, so what Save accepts is what the
 next start reads, and a refusal names the key. "Test connection" asks the URL (or checks the
@@ -150,8 +150,18 @@ class SettingsDialog(tk.Toplevel):
             row=1, column=3, sticky="w", padx=(px(4), 0), pady=px(1)
         )
 
+        prompts = ttk.LabelFrame(body, text="Global prompts (added to every job)", padding=px(8))
+        prompts.grid(row=3, column=0, sticky="ew", pady=(px(6), 0))
+        prompts.columnconfigure(1, weight=1)
+        self._entry(
+            prompts, 0, "Positive", "prompts.global_positive", config.prompts.global_positive
+        )
+        self._entry(
+            prompts, 1, "Negative", "prompts.global_negative", config.prompts.global_negative
+        )
+
         footer = ttk.Frame(body)
-        footer.grid(row=3, column=0, sticky="ew", pady=(px(8), 0))
+        footer.grid(row=4, column=0, sticky="ew", pady=(px(8), 0))
         footer.columnconfigure(0, weight=1)
         path = settings_file.config_path(home)
         self.note = ttk.Label(
@@ -223,6 +233,8 @@ class SettingsDialog(tk.Toplevel):
         output["root"] = self.value("output.root") or None
         for key in ("max_upscale_megapixels", "on_oversize", "tile_min", "tile_max"):
             limits[key] = self.value(f"limits.{key}")
+        for key in ("global_positive", "global_negative"):
+            data["prompts"][key] = self.value(f"prompts.{key}")
         return data
 
     def checked(self) -> Config | None:
