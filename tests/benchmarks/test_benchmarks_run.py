@@ -42,10 +42,18 @@ def figure(report: dict[str, Any], dotted: str) -> float:
 
 
 @pytest.mark.parametrize(
-    "script", ["queue_scale.py", "product.py", "gui_latency.py", "api_submit.py", "api_sse.py"]
+    "script",
+    [
+        "queue_scale.py",
+        "product.py",
+        "gui_latency.py",
+        "gui_memory.py",
+        "api_submit.py",
+        "api_sse.py",
+    ],
 )
 def test_benchmark_reports_every_targeted_figure(script: str, tmp_path: Path) -> None:
-    if script == "gui_latency.py" and shutil.which("Xvfb") is None:
+    if script.startswith("gui_") and shutil.which("Xvfb") is None:
         pytest.skip("Xvfb is not installed (.ci/run installs it)")
     report = run_quick(script, tmp_path / "report.json")
     assert report["quick"] is True
@@ -56,6 +64,10 @@ def test_benchmark_reports_every_targeted_figure(script: str, tmp_path: Path) ->
         for part in ("overhead_64", "overhead_512", "realistic"):
             assert report[part]["product_s"] > 0 and report[part]["bare_s"] > 0
         assert report["cancel_honour"]["trials"] == report["cancel_ignore"]["trials"] == 3
+    if script == "gui_latency.py":  # the gallery was open and the live preview shown
+        assert report["gallery_items"] == report["images"] and report["live_previews_shown"] > 0
+    if script == "gui_memory.py":
+        assert report["gallery_items"] == report["jobs"]
     if script == "api_sse.py":  # every client got every lifecycle event of the job
         assert report["lag_ms"]["frames"] == report["clients"] * sum(
             report["events_per_client_per_job"]

@@ -66,7 +66,8 @@ def test_a_failed_job_says_why_at_1366x768_and_leaves_nothing_stale(make_gui) ->
     reason = short_reason(job.error)
     assert reason == "txt2img image 1: the backend ran out of memory"
 
-    assert window.root.winfo_width() == 1366 and window.root.winfo_height() == 768
+    menu = window._menu_height()  # the menu bar above the window: together they fill 768
+    assert window.root.winfo_width() == 1366 and window.root.winfo_height() + menu == 768
     # One line in the running panel, the status line and the history row.
     assert reason in window.running.outcome.full_text
     assert reason in window.message.full_text and "Queued" not in window.message.full_text

@@ -460,6 +460,7 @@ class ComposePanel(ttk.Frame):
         self.one_job = tk.BooleanVar(value=False)
         one = ttk.Checkbutton(box, text="One job with all of them", variable=self.one_job)
         one.grid(row=2, column=0, sticky="w")
+        self.one_job_check = one
         tip(one, "Off: one job per image")
         self.one_job.trace_add("write", lambda *_a: self._changed())
 

@@ -227,12 +227,13 @@ class Menus:
         """The queue ran dry after `jobs` job(s) ended: tell, ring, and do the one-shot action
         (then it is back to nothing)."""
         text = f"The queue is finished: {jobs} job(s) ended."
-        self.w.say(text)
+        action = self.when_done.get()
+        if self.sound.get() or self.notify.get() or action != "nothing":
+            self.w.say(text)  # else the last job's own line stays: it says more
         if self.sound.get():
             self.w.root.bell()
         if self.notify.get():
             self.w.ui.run(lambda: notify("StableNew", text))
-        action = self.when_done.get()
         self.when_done.set("nothing")
         if action == "quit":
             self.w.say("The queue is finished: quitting, as asked.")

@@ -150,18 +150,16 @@ class SettingsDialog(tk.Toplevel):
             row=1, column=3, sticky="w", padx=(px(4), 0), pady=px(1)
         )
 
-        prompts = ttk.LabelFrame(body, text="Global prompts (added to every job)", padding=px(8))
-        prompts.grid(row=3, column=0, sticky="ew", pady=(px(6), 0))
-        prompts.columnconfigure(1, weight=1)
+        # Global prompts: added to every job's prompts by the engine.
         self._entry(
-            prompts, 0, "Positive", "prompts.global_positive", config.prompts.global_positive
+            output, 2, "Global positive", "prompts.global_positive", config.prompts.global_positive
         )
         self._entry(
-            prompts, 1, "Negative", "prompts.global_negative", config.prompts.global_negative
+            output, 3, "Global negative", "prompts.global_negative", config.prompts.global_negative
         )
 
         footer = ttk.Frame(body)
-        footer.grid(row=4, column=0, sticky="ew", pady=(px(8), 0))
+        footer.grid(row=3, column=0, sticky="ew", pady=(px(8), 0))
         footer.columnconfigure(0, weight=1)
         path = settings_file.config_path(home)
         self.note = ttk.Label(
@@ -181,7 +179,8 @@ class SettingsDialog(tk.Toplevel):
         self._mode_changed()
         self.update_idletasks()
         width, height = theme.fit(max(width, self.winfo_reqwidth()), self.winfo_reqheight())
-        self.geometry(f"{width}x{height}+{px(60)}+{px(44)}")  # below the top bar
+        top = max(0, min(px(44), self.winfo_screenheight() - height))  # below the top bar
+        self.geometry(f"{width}x{height}+{px(60)}+{top}")
 
     # -- the form ------------------------------------------------------------------------------
 

@@ -179,6 +179,7 @@ class Tooltip:
         self._after: str | None = None
         self.tip: tk.Toplevel | None = None
         widget.bind("<Enter>", self._schedule, add="+")
+        widget.bind("<Destroy>", self.hide, add="+")
         for sequence in ("<Leave>", "<ButtonPress>", "<KeyPress>"):
             widget.bind(sequence, self.hide, add="+")
         TIPS[str(widget)] = text

@@ -128,6 +128,7 @@ class MainWindow:
         self._validate_job: str | None = None
         self._checked = 0  # a counter: a name check answered late is dropped
         self._finished_since_idle = 0
+        self.live_shown = 0  # live previews shown (for benchmarks)
         self.viewers: list[Viewer] = []
         self._inbox: queue.SimpleQueue[JobLifecycleLogEvent] = queue.SimpleQueue()
         self._heard: dict[str, None] = {}  # jobs whose start was shown (insertion-ordered)
@@ -1089,6 +1090,7 @@ class MainWindow:
         def show(image: Image.Image | None) -> None:
             if image is not None and self._preview_number == number:
                 self.running.show_preview(job_id, image, live=number)
+                self.live_shown += 1
 
         self.ui.run(fetch, show)
 
@@ -1165,6 +1167,8 @@ class MainWindow:
                 viewer.destroy()
         self.running.clear_preview()
         self.history.thumbs.clear()
+        for pending in self.root.tk.splitlist(self.root.tk.call("after", "info")):
+            self.root.after_cancel(pending)  # a timer of a destroyed widget must not fire
         self.root.destroy()
         gc.collect()
         self.destroyed = True
