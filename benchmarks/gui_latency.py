@@ -48,9 +48,7 @@ def run(quick: bool) -> dict[str, object]:
 
 
 def measure(home: Path, images: int) -> dict[str, object]:
-    spec = JobSpec(
-        prompt="latency probe", steps=STEPS, width=64, height=64, images=images, seed=1
-    )
+    spec = JobSpec(prompt="latency probe", steps=STEPS, width=64, height=64, images=images, seed=1)
     launch = LaunchConfig(
         command=reference_backend_command(0, "--step-ms", str(STEP_MS)),
         log_dir=home / "logs",
@@ -88,9 +86,11 @@ def _measure(window: MainWindow, spec: JobSpec) -> dict[str, object]:
     events = {"count": 0, "previews": 0}
     services.jobs.subscribe(lambda e: events.__setitem__("count", events["count"] + 1))
     services.jobs.subscribe(
-        lambda e: events.__setitem__("previews", max(events["previews"], e.data.preview))
-        if isinstance(e.data, ProgressData)
-        else None
+        lambda e: (
+            events.__setitem__("previews", max(events["previews"], e.data.preview))
+            if isinstance(e.data, ProgressData)
+            else None
+        )
     )
     done = {"flag": False}
     services.jobs.subscribe(
