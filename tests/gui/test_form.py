@@ -4,6 +4,7 @@ are set, and the job queued (on a paused queue) carries every value."""
 
 from __future__ import annotations
 
+import tkinter as tk
 from pathlib import Path
 from tkinter import filedialog
 from typing import Any
@@ -46,6 +47,14 @@ def open_section(gui: Gui, title: str) -> None:
         gui.window.compose.scroll.see(section)
         gui.click(section.toggle)
     assert section.opened and section.body.winfo_ismapped()
+
+
+def form_click(gui: Gui, target: str | tk.Misc) -> None:
+    """Click a control of the form, scrolled into view first (as a user scrolls to it)."""
+    compose = gui.window.compose
+    widget = gui.button(target, within=compose) if isinstance(target, str) else target
+    compose.scroll.see(widget)
+    gui.click(widget)
 
 
 def typed(gui: Gui, key: str, text: str) -> None:
@@ -232,12 +241,12 @@ def test_size_presets_swap_and_seeds(make_gui) -> None:  # type: ignore[no-untyp
     compose = gui.window.compose
     compose.size_preset.set("832x1216")
     compose.size_preset.event_generate("<<ComboboxSelected>>")
-    gui.click("⇄ Swap")
+    form_click(gui, "⇄ Swap")
     assert (compose.vars["width"].get(), compose.vars["height"].get()) == ("1216", "832")
-    gui.click("Random seed")
+    form_click(gui, "Random seed")
     assert compose.vars["seed"].get() == "-1"
     compose.last_seed = 31337
-    gui.click("Last seed")
+    form_click(gui, "Last seed")
     [job] = queued(gui)
     assert (job.spec.width, job.spec.height, job.spec.seed) == (1216, 832, 31337)
 
@@ -254,7 +263,7 @@ def test_input_images_from_files_and_folders(make_gui, tmp_path: Path) -> None: 
     original = filedialog.askdirectory
     filedialog.askdirectory = lambda **_kw: str(folder)  # type: ignore[assignment]
     try:
-        gui.click("Folder…", within=compose.sections["Input images"].body)
+        form_click(gui, "Folder…")
     finally:
         filedialog.askdirectory = original
     gui.pump_until(lambda: len(compose.inputs) == 2, 15, "the images listed")
@@ -265,7 +274,7 @@ def test_input_images_from_files_and_folders(make_gui, tmp_path: Path) -> None: 
     assert {j.spec.stages()[0] for j in jobs} == {"upscale"}
     store = window.services.config.home / "inputs"
     assert all((store / i.sha256[:2] / i.sha256).is_file() for j in jobs for i in j.spec.inputs)
-    gui.click(compose.one_job_check)
+    form_click(gui, compose.one_job_check)
     gui.key("ctrl+Return")
     gui.pump_until(lambda: window.jobs.count() == 3, 15)
     one = window.jobs.pending()[-1]
@@ -290,7 +299,7 @@ def test_presets_apply_and_save(make_gui, tmp_path: Path) -> None:  # type: igno
     filedialog.askopenfilename = lambda **_kw: str(preset)  # type: ignore[assignment]
     try:
         open_section(gui, "Presets and global prompts")
-        gui.click("Apply preset…")
+        form_click(gui, "Apply preset…")
     finally:
         filedialog.askopenfilename = original
     gui.pump_until(lambda: compose.vars["steps"].get() == "9", 15, "the preset applied")
@@ -345,7 +354,7 @@ def test_global_prompts_are_shown_and_edited_in_settings(make_gui, tmp_path: Pat
     compose = window.compose
     open_section(gui, "Presets and global prompts")
     assert compose.global_positive.full_text == "(none)"
-    gui.click("Edit global prompts…")
+    form_click(gui, "Edit global prompts…")
     gui.pump_until(lambda: bool(gui.toplevels()), 10, "the settings")
     dialog = gui.toplevels()[-1]
     gui.retype(dialog.entries["prompts.global_positive"], "masterpiece")  # type: ignore[attr-defined]

@@ -195,3 +195,29 @@ def test_when_the_queue_finishes_a_one_shot_command_runs(make_gui, tmp_path: Pat
     gui.pump_until(marker.is_file, 60, "the command run")
     assert window.menus.when_done.get() == "nothing"  # one shot
     assert "The queue is finished" in window.message.full_text
+
+
+def test_the_window_remembers_its_size_panes_and_the_last_form(make_gui, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    gui: Gui = make_gui(home=tmp_path)
+    window = gui.window
+    window.root.geometry("1250x700")
+    gui.pump_until(lambda: window.root.winfo_width() == 1250, 10, "the new size")
+    window.panes.sash_place(0, window.panes.sash_coord(0)[0] + 60, 1)
+    gui.settle()
+    panes = window.pane_positions()
+    window.compose.restore({"steps": "33", "txt2img.enable_hr": True, "sampler": "Euler"})
+    window.compose.set_prompt("remember me", "and me")
+    window.compose.sections["Hires fix"].set_open(True)
+    window.close()
+    gui.pump_until(lambda: window.destroyed, 30, "the window to close")
+
+    again: Gui = make_gui(home=tmp_path)
+    window = again.window
+    gui.settle()
+    assert (window.root.winfo_width(), window.root.winfo_height()) == (1250, 700)
+    again.pump_until(lambda: window.pane_positions()["h"] == panes["h"], 10, "the divider")
+    compose = window.compose
+    assert (compose.prompt_text(), compose.negative_text()) == ("remember me", "and me")
+    assert compose.vars["steps"].get() == "33" and compose.vars["sampler"].get() == "Euler"
+    assert compose.vars["txt2img.enable_hr"].get() is True
+    assert compose.sections["Hires fix"].opened

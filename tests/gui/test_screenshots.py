@@ -68,6 +68,7 @@ def run_a_job(gui: Gui, images: str = "4") -> None:
         open_section(gui, title)
         compose.scroll.see(compose.checks[check])
         gui.click(compose.checks[check])
+    compose.scroll.canvas.yview_moveto(0)
     gui.key("ctrl+Return")
 
 

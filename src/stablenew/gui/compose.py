@@ -265,6 +265,7 @@ class ComposePanel(ttk.Frame):
         self.actions: dict[str, Callable[[], None]] = {}  # set by the window: presets, inputs
         self._cells: list[tuple[ttk.Frame, int, int, tk.Widget]] = []
         self._loading = False
+        self._refresh_pending = False
         self._pass_rows: dict[str, list[tk.Widget]] = {w: [] for w in PASSES}
         self.columnconfigure(0, weight=1)
         self.rowconfigure(6, weight=1)
@@ -318,6 +319,7 @@ class ComposePanel(ttk.Frame):
         for row, ((title, opened), fields) in enumerate(SECTIONS.items()):
             section = Section(form, title, px, opened)
             section.toggle.configure(command=partial(self._flip, section))
+            section.on_toggle = self._toggled
             section.grid(row=row, column=0, sticky="ew", pady=(0, px(2)))
             self.sections[title] = section
             self._fields(section.body, fields)
@@ -495,6 +497,15 @@ class ComposePanel(ttk.Frame):
 
     def _action(self, name: str) -> None:
         self.actions[name]()
+
+    def _toggled(self) -> None:
+        if not self._refresh_pending:
+            self._refresh_pending = True
+            self.after_idle(self._refresh_scroll)
+
+    def _refresh_scroll(self) -> None:
+        self._refresh_pending = False
+        self.scroll.refresh()
 
     def _flip(self, section: Section) -> None:
         section.flip()

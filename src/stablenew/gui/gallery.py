@@ -75,8 +75,9 @@ class ThumbCache:
     its own pool (two threads); a request whose cell left the view before its turn is skipped.
     PhotoImages are made and dropped on the Tk thread only."""
 
-    def __init__(self, ui: UiDispatcher, size: int, capacity: int = CACHE) -> None:
+    def __init__(self, ui: UiDispatcher, master: tk.Misc, size: int, capacity: int = CACHE) -> None:
         self.ui = ui
+        self.master = master  # PhotoImages belong to this window's Tk
         self.size = size
         self.capacity = capacity
         self.photos: OrderedDict[str, ImageTk.PhotoImage] = OrderedDict()
@@ -126,7 +127,7 @@ class ThumbCache:
         if image is None:
             self.failed.add(path)
         else:
-            self.photos[path] = ImageTk.PhotoImage(image)
+            self.photos[path] = ImageTk.PhotoImage(image, master=self.master)
             self.decoded += 1
             while len(self.photos) > self.capacity:
                 self.photos.popitem(last=False)
@@ -156,7 +157,7 @@ class GalleryPanel(ttk.Frame):
         self.thumb = px(THUMB)
         self.cell_w = self.thumb + px(PAD) * 2
         self.cell_h = self.thumb + px(PAD) * 2 + theme.body.metrics("linespace")
-        self.cache = ThumbCache(ui, self.thumb)
+        self.cache = ThumbCache(ui, self, self.thumb)
         self.items: list[Item] = []
         self.live: list[Item] = []  # the running job's finished images, newest first
         self.selected = 0
@@ -184,7 +185,7 @@ class GalleryPanel(ttk.Frame):
             ),
             start=1,
         ):
-            ttk.Button(bar, text=label, command=partial(self._act, op)).grid(
+            ttk.Button(bar, text=label, command=partial(self._act, op), style="Small.TButton").grid(
                 row=0, column=i, padx=(px(2), 0)
             )
         self.canvas = tk.Canvas(self, highlightthickness=0, takefocus=1, height=self.cell_h)

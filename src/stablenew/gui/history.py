@@ -92,9 +92,9 @@ class HistoryPanel(ttk.Frame):
             ),
             start=3,
         ):
-            ttk.Button(bar, text=label, command=partial(self._selected, op)).grid(
-                row=0, column=i, padx=(px(2), 0)
-            )
+            ttk.Button(
+                bar, text=label, command=partial(self._selected, op), style="Small.TButton"
+            ).grid(row=0, column=i, padx=(px(2), 0))
         style = ttk.Style(self)
         row_height = max(px(THUMB) + px(4), theme.body.metrics("linespace") + px(6))
         style.configure("History.Treeview", rowheight=row_height)
@@ -186,6 +186,6 @@ class HistoryPanel(ttk.Frame):
             self.tree.selection_set(selected)
 
     def set_thumbnail(self, job_id: str, image: Image.Image) -> None:
-        self.thumbs[job_id] = ImageTk.PhotoImage(image)
+        self.thumbs[job_id] = ImageTk.PhotoImage(image, master=self)
         if self.tree.exists(job_id):
             self.tree.item(job_id, image=self.thumbs[job_id])

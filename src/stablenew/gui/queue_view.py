@@ -97,9 +97,9 @@ class QueuePanel(ttk.Frame):
                 ("Remove", "remove"),
             )
         ):
-            ttk.Button(bar, text=label, command=partial(self._selected, op)).grid(
-                row=0, column=i, padx=(0, px(2))
-            )
+            ttk.Button(
+                bar, text=label, command=partial(self._selected, op), style="Small.TButton"
+            ).grid(row=0, column=i, padx=(0, px(2)))
         bar.columnconfigure(7, weight=1)
         self.paused = FitLabel(bar, "")
         self.paused.grid(row=0, column=7, sticky="ew", padx=px(6))

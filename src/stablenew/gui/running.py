@@ -230,7 +230,7 @@ class RunningPanel(ttk.LabelFrame):
         engine's live preview while a stage samples; whichever came last replaces the other."""
         if job_id not in (self.current, self.completed):
             return  # decoded after its job failed or another began: not the picture to show
-        self._photo = ImageTk.PhotoImage(image)
+        self._photo = ImageTk.PhotoImage(image, master=self)
         self.preview.configure(image=self._photo, text="")
         self.preview_job = job_id
         self.live_number = live

@@ -108,6 +108,17 @@ class Theme:
         return PALETTES[self.name]
 
 
+def dpi_aware() -> None:
+    """On Windows, draw at the display's real resolution (not bitmap-stretched by Windows):
+    call before the first window. Elsewhere Tk already is."""
+    if sys.platform == "win32":
+        import contextlib
+        import ctypes
+
+        with contextlib.suppress(AttributeError, OSError):
+            ctypes.windll.shcore.SetProcessDpiAwareness(2)  # per-monitor
+
+
 def os_prefers_dark() -> bool:
     """Whether the desktop asks for dark windows (Windows, macOS, GNOME/GTK); light if unknown."""
     forced = os.environ.get("STABLENEW_OS_THEME")  # tests and odd desktops say it outright

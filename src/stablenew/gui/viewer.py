@@ -297,7 +297,7 @@ class Viewer(tk.Toplevel):
     def _sibling(self, stage: str, image: Image.Image) -> None:
         if not self.winfo_exists():
             return
-        self._sibling_photos[stage] = ImageTk.PhotoImage(image)
+        self._sibling_photos[stage] = ImageTk.PhotoImage(image, master=self)
         self.sibling_labels[stage].configure(image=self._sibling_photos[stage], text=stage)
 
     def _sibling_clicked(self, stage: str, _event: object) -> None:
@@ -337,7 +337,7 @@ class Viewer(tk.Toplevel):
     def _draw(self, image: Image.Image) -> None:
         if not self.winfo_exists():
             return
-        self._photo = ImageTk.PhotoImage(image)
+        self._photo = ImageTk.PhotoImage(image, master=self)
         self.canvas.delete("all")
         width, height = self.canvas.winfo_width(), self.canvas.winfo_height()
         if self.mode == "fit":

@@ -228,7 +228,7 @@ class ScrollFrame(ttk.Frame):
 
     def __init__(self, master: tk.Misc, **options: Any) -> None:
         super().__init__(master, **options)
-        self.canvas = tk.Canvas(self, highlightthickness=0, borderwidth=0)
+        self.canvas = tk.Canvas(self, highlightthickness=0, borderwidth=0, height=120)
         self.bar = ttk.Scrollbar(self, orient="vertical", command=self.canvas.yview)
         self.canvas.configure(yscrollcommand=self.bar.set)
         self.canvas.grid(row=0, column=0, sticky="nsew")
@@ -241,12 +241,19 @@ class ScrollFrame(ttk.Frame):
         self.canvas.bind("<Configure>", lambda _e: self._resized(), add="+")
         self.bind_all_wheel(self.interior)
 
+    def refresh(self) -> None:
+        """After the interior changed while scrolled out of view (no <Configure> comes then)."""
+        self.interior.update_idletasks()
+        self._resized()
+
     def _resized(self) -> None:
-        width = self.interior.winfo_reqwidth()
-        self.canvas.configure(
-            width=width, scrollregion=(0, 0, width, self.interior.winfo_reqheight())
-        )
+        width, height = self.interior.winfo_reqwidth(), self.interior.winfo_reqheight()
+        self.canvas.configure(width=width, scrollregion=(0, 0, width, height))
         self.canvas.itemconfigure(self._window, width=max(width, self.canvas.winfo_width()))
+        # Shorter now (a group closed): never scrolled past the end, where nothing shows.
+        room = self.canvas.winfo_height()
+        if self.canvas.canvasy(0) > max(0, height - room):
+            self.canvas.yview_moveto(max(0, height - room) / max(height, 1))
 
     def bind_all_wheel(self, widget: tk.Misc) -> None:
         """The wheel scrolls the form wherever the pointer is over it."""
@@ -295,6 +302,7 @@ class Section(ttk.Frame):
         self.summary = FitLabel(head, "", style="Note.TLabel")
         self.summary.grid(row=0, column=1, sticky="ew", padx=(scale(6), 0))
         self.body = ttk.Frame(self, padding=(scale(14), 0, 0, scale(4)))
+        self.on_toggle: Callable[[], None] | None = None
         self.opened = not opened
         self.flip()
 
@@ -308,3 +316,5 @@ class Section(ttk.Frame):
             self.body.grid(row=1, column=0, sticky="ew")
         else:
             self.body.grid_remove()
+        if self.on_toggle is not None:
+            self.on_toggle()

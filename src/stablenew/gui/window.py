@@ -177,19 +177,19 @@ class MainWindow:
             return 0
 
     def _geometry(self, saved: Any) -> str:
-        """The remembered size if it still fits this screen, else the default (the menu bar
-        and the window together no taller than the screen)."""
+        """The remembered size if it still fits this screen, else the default: the window and
+        its menu bar together the default size, no larger than the screen."""
         menu = self._menu_height()
         try:
             size = str(saved).split("+")[0]
             width, height = (int(n) for n in size.split("x"))
+            if (width, height + menu) == self.theme.fit(width, height + menu):
+                return f"{width}x{height}+0+0"
         except (ValueError, AttributeError):
-            width, height = (
-                self.theme.px(themes.DEFAULT_SIZE[0]),
-                self.theme.px(themes.DEFAULT_SIZE[1]),
-            )
-        fitted = self.theme.fit(width, height + menu)
-        return f"{fitted[0]}x{fitted[1] - menu}+0+0"
+            pass
+        default = self.theme.px(themes.DEFAULT_SIZE[0]), self.theme.px(themes.DEFAULT_SIZE[1])
+        width, height = self.theme.fit(*default)
+        return f"{width}x{height - menu}+0+0"
 
     # -- layout --------------------------------------------------------------------------------
 
@@ -295,7 +295,7 @@ class MainWindow:
 
         self.root.update_idletasks()
         self.panes.add(left, minsize=left.winfo_reqwidth(), stretch="never")
-        self.panes.add(self.right_panes, minsize=px(420), stretch="always")
+        self.panes.add(self.right_panes, minsize=right.winfo_reqwidth(), stretch="always")
         self.right_panes.add(self.running, minsize=self.running.winfo_reqheight(), stretch="never")
         self.right_panes.add(right, minsize=px(160), stretch="always")
         self.left = left
@@ -1168,7 +1168,9 @@ class MainWindow:
         self.running.clear_preview()
         self.history.thumbs.clear()
         for pending in self.root.tk.splitlist(self.root.tk.call("after", "info")):
-            self.root.after_cancel(pending)  # a timer of a destroyed widget must not fire
+            # A timer of a destroyed widget must not fire (Tcl's cancel: tkinter's own
+            # after_cancel also deletes the command its widget deletes again when destroyed).
+            self.root.tk.call("after", "cancel", pending)
         self.root.destroy()
         gc.collect()
         self.destroyed = True
