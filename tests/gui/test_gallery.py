@@ -200,8 +200,10 @@ def test_when_the_queue_finishes_a_one_shot_command_runs(make_gui, tmp_path: Pat
 def test_the_window_remembers_its_size_panes_and_the_last_form(make_gui, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     gui: Gui = make_gui(home=tmp_path)
     window = gui.window
-    window.root.geometry("1250x700")
-    gui.pump_until(lambda: window.root.winfo_width() == 1250, 10, "the new size")
+    width = window.root.minsize()[0] + 8  # smaller than the default, larger than the least
+    assert width < 1366
+    window.root.geometry(f"{width}x700")
+    gui.pump_until(lambda: window.root.winfo_width() == width, 10, "the new size")
     window.panes.sash_place(0, window.panes.sash_coord(0)[0] + 60, 1)
     gui.settle()
     panes = window.pane_positions()
@@ -214,7 +216,7 @@ def test_the_window_remembers_its_size_panes_and_the_last_form(make_gui, tmp_pat
     again: Gui = make_gui(home=tmp_path)
     window = again.window
     gui.settle()
-    assert (window.root.winfo_width(), window.root.winfo_height()) == (1250, 700)
+    assert (window.root.winfo_width(), window.root.winfo_height()) == (width, 700)
     again.pump_until(lambda: window.pane_positions()["h"] == panes["h"], 10, "the divider")
     compose = window.compose
     assert (compose.prompt_text(), compose.negative_text()) == ("remember me", "and me")

@@ -199,7 +199,7 @@ def test_edit_a_queued_job_in_place(make_gui) -> None:  # type: ignore[no-untype
     gui.pump_until(lambda: window.queue.tree.exists(job_id), 10, "the queue row")
     gui.click_row(window.queue.tree, job_id, "job", double=True)
     gui.pump_until(lambda: window.mode == ("edit", job_id), 10, "editing")
-    assert window.primary.cget("text") == f"Save to Job {job_id[:8]} (Ctrl+Enter)"
+    assert window.primary.cget("text") == f"Save to {job_id[:8]} (Ctrl+Enter)"
     assert window.compose.banner.winfo_ismapped()
     gui.retype(window.compose.entries["steps"], "5")
     window.compose.set_prompt("a tin robot, rusty")
@@ -238,7 +238,7 @@ def test_retry_a_failed_job_with_changes(make_gui) -> None:  # type: ignore[no-u
     gui.click_row(window.history.tree, failed.id, "job")
     gui.click("Use settings", within=window.history)
     gui.pump_until(lambda: window.mode == ("retry", failed.id), 10)
-    assert window.primary.cget("text") == f"Retry {failed.short_id} with Changes (Ctrl+Enter)"
+    assert window.primary.cget("text") == f"Retry {failed.short_id} (Ctrl+Enter)"
     gui.retype(window.compose.entries["width"], "64")
     gui.retype(window.compose.entries["height"], "64")
     gui.key("ctrl+Return")

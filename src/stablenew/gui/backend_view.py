@@ -71,8 +71,7 @@ POOL_COLUMNS = (
     Column("state", "state", tuple(COLOURS)),
     Column("model", "loaded model", weight=2),
     Column("job", "current job", ("00000000", "dddddddd", "idle")),
-    Column("restarts", "restarts", ("999",)),
-    Column("held", "held", weight=1),
+    Column("held", "held / restarts", weight=1),
 )
 
 
@@ -126,8 +125,7 @@ class BackendPanel(ttk.Frame):
                     status.state.value,
                     status.loaded_model or "",
                     status.current_job[:8] if status.current_job else "idle",
-                    status.restarts,
-                    status.held or "",
+                    status.held or (f"{status.restarts} restart(s)" if status.restarts else ""),
                 ),
             )
 

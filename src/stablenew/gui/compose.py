@@ -418,7 +418,7 @@ class ComposePanel(ttk.Frame):
         px = self.theme.px
         tools = ttk.Frame(box)
         tools.grid(row=box.grid_size()[1], column=0, columnspan=GRID_COLUMNS, sticky="w")
-        ttk.Label(tools, text="Preset").grid(row=0, column=0, padx=(0, px(4)))
+        ttk.Label(tools, text="Size").grid(row=0, column=0, padx=(0, px(4)))
         self.size_preset = ttk.Combobox(tools, values=SIZES, width=10, state="readonly")
         self.size_preset.grid(row=0, column=1)
         self.size_preset.bind("<<ComboboxSelected>>", lambda _e: self._size_chosen())
@@ -429,12 +429,12 @@ class ComposePanel(ttk.Frame):
         rand = ttk.Button(
             tools, text="Random seed", style="Small.TButton", command=self.random_seed
         )
-        rand.grid(row=0, column=3, padx=(px(4), 0))
+        rand.grid(row=1, column=1, sticky="w", pady=(px(2), 0))
         tip(rand, "Seed -1: a new random seed for each run")
         self.reuse_seed_button = ttk.Button(
             tools, text="Last seed", style="Small.TButton", command=self.reuse_last_seed
         )
-        self.reuse_seed_button.grid(row=0, column=4, padx=(px(4), 0))
+        self.reuse_seed_button.grid(row=1, column=2, padx=(px(4), 0), pady=(px(2), 0))
         tip(self.reuse_seed_button, "The seed of the last finished image")
         self.last_seed: int | None = None
 

@@ -83,18 +83,6 @@ class HistoryPanel(ttk.Frame):
         entry.bind("<Return>", lambda _e: refresh())
         bar.columnconfigure(1, weight=1)
         ttk.Button(bar, text="Search", command=refresh).grid(row=0, column=2, padx=(0, px(12)))
-        for i, (label, op) in enumerate(
-            (
-                ("Use settings", "load"),
-                ("Open folder", "open"),
-                ("Re-queue", "requeue"),
-                ("Show error", "error"),
-            ),
-            start=3,
-        ):
-            ttk.Button(
-                bar, text=label, command=partial(self._selected, op), style="Small.TButton"
-            ).grid(row=0, column=i, padx=(px(2), 0))
         style = ttk.Style(self)
         row_height = max(px(THUMB) + px(4), theme.body.metrics("linespace") + px(6))
         style.configure("History.Treeview", rowheight=row_height)
@@ -125,6 +113,18 @@ class HistoryPanel(ttk.Frame):
             pager, text="Older ▶", style="Small.TButton", command=lambda: self._turn(PAGE)
         )
         self.older.grid(row=0, column=2)
+        for i, (label, op) in enumerate(
+            (
+                ("Use settings", "load"),
+                ("Open folder", "open"),
+                ("Re-queue", "requeue"),
+                ("Show error", "error"),
+            ),
+            start=3,
+        ):
+            ttk.Button(
+                pager, text=label, command=partial(self._selected, op), style="Small.TButton"
+            ).grid(row=0, column=i, padx=(px(2) if i > 3 else px(12), 0))
         self.offset = 0
         self.total = 0
         self.tree.bind("<Return>", lambda _e: self._selected("error"))

@@ -91,8 +91,8 @@ class QueuePanel(ttk.Frame):
                 ("Edit", "edit"),
                 ("Up", "up"),
                 ("Down", "down"),
-                ("To front", "front"),
-                ("To back", "back"),
+                ("Front", "front"),
+                ("Back", "back"),
                 ("Cancel", "cancel"),
                 ("Remove", "remove"),
             )

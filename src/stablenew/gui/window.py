@@ -65,8 +65,8 @@ from stablenew.jobs.status import JobStatus
 AUTO_RUN_OFF = "auto-run is off"
 PRIMARY = "Add to Queue (Ctrl+Enter)"
 PRIMARY_DRAFT = "Queue the Draft (Ctrl+Enter)"
-PRIMARY_EDIT = "Save to Job {} (Ctrl+Enter)"
-PRIMARY_RETRY = "Retry {} with Changes (Ctrl+Enter)"
+PRIMARY_EDIT = "Save to {} (Ctrl+Enter)"
+PRIMARY_RETRY = "Retry {} (Ctrl+Enter)"
 TABS = ("Gallery", "Queue", "Draft", "History", "Debug log", "Backend")
 IMAGE_FILES = (".png", ".jpg", ".jpeg", ".webp")
 VALIDATE_MS = 200  # the form is checked this long after the last keystroke
