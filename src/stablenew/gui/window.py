@@ -128,6 +128,7 @@ class MainWindow:
         self._validate_job: str | None = None
         self._checked = 0  # a counter: a name check answered late is dropped
         self._finished_since_idle = 0
+        self._panes_wanted: dict[str, int] = {}
         self.live_shown = 0  # live previews shown (for benchmarks)
         self.viewers: list[Viewer] = []
         self._inbox: queue.SimpleQueue[JobLifecycleLogEvent] = queue.SimpleQueue()
@@ -301,19 +302,26 @@ class MainWindow:
         self.left = left
 
     def _restore_panes(self, saved: Any) -> None:
-        """The sashes where the user left them (the panes' minimums still hold)."""
+        """The dividers where the user left them, once the window has its size (the panes'
+        minimums still hold)."""
         if not isinstance(saved, dict):
             return
+        wanted = {k: v for k, v in saved.items() if k in ("h", "v") and isinstance(v, int)}
+        self._panes_wanted = wanted
 
-        def place() -> None:
-            try:
-                if isinstance(saved.get("h"), int):
-                    self.panes.sash_place(0, saved["h"], 1)
-                if isinstance(saved.get("v"), int):
-                    self.right_panes.sash_place(0, 1, saved["v"])
-            except tk.TclError:
-                pass
+        def place(_event: object = None) -> None:
+            if not self._panes_wanted:
+                return
+            with contextlib.suppress(tk.TclError):
+                if "h" in wanted:
+                    self.panes.sash_place(0, wanted["h"], 1)
+                if "v" in wanted:
+                    self.right_panes.sash_place(0, 1, wanted["v"])
+                if self.pane_positions() == {**self.pane_positions(), **wanted}:
+                    self._panes_wanted = {}  # placed: the user moves them from now on
 
+        self.panes.bind("<Configure>", place, add="+")
+        self.right_panes.bind("<Configure>", place, add="+")
         self.root.after_idle(place)
 
     def pane_positions(self) -> dict[str, int]:
