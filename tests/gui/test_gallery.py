@@ -88,6 +88,7 @@ def test_a_gallery_of_2000_jobs_opens_and_scrolls_without_stalling(
         gallery.redraw_soon()
         gui.settle()
     gui.pump_until(lambda: len(gallery.items) >= 4 * PAGE, 60, "pages loaded while scrolling")
+    assert len({i.job_id for i in gallery.items}) == len(gallery.items)  # no page twice
     gui.key("End")
     gui.pump_until(lambda: gallery.cache.decoded >= 20, 30)
     probe.running = False

@@ -166,6 +166,7 @@ class GalleryPanel(ttk.Frame):
         self.more = True
         self.loading = False
         self._redraw_pending = False
+        self._requested = -1  # the offset of the page asked for
         self._view = (0.0, 1.0)
         self._region: tuple[int, int, int, int] = (0, 0, 0, 0)
         self.columnconfigure(0, weight=1)
@@ -239,10 +240,14 @@ class GalleryPanel(ttk.Frame):
         if self.loading or not self.more:
             return
         self.loading = True
+        self._requested = self.loaded_jobs
         self.load_page(self.loaded_jobs, PAGE)
 
-    def add_page(self, jobs: list[Job], total: int, more: int) -> None:
-        """A page of finished jobs, newest first, after those already shown."""
+    def add_page(self, jobs: list[Job], total: int, more: int, offset: int | None = None) -> None:
+        """A page of finished jobs, newest first, after those already shown (a page asked for
+        before a reset, or asked twice, is dropped)."""
+        if offset is not None and (offset != self._requested or not self.loading):
+            return
         self.loading = False
         known = {i.job_id for i in self.items}
         for job in jobs:

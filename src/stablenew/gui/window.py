@@ -862,7 +862,7 @@ class MainWindow:
 
     def load_gallery_page(self, offset: int, limit: int) -> None:
         def shown(page: Page) -> None:
-            self.gallery.add_page(page.jobs, page.total, page.more)
+            self.gallery.add_page(page.jobs, page.total, page.more, page.offset)
 
         def failed(error: BaseException) -> None:
             self.gallery.loading = False
