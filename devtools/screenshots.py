@@ -25,7 +25,7 @@ def main(out: Path) -> int:
     env = {**os.environ, "STABLENEW_SCREENSHOTS": str(out)}
     test = "tests/gui/test_screenshots.py"
     code = subprocess.call(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", test], cwd=ROOT, env=env
+        [sys.executable, "-m", "pytest", "-q", "-n", "0", test], cwd=ROOT, env=env
     )
     if code == 0:
         for png in sorted(out.glob("*.png")):
