@@ -22,6 +22,7 @@ BENCHMARKS = (
     "product.py",
     "pool.py",
     "gui_latency.py",
+    "gui_memory.py",
     "api_submit.py",
     "api_sse.py",
 )

@@ -3,9 +3,11 @@
     python -m devtools.screenshots [OUT_DIR]      (default docs/screenshots)
 
 Runs `tests/gui/test_screenshots.py`: the real app on a virtual display (Xvfb) against the
-reference backend, driven by real pointer clicks and key presses (xdotool), through idle,
-running, a failed job with its reason, the failure's details, the debug log and the Settings
-dialog. Nothing is opened that a user could not open; the test writes one PNG per state.
+reference backend, driven by real pointer clicks and key presses (xdotool), through a running
+job with its live preview, the gallery, the viewer, the form with its groups open, the same in
+the dark theme, a failed job with its reason, the failure's details, the debug log and the
+Settings dialog at 1x (1366x768), and the gallery light and dark at 2x (2732x1536). Nothing is
+opened that a user could not open; the test writes one PNG per state.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ def main(out: Path) -> int:
     env = {**os.environ, "STABLENEW_SCREENSHOTS": str(out)}
     test = "tests/gui/test_screenshots.py"
     code = subprocess.call(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", test], cwd=ROOT, env=env
+        [sys.executable, "-m", "pytest", "-q", "-n", "0", test], cwd=ROOT, env=env
     )
     if code == 0:
         for png in sorted(out.glob("*.png")):

@@ -43,10 +43,18 @@ def figure(report: dict[str, Any], dotted: str) -> float:
 
 @pytest.mark.parametrize(
     "script",
-    ["queue_scale.py", "product.py", "pool.py", "gui_latency.py", "api_submit.py", "api_sse.py"],
+    [
+        "queue_scale.py",
+        "product.py",
+        "pool.py",
+        "gui_latency.py",
+        "gui_memory.py",
+        "api_submit.py",
+        "api_sse.py",
+    ],
 )
 def test_benchmark_reports_every_targeted_figure(script: str, tmp_path: Path) -> None:
-    if script == "gui_latency.py" and shutil.which("Xvfb") is None:
+    if script.startswith("gui_") and shutil.which("Xvfb") is None:
         pytest.skip("Xvfb is not installed (.ci/run installs it)")
     report = run_quick(script, tmp_path / "report.json")
     assert report["quick"] is True
@@ -60,6 +68,10 @@ def test_benchmark_reports_every_targeted_figure(script: str, tmp_path: Path) ->
     if script == "pool.py":  # affinity batches models; FIFO switches on most jobs
         runs = report["affinity"]
         assert runs["affinity"]["switches"] < runs["fifo"]["switches"]
+    if script == "gui_latency.py":  # the gallery was open and the live preview shown
+        assert report["gallery_items"] == report["images"] and report["live_previews_shown"] > 0
+    if script == "gui_memory.py":
+        assert report["gallery_items"] == report["jobs"]
     if script == "api_sse.py":  # every client got every lifecycle event of the job
         assert report["lag_ms"]["frames"] == report["clients"] * sum(
             report["events_per_client_per_job"]

@@ -60,13 +60,16 @@ def test_a_failed_job_says_why_at_1366x768_and_leaves_nothing_stale(make_gui) ->
     httpx.post(f"{url}/sim/faults", json={"http_error": {"stage": "txt2img", "kind": "oom"}})
     job_id = run_and_wait(gui, "out of memory", JobStatus.FAILED)
     gui.pump_until(lambda: window.running.outcome_job == job_id, 10, "the running panel")
-    gui.pump_until(lambda: "out of memory" in window.running.outcome.full_text, 10, "why")
     job = window.jobs.get_job(job_id)
     assert job.error is not None
     reason = short_reason(job.error)
     assert reason == "txt2img image 1: the backend ran out of memory"
+    # The event's reason first, then StableNew's words once the job's record is read.
+    gui.pump_until(lambda: reason in window.running.outcome.full_text, 10, "why")
+    gui.pump_until(lambda: reason in window.message.full_text, 10, "why, in the status line")
 
-    assert window.root.winfo_width() == 1366 and window.root.winfo_height() == 768
+    menu = window._menu_height()  # the menu bar above the window: together they fill 768
+    assert window.root.winfo_width() == 1366 and window.root.winfo_height() + menu == 768
     # One line in the running panel, the status line and the history row.
     assert reason in window.running.outcome.full_text
     assert reason in window.message.full_text and "Queued" not in window.message.full_text

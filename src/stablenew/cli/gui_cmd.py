@@ -17,8 +17,10 @@ def gui(
     import tkinter as tk
 
     from stablenew.gui.prefs import Prefs
+    from stablenew.gui.theme import dpi_aware
     from stablenew.gui.window import MainWindow
 
+    dpi_aware()  # before the first window, so Windows does not stretch it
     try:
         root = tk.Tk()
     except tk.TclError as exc:  # no display: say so, not a traceback

@@ -8,9 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from tkinter import ttk
 
+from stablenew.app.controllers import BackendStatus
 from stablenew.app.discovery import REFERENCE_TEXT
 from stablenew.gui.theme import Theme
-from stablenew.gui.widgets import FitLabel
+from stablenew.gui.widgets import Column, FitLabel, FitTree
 
 COLOURS = {
     "READY": "#2e7d32",
@@ -65,6 +66,15 @@ class BackendIndicator(tk.Label):
         return str(self.cget("text")).strip().removeprefix("backend: ")
 
 
+POOL_COLUMNS = (
+    Column("name", "backend", ("default", "gpu-workstation")),
+    Column("state", "state", tuple(COLOURS)),
+    Column("model", "loaded model", weight=2),
+    Column("job", "current job", ("00000000", "dddddddd", "idle")),
+    Column("held", "held / restarts", weight=1),
+)
+
+
 class BackendPanel(ttk.Frame):
     def __init__(
         self,
@@ -78,7 +88,7 @@ class BackendPanel(ttk.Frame):
         px = theme.px
         super().__init__(master, padding=px(4))
         self.columnconfigure(0, weight=1)
-        self.rowconfigure(2, weight=1)
+        self.rowconfigure(3, weight=1)
         bar = ttk.Frame(self)
         bar.grid(row=0, column=0, sticky="ew")
         bar.columnconfigure(1, weight=1)
@@ -94,8 +104,30 @@ class BackendPanel(ttk.Frame):
         ttk.Button(bar, text="Settings…", command=settings).grid(row=0, column=5, padx=(px(2), 0))
         self.url = FitLabel(self, "", style="Note.TLabel")
         self.url.grid(row=1, column=0, sticky="ew", pady=px(2))
+        self.pool = FitTree(self, POOL_COLUMNS, px, height=2)
+        self.pool.grid(row=2, column=0, sticky="ew", pady=(0, px(4)))
         self.tail = tk.Text(self, height=8, wrap="none", font="TkFixedFont")
-        self.tail.grid(row=2, column=0, sticky="nsew")
+        self.tail.grid(row=3, column=0, sticky="nsew")
+
+    def show_pool(self, statuses: list[BackendStatus]) -> None:
+        """Every backend of the pool, one row each: state, loaded model, current job."""
+        self.pool.configure(height=max(1, min(len(statuses), 6)))
+        keep = {s.name for s in statuses}
+        for iid in self.pool.get_children():
+            if iid not in keep:
+                self.pool.delete(iid)
+                self.pool.rows.pop(iid, None)
+        for status in statuses:
+            self.pool.set_row(
+                status.name,
+                (
+                    status.name + (f" [{','.join(status.labels)}]" if status.labels else ""),
+                    status.state.value,
+                    status.loaded_model or "",
+                    status.current_job[:8] if status.current_job else "idle",
+                    status.held or (f"{status.restarts} restart(s)" if status.restarts else ""),
+                ),
+            )
 
     def show_facts(self, facts: BackendFacts) -> None:
         self.description.set(facts.describe())

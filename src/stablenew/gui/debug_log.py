@@ -48,7 +48,13 @@ class DebugLogPanel(ttk.Frame):
         scroll.grid(row=1, column=1, sticky="ns")
         # The selected row's whole message, wrapped (selectable, so it can be copied).
         self.selected = tk.Text(
-            self, height=2, wrap="word", relief="flat", takefocus=False, font="SunValleyBodyFont"
+            self,
+            height=2,
+            width=20,  # it takes the panel's width; it asks for little
+            wrap="word",
+            relief="flat",
+            takefocus=False,
+            font="SunValleyBodyFont",
         )
         self.selected.grid(row=2, column=0, columnspan=2, sticky="ew", pady=(px(2), 0))
         self._say("Select a row to read its whole message.")

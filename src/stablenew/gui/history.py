@@ -1,5 +1,7 @@
-"""History: finished jobs with thumbnails, filters, open folder, re-queue, and why a job failed
-(the reason column; the whole envelope on "Show error" or a double-click)."""
+"""History: finished jobs with thumbnails, filters, a page at a time (so thousands of jobs stay
+quick), open folder, re-queue, load a job's settings into the compose form (a failed one to
+retry with changes), and why a job failed (the reason column; the whole envelope on "Show
+error" or a double-click)."""
 
 from __future__ import annotations
 
@@ -15,11 +17,12 @@ from PIL import Image, ImageTk
 from stablenew.gui.failure_view import short_reason
 from stablenew.gui.queue_view import SHORT_ID, STATUSES
 from stablenew.gui.theme import Theme
-from stablenew.gui.widgets import Column, FitTree
+from stablenew.gui.widgets import Column, FitLabel, FitTree
 from stablenew.jobs.job import Job
 from stablenew.jobs.status import JobStatus
 
 THUMB = 44  # a row's thumbnail side, pixels at 1x
+PAGE = 100  # jobs a page shows
 FILTERS = ["all", "COMPLETED", "FAILED", "CANCELLED"]
 
 
@@ -57,6 +60,7 @@ class HistoryPanel(ttk.Frame):
         theme: Theme,
         refresh: Callable[[], None],
         act: Callable[[str, str | None], None],
+        turn: Callable[[int], None] | None = None,
     ) -> None:
         px = theme.px
         super().__init__(master, padding=px(4))
@@ -79,12 +83,6 @@ class HistoryPanel(ttk.Frame):
         entry.bind("<Return>", lambda _e: refresh())
         bar.columnconfigure(1, weight=1)
         ttk.Button(bar, text="Search", command=refresh).grid(row=0, column=2, padx=(0, px(12)))
-        for i, (label, op) in enumerate(
-            (("Open folder", "open"), ("Re-queue", "requeue"), ("Show error", "error")), start=3
-        ):
-            ttk.Button(bar, text=label, command=partial(self._selected, op)).grid(
-                row=0, column=i, padx=(px(2), 0)
-            )
         style = ttk.Style(self)
         row_height = max(px(THUMB) + px(4), theme.body.metrics("linespace") + px(6))
         style.configure("History.Treeview", rowheight=row_height)
@@ -101,6 +99,34 @@ class HistoryPanel(ttk.Frame):
         self.tree.grid(row=1, column=0, sticky="nsew")
         scroll.grid(row=1, column=1, sticky="ns")
         self.tree.bind("<Double-1>", self._double_click)
+        pager = ttk.Frame(self)
+        pager.grid(row=2, column=0, columnspan=2, sticky="ew", pady=(px(4), 0))
+        pager.columnconfigure(1, weight=1)
+        self.turn = turn or (lambda _offset: refresh())
+        self.newer = ttk.Button(
+            pager, text="◀ Newer", style="Small.TButton", command=lambda: self._turn(-PAGE)
+        )
+        self.newer.grid(row=0, column=0)
+        self.page_text = FitLabel(pager, "", anchor="center")
+        self.page_text.grid(row=0, column=1, sticky="ew")
+        self.older = ttk.Button(
+            pager, text="Older ▶", style="Small.TButton", command=lambda: self._turn(PAGE)
+        )
+        self.older.grid(row=0, column=2)
+        for i, (label, op) in enumerate(
+            (
+                ("Use settings", "load"),
+                ("Open folder", "open"),
+                ("Re-queue", "requeue"),
+                ("Show error", "error"),
+            ),
+            start=3,
+        ):
+            ttk.Button(
+                pager, text=label, command=partial(self._selected, op), style="Small.TButton"
+            ).grid(row=0, column=i, padx=(px(2) if i > 3 else px(12), 0))
+        self.offset = 0
+        self.total = 0
         self.tree.bind("<Return>", lambda _e: self._selected("error"))
         self.thumbs: dict[str, ImageTk.PhotoImage] = {}
         self.jobs: dict[str, Job] = {}
@@ -126,6 +152,19 @@ class HistoryPanel(ttk.Frame):
             self.act("error", row)
         return "break"
 
+    def _turn(self, by: int) -> None:
+        offset = max(0, self.offset + by)
+        if offset < self.total or offset == 0:
+            self.turn(offset)
+
+    def show_page(self, jobs: list[Job], offset: int, total: int) -> None:
+        self.offset, self.total = offset, total
+        self.show(jobs)
+        last = offset + len(jobs)
+        self.page_text.set(f"jobs {offset + 1 if jobs else 0}-{last} of {total}")
+        self.newer.configure(state="normal" if offset > 0 else "disabled")
+        self.older.configure(state="normal" if last < total else "disabled")
+
     def show(self, jobs: list[Job]) -> None:
         selected = self.selected()
         self.jobs = {j.id: j for j in jobs}
@@ -147,6 +186,6 @@ class HistoryPanel(ttk.Frame):
             self.tree.selection_set(selected)
 
     def set_thumbnail(self, job_id: str, image: Image.Image) -> None:
-        self.thumbs[job_id] = ImageTk.PhotoImage(image)
+        self.thumbs[job_id] = ImageTk.PhotoImage(image, master=self)
         if self.tree.exists(job_id):
             self.tree.item(job_id, image=self.thumbs[job_id])

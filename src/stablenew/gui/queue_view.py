@@ -1,5 +1,5 @@
 """The draft ("Add to Job": an explicit list for building several jobs before queueing them) and
-the queue panel (order, cancel, pause, auto-run)."""
+the queue panel (edit a queued job, order, cancel, pause, auto-run)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import tkinter as tk
 from collections.abc import Callable
 from functools import partial
 from tkinter import ttk
+from typing import Any
 
 from stablenew.gui.theme import Theme
 from stablenew.gui.widgets import Column, FitLabel, FitTree
@@ -87,20 +88,21 @@ class QueuePanel(ttk.Frame):
         bar.grid(row=0, column=0, columnspan=2, sticky="ew", pady=(0, px(4)))
         for i, (label, op) in enumerate(
             (
+                ("Edit", "edit"),
                 ("Up", "up"),
                 ("Down", "down"),
-                ("To front", "front"),
-                ("To back", "back"),
+                ("Front", "front"),
+                ("Back", "back"),
                 ("Cancel", "cancel"),
                 ("Remove", "remove"),
             )
         ):
-            ttk.Button(bar, text=label, command=partial(self._selected, op)).grid(
-                row=0, column=i, padx=(0, px(2))
-            )
-        bar.columnconfigure(6, weight=1)
+            ttk.Button(
+                bar, text=label, command=partial(self._selected, op), style="Small.TButton"
+            ).grid(row=0, column=i, padx=(0, px(2)))
+        bar.columnconfigure(7, weight=1)
         self.paused = FitLabel(bar, "")
-        self.paused.grid(row=0, column=6, sticky="ew", padx=px(6))
+        self.paused.grid(row=0, column=7, sticky="ew", padx=px(6))
         self.auto_run = tk.BooleanVar(value=True)
         self.auto_run_button = ttk.Checkbutton(
             bar,
@@ -108,12 +110,20 @@ class QueuePanel(ttk.Frame):
             variable=self.auto_run,
             command=lambda: set_auto_run(self.auto_run.get()),
         )
-        self.auto_run_button.grid(row=0, column=7)
+        self.auto_run_button.grid(row=0, column=8)
         self.tree = FitTree(self, self.COLUMNS, theme.px, height=6)
         scroll = ttk.Scrollbar(self, orient="vertical", command=self.tree.yview)
         self.tree.configure(yscrollcommand=scroll.set)
         self.tree.grid(row=1, column=0, sticky="nsew")
         scroll.grid(row=1, column=1, sticky="ns")
+        self.tree.bind("<Double-1>", self._double_click)
+
+    def _double_click(self, event: tk.Event[Any]) -> str:
+        row = self.tree.identify_row(event.y)
+        if row:
+            self.tree.selection_set(row)
+            self.act("edit", row)
+        return "break"
 
     def _selected(self, op: str) -> None:
         selected = self.tree.selection()

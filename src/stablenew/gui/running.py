@@ -1,4 +1,5 @@
-"""The running job: stage timeline, image i/N, step progress with ETA, live preview, Cancel, and
+"""The running job: stage timeline, image i/N, step progress with ETA, the live preview (the
+engine's picture mid-sampling, or the last finished image, whichever is newer), Cancel, and
 how the last job ended (a failure's reason in one line, its details one click away).
 
 Every row always holds a text (a blank when there is nothing to say) and the preview is a fixed
@@ -67,6 +68,7 @@ class RunningPanel(ttk.LabelFrame):
         self.preview.grid(row=0, column=0, sticky="nsew")
         self._photo: ImageTk.PhotoImage | None = None
         self.preview_job: str | None = None  # whose image the preview shows
+        self.live_number = 0  # the live preview shown (0: a finished image, or none)
 
         self.job = FitLabel(self, "idle", style="Title.TLabel")
         self.job.grid(row=0, column=1, sticky="ew")
@@ -223,17 +225,21 @@ class RunningPanel(ttk.LabelFrame):
     def preview_size(self) -> int:
         return self.theme.px(PREVIEW) - self.theme.px(4)
 
-    def show_preview(self, job_id: str, image: Image.Image) -> None:
+    def show_preview(self, job_id: str, image: Image.Image, live: int = 0) -> None:
+        """The latest picture of the job: a finished image, or (`live`: its number) the
+        engine's live preview while a stage samples; whichever came last replaces the other."""
         if job_id not in (self.current, self.completed):
             return  # decoded after its job failed or another began: not the picture to show
-        self._photo = ImageTk.PhotoImage(image)
+        self._photo = ImageTk.PhotoImage(image, master=self)
         self.preview.configure(image=self._photo, text="")
         self.preview_job = job_id
+        self.live_number = live
 
     def clear_preview(self) -> None:
         self.preview.configure(image="", text=NO_IMAGE)
         self._photo = None
         self.preview_job = None
+        self.live_number = 0
 
 
 def thumbnail(path: str, size: int = 160) -> Image.Image:

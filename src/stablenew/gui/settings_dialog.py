@@ -1,5 +1,5 @@
-"""Settings: the backend (managed command or attached URL, credentials), the output folder and
-the upscale limits, written to `<home>/config.toml`.
+"""Settings: the backend (managed command or attached URL, credentials), the output folder,
+the upscale limits and the global prompts, written to `<home>/config.toml`.
 
 The form is checked by the same models that load the file, so what Save accepts is what the
 next start reads, and a refusal names the key. "Test connection" asks the URL (or checks the
@@ -150,6 +150,14 @@ class SettingsDialog(tk.Toplevel):
             row=1, column=3, sticky="w", padx=(px(4), 0), pady=px(1)
         )
 
+        # Global prompts: added to every job's prompts by the engine.
+        self._entry(
+            output, 2, "Global positive", "prompts.global_positive", config.prompts.global_positive
+        )
+        self._entry(
+            output, 3, "Global negative", "prompts.global_negative", config.prompts.global_negative
+        )
+
         footer = ttk.Frame(body)
         footer.grid(row=3, column=0, sticky="ew", pady=(px(8), 0))
         footer.columnconfigure(0, weight=1)
@@ -171,7 +179,8 @@ class SettingsDialog(tk.Toplevel):
         self._mode_changed()
         self.update_idletasks()
         width, height = theme.fit(max(width, self.winfo_reqwidth()), self.winfo_reqheight())
-        self.geometry(f"{width}x{height}+{px(60)}+{px(44)}")  # below the top bar
+        top = max(0, min(px(44), self.winfo_screenheight() - height))  # below the top bar
+        self.geometry(f"{width}x{height}+{px(60)}+{top}")
 
     # -- the form ------------------------------------------------------------------------------
 
@@ -223,6 +232,8 @@ class SettingsDialog(tk.Toplevel):
         output["root"] = self.value("output.root") or None
         for key in ("max_upscale_megapixels", "on_oversize", "tile_min", "tile_max"):
             limits[key] = self.value(f"limits.{key}")
+        for key in ("global_positive", "global_negative"):
+            data["prompts"][key] = self.value(f"prompts.{key}")
         return data
 
     def checked(self) -> Config | None:

@@ -165,3 +165,156 @@ class FitTree(ttk.Treeview):
         for iid, values in self.rows.items():
             if self.exists(iid):
                 self.item(iid, values=self._fitted(values))
+
+
+class Tooltip:
+    """A short explanation that appears when the pointer rests on a widget (and goes when it
+    leaves, clicks or types). The text is kept on the widget for tests and the help."""
+
+    DELAY_MS = 600
+
+    def __init__(self, widget: tk.Misc, text: str) -> None:
+        self.widget = widget
+        self.text = text
+        self._after: str | None = None
+        self.tip: tk.Toplevel | None = None
+        widget.bind("<Enter>", self._schedule, add="+")
+        widget.bind("<Destroy>", self.hide, add="+")
+        for sequence in ("<Leave>", "<ButtonPress>", "<KeyPress>"):
+            widget.bind(sequence, self.hide, add="+")
+        TIPS[str(widget)] = text
+
+    def _schedule(self, _event: object = None) -> None:
+        self._cancel()
+        self._after = self.widget.after(self.DELAY_MS, self.show)
+
+    def _cancel(self) -> None:
+        if self._after is not None:
+            self.widget.after_cancel(self._after)
+            self._after = None
+
+    def show(self) -> None:
+        self._after = None
+        if self.tip is not None or not self.widget.winfo_viewable():
+            return
+        x = self.widget.winfo_rootx() + 8
+        y = self.widget.winfo_rooty() + self.widget.winfo_height() + 4
+        self.tip = tk.Toplevel(self.widget)
+        self.tip.wm_overrideredirect(True)
+        self.tip.wm_geometry(f"+{x}+{y}")
+        screen = self.widget.winfo_screenwidth()
+        ttk.Label(
+            self.tip, text=self.text, style="Tip.TLabel", wraplength=min(420, screen // 3)
+        ).pack()
+
+    def hide(self, _event: object = None) -> None:
+        self._cancel()
+        if self.tip is not None:
+            self.tip.destroy()
+            self.tip = None
+
+
+TIPS: dict[str, str] = {}  # widget path -> its tooltip
+
+
+def tip(widget: tk.Misc, text: str) -> tk.Misc:
+    Tooltip(widget, text)
+    return widget
+
+
+class ScrollFrame(ttk.Frame):
+    """A frame whose `interior` scrolls vertically (wheel and scrollbar) when it is taller than
+    the room it has; its width follows the interior's, so nothing in it is cut sideways."""
+
+    def __init__(self, master: tk.Misc, **options: Any) -> None:
+        super().__init__(master, **options)
+        self.canvas = tk.Canvas(self, highlightthickness=0, borderwidth=0, height=120)
+        self.bar = ttk.Scrollbar(self, orient="vertical", command=self.canvas.yview)
+        self.canvas.configure(yscrollcommand=self.bar.set)
+        self.canvas.grid(row=0, column=0, sticky="nsew")
+        self.bar.grid(row=0, column=1, sticky="ns")
+        self.rowconfigure(0, weight=1)
+        self.columnconfigure(0, weight=1)
+        self.interior = ttk.Frame(self.canvas)
+        self._window = self.canvas.create_window(0, 0, window=self.interior, anchor="nw")
+        self.interior.bind("<Configure>", lambda _e: self._resized(), add="+")
+        self.canvas.bind("<Configure>", lambda _e: self._resized(), add="+")
+        self.bind_all_wheel(self.interior)
+
+    def refresh(self) -> None:
+        """After the interior changed while scrolled out of view (no <Configure> comes then)."""
+        self.interior.update_idletasks()
+        self._resized()
+
+    def _resized(self) -> None:
+        width, height = self.interior.winfo_reqwidth(), self.interior.winfo_reqheight()
+        self.canvas.configure(width=width, scrollregion=(0, 0, width, height))
+        self.canvas.itemconfigure(self._window, width=max(width, self.canvas.winfo_width()))
+        # Shorter now (a group closed): never scrolled past the end, where nothing shows.
+        room = self.canvas.winfo_height()
+        if self.canvas.canvasy(0) > max(0, height - room):
+            self.canvas.yview_moveto(max(0, height - room) / max(height, 1))
+
+    def bind_all_wheel(self, widget: tk.Misc) -> None:
+        """The wheel scrolls the form wherever the pointer is over it."""
+        widget.bind("<Enter>", lambda _e: self._wheel(True), add="+")
+        widget.bind("<Leave>", lambda _e: self._wheel(False), add="+")
+
+    def _wheel(self, on: bool) -> None:
+        for sequence in ("<MouseWheel>", "<Button-4>", "<Button-5>"):
+            if on:
+                self.canvas.bind_all(sequence, self._scroll)
+            else:
+                self.canvas.unbind_all(sequence)
+
+    def _scroll(self, event: tk.Event[Any]) -> None:
+        if self.canvas.yview() == (0.0, 1.0):
+            return
+        step = -1 if getattr(event, "num", 0) == 4 or getattr(event, "delta", 0) > 0 else 1
+        self.canvas.yview_scroll(step * 3, "units")
+
+    def see(self, widget: tk.Misc) -> None:
+        """Scroll so `widget` (inside the interior) is in view."""
+        self.update_idletasks()
+        top = widget.winfo_rooty() - self.interior.winfo_rooty()
+        height = max(1, self.interior.winfo_reqheight())
+        view = self.canvas.yview()
+        shown = (view[0] * height, view[1] * height)
+        if top < shown[0] or top + widget.winfo_height() > shown[1]:
+            self.canvas.yview_moveto(max(0.0, (top - 8) / height))
+
+
+class Section(ttk.Frame):
+    """A collapsible group: a header that opens and closes it (with a one-line summary of what
+    is set inside when closed) and a body to grid fields into."""
+
+    def __init__(
+        self, master: tk.Misc, title: str, scale: Callable[[float], int], opened: bool = True
+    ) -> None:
+        super().__init__(master)
+        self.title = title
+        self.columnconfigure(0, weight=1)
+        head = ttk.Frame(self)
+        head.grid(row=0, column=0, sticky="ew")
+        head.columnconfigure(1, weight=1)
+        self.toggle = ttk.Button(head, text="", style="Section.TButton", command=self.flip)
+        self.toggle.grid(row=0, column=0, sticky="w")
+        self.summary = FitLabel(head, "", style="Note.TLabel")
+        self.summary.grid(row=0, column=1, sticky="ew", padx=(scale(6), 0))
+        self.body = ttk.Frame(self, padding=(scale(14), 0, 0, scale(4)))
+        self.on_toggle: Callable[[], None] | None = None
+        self.opened = not opened
+        self.flip()
+
+    def flip(self) -> None:
+        self.set_open(not self.opened)
+
+    def set_open(self, opened: bool) -> None:
+        self.opened = opened
+        self.toggle.configure(text=("▾ " if opened else "▸ ") + self.title)
+        if opened:
+            self.body.grid(row=1, column=0, sticky="ew")
+        else:
+            self.body.grid_remove()
+        if self.on_toggle is not None:
+            self.on_toggle()

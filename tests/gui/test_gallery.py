@@ -1,0 +1,226 @@
+"""The image-first parts: a gallery of 2,000 jobs opens and scrolls without stalling the Tk loop,
+the viewer (fit, 1:1, siblings, infotext, manifest), the live preview while a stage samples, the
+theme switch, the backend pool's rows, and the queue-finished action."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from stablenew.gui.gallery import CACHE, PAGE
+from stablenew.gui.viewer import Viewer
+from stablenew.jobs.outcome import JobOutcome, JobResult
+from stablenew.jobs.spec import JobSpec
+from stablenew.jobs.status import JobStatus
+from stablenew.queue.store import JobStore
+from tests.gui.conftest import Gui
+
+pytestmark = pytest.mark.integration
+
+FAST = {"steps": "3", "width": "64", "height": "64", "images": "2", "seed": "9"}
+
+
+def finished_history(home: Path, jobs: int, pictures: int = 60) -> None:
+    """`jobs` completed jobs in the home's store, each with an image (some shared)."""
+    folder = home / "out" / "made"
+    folder.mkdir(parents=True)
+    files = []
+    for n in range(pictures):
+        path = folder / f"{n:03}.png"
+        Image.new("RGB", (256, 256), (n * 4 % 256, 90, 200 - n * 3 % 200)).save(path)
+        files.append(str(path))
+    store = JobStore(home / "jobs.db")
+    ids = store.submit_many([JobSpec(prompt=f"history {n}") for n in range(jobs)])
+    for n, job_id in enumerate(ids):
+        claim = store.claim_next("tests")
+        assert claim is not None
+        result = JobResult(run_dir=str(folder), seeds=[n], images=[files[n % pictures]])
+        store.finish(job_id, "tests", JobOutcome(status=JobStatus.COMPLETED, result=result))
+    store.close()
+
+
+class Lateness:
+    """How late a 10 ms timer runs on the Tk loop (what a stall would show)."""
+
+    def __init__(self, gui: Gui) -> None:
+        self.root = gui.root
+        self.late: list[float] = []
+        self.due = time.perf_counter() + 0.01
+        self.running = True
+        self.root.after(10, self.tick)
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        self.late.append(now - self.due)
+        if self.running:
+            self.due = now + 0.01
+            self.root.after(10, self.tick)
+
+
+def test_a_gallery_of_2000_jobs_opens_and_scrolls_without_stalling(
+    make_gui, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    finished_history(tmp_path, 2000)
+    gui: Gui = make_gui(home=tmp_path)
+    window = gui.window
+    gallery = window.gallery
+    probe = Lateness(gui)
+    gui.click_tab(window.tabs, "Gallery")
+    gui.pump_until(lambda: gallery.total_jobs == 2000, 30, "the first page")
+    assert len(gallery.items) < 2000  # a page at a time, not the whole history
+    gui.pump_until(lambda: gallery.cache.decoded >= 4, 30, "thumbnails in view decoded")
+    gui.click_at(gallery.canvas, 10, 10)  # the first cell: selected, the keys go there
+    assert gallery.selected == 0
+    gui.key("Right")
+    assert gallery.selected == 1
+    gui.key("Down")
+    assert gallery.selected == 1 + gallery.columns()
+    for _ in range(40):
+        gui.xdo("key", "Next")
+        gui.settle()
+    gui.pump_until(lambda: len(gallery.items) > PAGE, 30, "more pages as the view nears the end")
+    for _ in range(10):
+        gallery.canvas.yview_moveto(1.0)
+        gallery.redraw_soon()
+        gui.settle()
+    gui.pump_until(lambda: len(gallery.items) >= 4 * PAGE, 60, "pages loaded while scrolling")
+    assert len({i.job_id for i in gallery.items}) == len(gallery.items)  # no page twice
+    gui.key("End")
+    gui.pump_until(lambda: gallery.cache.decoded >= 20, 30)
+    probe.running = False
+    assert len(gallery.cache.photos) <= CACHE
+    assert max(probe.late) < 1.0, f"the Tk loop stalled for {max(probe.late):.2f}s"
+
+    # Enter opens the viewer on the selected image: fit, 1:1, the next one.
+    gui.key("Home")
+    gui.key("Return")
+    gui.pump_until(lambda: any(isinstance(w, Viewer) for w in gui.toplevels()), 10)
+    viewer = next(w for w in gui.toplevels() if isinstance(w, Viewer))
+    gui.pump_until(lambda: getattr(viewer, "shown_size", None) is not None, 15, "the image")
+    fitted = viewer.shown_size
+    assert fitted[0] <= viewer.canvas.winfo_width() and fitted[1] <= viewer.canvas.winfo_height()
+    gui.click("1:1", within=viewer)
+    gui.pump_until(lambda: viewer.shown_size == (256, 256), 10)
+    gui.click("▶", within=viewer)
+    assert viewer.index == 1
+    gui.pump_until(lambda: "job " in viewer.details.get("1.0", "end"), 10, "the manifest summary")
+    gui.key("Escape")
+
+
+def test_the_viewer_shows_siblings_infotext_and_manifest(make_gui) -> None:  # type: ignore[no-untyped-def]
+    gui: Gui = make_gui()
+    window = gui.window
+    window.compose.restore(
+        {**FAST, "images": "1", "upscale.enabled": True, "img2img.enabled": True}
+    )
+    gui.type_prompt("a copper kettle")
+    gui.click("Run Now")
+    gui.pump_until(lambda: window.jobs.count([JobStatus.COMPLETED]) == 1, 60)
+    gallery = window.gallery
+    gui.pump_until(lambda: any(i.status == "COMPLETED" for i in gallery.all_items), 10)
+    gallery.select(0)
+    gui.click("View", within=gallery)
+    gui.pump_until(lambda: any(isinstance(w, Viewer) for w in gui.toplevels()), 10)
+    viewer = next(w for w in gui.toplevels() if isinstance(w, Viewer))
+    gui.pump_until(lambda: viewer.facts is not None, 15)
+    assert viewer.facts is not None
+    assert list(viewer.facts.siblings) == ["txt2img", "img2img", "upscale"]
+    infotext = viewer.infotext.get("1.0", "end")
+    assert infotext.startswith("a copper kettle") and "Seed: 9" in infotext
+    summary = viewer.details.get("1.0", "end")
+    assert "seed 9" in summary and "txt2img: 64x64" in summary and "upscale:" in summary
+    gui.pump_until(lambda: bool(viewer._sibling_photos.get("txt2img")), 10)
+    gui.click(viewer.sibling_labels["txt2img"])
+    gui.pump_until(lambda: viewer.file == viewer.facts.siblings["txt2img"], 10)  # type: ignore[union-attr]
+
+
+def test_the_live_preview_updates_during_a_long_stage(make_gui) -> None:  # type: ignore[no-untyped-def]
+    gui: Gui = make_gui("--step-ms", "100")
+    window = gui.window
+    window.compose.restore({**FAST, "images": "1", "steps": "40"})
+    gui.type_prompt("a slow sunrise")
+    gui.click("Run Now")
+    running = window.running
+    gui.pump_until(lambda: running.live_number >= 1, 30, "a first live preview")
+    assert running.preview.cget("image"), "shown in the running panel"
+    first = running.live_number
+    assert window.state.lifecycle.value == "RUNNING"
+    gui.pump_until(lambda: running.live_number > first, 30, "a newer live preview")
+    gui.pump_until(lambda: window.jobs.count([JobStatus.COMPLETED]) == 1, 60)
+    gui.pump_until(lambda: running.live_number == 0 and bool(running.preview.cget("image")), 10)
+
+
+def test_theme_switch_from_the_view_menu(make_gui, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    gui: Gui = make_gui()
+    window = gui.window
+    view = window.menus.menus["View"]
+    themes = view.nametowidget(view.entrycget("Theme", "menu"))
+    before = window.compose.prompt.cget("background")
+    themes.invoke("Dark")
+    gui.settle()
+    assert window.theme.name == "dark" and window.prefs.get("theme") == "dark"
+    assert window.compose.prompt.cget("background") != before  # Tk widgets follow
+    assert window.theme.colours()["text"] == "#fafafa"
+    themes.invoke("Light")
+    gui.settle()
+    assert window.theme.name == "light"
+    monkeypatch.setenv("STABLENEW_OS_THEME", "dark")
+    themes.invoke("Follow the system")
+    gui.settle()
+    assert window.theme.name == "dark" and window.prefs.get("theme") == "system"
+
+
+def test_the_backend_tab_shows_every_backend_of_the_pool(make_gui) -> None:  # type: ignore[no-untyped-def]
+    gui: Gui = make_gui()
+    window = gui.window
+    gui.click_tab(window.tabs, "Backend")
+    tree = window.backend.pool
+    gui.pump_until(lambda: len(tree.get_children()) == 1, 10, "one row")
+    assert tree.shown("default")[:2] == ("default", "READY")
+
+
+def test_when_the_queue_finishes_a_one_shot_command_runs(make_gui, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    gui: Gui = make_gui()
+    window = gui.window
+    marker = tmp_path / "done.txt"
+    command = f"{sys.executable} -c \"open(r'{marker}', 'w').write('done')\""
+    window.prefs.set("when_done_command", command)
+    window.menus.when_done.set("command")
+    window.compose.restore({**FAST, "images": "1"})
+    gui.type_prompt("a last lantern")
+    gui.click("Run Now")
+    gui.pump_until(marker.is_file, 60, "the command run")
+    assert window.menus.when_done.get() == "nothing"  # one shot
+    assert "The queue is finished" in window.message.full_text
+
+
+def test_the_window_remembers_its_size_panes_and_the_last_form(make_gui, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    gui: Gui = make_gui(home=tmp_path)
+    window = gui.window
+    width = window.root.minsize()[0] + 8  # smaller than the default, larger than the least
+    assert width < 1366
+    window.root.geometry(f"{width}x700")
+    gui.pump_until(lambda: window.root.winfo_width() == width, 10, "the new size")
+    window.panes.sash_place(0, window.panes.sash_coord(0)[0] + 60, 1)
+    gui.settle()
+    panes = window.pane_positions()
+    window.compose.restore({"steps": "33", "txt2img.enable_hr": True, "sampler": "Euler"})
+    window.compose.set_prompt("remember me", "and me")
+    window.compose.sections["Hires fix"].set_open(True)
+    window.close()
+    gui.pump_until(lambda: window.destroyed, 30, "the window to close")
+
+    again: Gui = make_gui(home=tmp_path)
+    window = again.window
+    gui.settle()
+    assert (window.root.winfo_width(), window.root.winfo_height()) == (width, 700)
+    again.pump_until(lambda: window.pane_positions()["h"] == panes["h"], 10, "the divider")
+    compose = window.compose
+    assert (compose.prompt_text(), compose.negative_text()) == ("remember me", "and me")
+    assert compose.vars["steps"].get() == "33" and compose.vars["sampler"].get() == "Euler"
+    assert compose.vars["txt2img.enable_hr"].get() is True
+    assert compose.sections["Hires fix"].opened
