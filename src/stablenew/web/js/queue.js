@@ -283,20 +283,36 @@ export class Queue {
     const list = $("q-list");
     const ids = new Set(this.jobs.map((j) => j.id));
     for (const id of [...this.selected]) if (!ids.has(id)) this.selected.delete(id);
-    fill(
-      list,
-      this.jobs.map((job, index) => this.row(job, index)),
-    );
+    // Keyed: a row that did not change stays the same element (focus and all); only what
+    // moved is moved.
+    const old = new Map([...list.children].map((li) => [li.dataset.jobId, li]));
+    const rows = this.jobs.map((job, index) => {
+      const sig = JSON.stringify([job.spec, job.note, job.priority]);
+      let li = old.get(job.id);
+      if (!li || li.dataset.sig !== sig) {
+        li = this.row(job);
+        li.dataset.sig = sig;
+      }
+      li.querySelector(".pos").textContent = String(index + 1);
+      li.querySelector(".handle").setAttribute(
+        "aria-label",
+        `Move job ${short(job.id)} (position ${index + 1}); drag, or press ↑ / ↓`,
+      );
+      return li;
+    });
+    for (const li of old.values()) if (!rows.includes(li)) li.remove();
+    rows.forEach((li, index) => {
+      if (list.children[index] !== li) list.insertBefore(li, list.children[index] || null);
+    });
     $("q-empty").hidden = this.jobs.length > 0;
     this.syncSelection();
   }
 
-  row(job, index) {
+  row(job) {
     const prompt = job.spec.prompt || `(from ${job.spec.inputs.length} image(s))`;
     const handle = h("button", {
       type: "button",
       class: "handle",
-      "aria-label": `Move job ${short(job.id)} (position ${index + 1}); drag, or press ↑ / ↓`,
       title: "Drag to reorder (or ↑ / ↓)",
       text: "⠿",
     });
@@ -322,7 +338,7 @@ export class Queue {
       { class: "queue-row", dataset: { jobId: job.id } },
       handle,
       check,
-      h("span", { class: "pos", text: String(index + 1) }),
+      h("span", { class: "pos" }),
       h(
         "div",
         { class: "what" },
@@ -472,8 +488,7 @@ export class Queue {
     const row = list.querySelector(`li[data-job-id="${CSS.escape(id)}"]`);
     if (!row) return;
     event.preventDefault();
-    const handle = event.currentTarget;
-    handle.setPointerCapture(event.pointerId);
+    // Followed on the window: moving the row in the list would drop a pointer capture.
     const from = [...list.children].indexOf(row);
     this.dragging = { id, row, from, startY: event.clientY };
     row.classList.add("dragging");
@@ -500,9 +515,9 @@ export class Queue {
       }
     };
     const end = () => {
-      handle.removeEventListener("pointermove", move);
-      handle.removeEventListener("pointerup", end);
-      handle.removeEventListener("pointercancel", end);
+      window.removeEventListener("pointermove", move);
+      window.removeEventListener("pointerup", end);
+      window.removeEventListener("pointercancel", end);
       const drag = this.dragging;
       this.dragging = null;
       drag.row.style.transform = "";
@@ -518,8 +533,8 @@ export class Queue {
         this.drawList();
       }
     };
-    handle.addEventListener("pointermove", move);
-    handle.addEventListener("pointerup", end);
-    handle.addEventListener("pointercancel", end);
+    window.addEventListener("pointermove", move);
+    window.addEventListener("pointerup", end);
+    window.addEventListener("pointercancel", end);
   }
 }
