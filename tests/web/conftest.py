@@ -27,6 +27,7 @@ from selenium.common.exceptions import (
 )
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
@@ -158,11 +159,11 @@ class Page:
         self.js("window.stablenew.show(arguments[0])", view)
 
     def set_value(self, element_id: str, value: str) -> None:
-        """Type into a field as a user does (clear, then keys)."""
+        """Type into a field as a user does: select what is there, then type over it."""
         field = self.by_id(element_id)
         self.js("arguments[0].scrollIntoView({block: 'center'})", field)
-        field.clear()
-        field.send_keys(value)
+        field.send_keys(Keys.CONTROL, "a")
+        field.send_keys(value or Keys.BACKSPACE)
 
     def choose(self, element_id: str, value: str) -> None:
         self.js(
@@ -176,8 +177,22 @@ class Page:
         return self.text("#toast")
 
     def errors(self) -> list[dict[str, Any]]:
-        """Console errors and CSP violations the page logged."""
-        return [e for e in self.driver.get_log("browser") if e.get("level") == "SEVERE"]
+        """Console errors and CSP violations the page logged (an API call answered 4xx on
+        purpose, such as a 422 while the user types, is the API's answer, not an error)."""
+
+        def expected(entry: dict[str, Any]) -> bool:
+            message = str(entry.get("message", ""))
+            return (
+                entry.get("source") == "network"
+                and "/api/v1/" in message
+                and "status of 4" in message
+            )
+
+        return [
+            e
+            for e in self.driver.get_log("browser")
+            if e.get("level") == "SEVERE" and not expected(e)
+        ]
 
     def screenshot(self, name: str) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -189,13 +204,13 @@ class Page:
     def job_ids(self, css: str) -> list[str]:
         return [str(e.get_attribute("data-job-id")) for e in self.els(css)]
 
+    def texts(self, css: str) -> list[str]:
+        script = "return [...document.querySelectorAll(arguments[0])].map(e => e.textContent)"
+        return [str(t) for t in self.js(script, css)]
+
     def log_seqs(self) -> list[int]:
-        return [
-            int(s)
-            for s in self.js(
-                "return [...document.querySelectorAll('#l-list li')].map(li => li.dataset.seq)"
-            )
-        ]
+        script = "return [...document.querySelectorAll('#l-list li')].map(li => li.dataset.seq)"
+        return [int(s) for s in self.js(script)]
 
 
 @pytest.fixture

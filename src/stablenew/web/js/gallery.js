@@ -246,8 +246,8 @@ export class Gallery {
     $("lb-close").addEventListener("click", () => dialog.close());
     $("lb-prev").addEventListener("click", () => this.step(-1));
     $("lb-next").addEventListener("click", () => this.step(1));
-    dialog.addEventListener("keydown", (event) => {
-      if (event.target.matches("input, textarea, select")) return;
+    document.addEventListener("keydown", (event) => {
+      if (!dialog.open || event.target.matches("input, textarea, select")) return;
       if (event.key === "ArrowLeft") this.step(-1);
       if (event.key === "ArrowRight") this.step(1);
     });
@@ -279,6 +279,7 @@ export class Gallery {
     $("lb-prev").disabled = index === 0;
     $("lb-next").disabled = index >= count - 1;
     $("lb-prompt").textContent = job.spec.prompt;
+    const hadFocus = $("lb-stages").contains(document.activeElement);
     fill(
       $("lb-stages"),
       files.map((f) =>
@@ -290,6 +291,7 @@ export class Gallery {
         }),
       ),
     );
+    if (hadFocus) $("lb-stages").querySelector("[aria-pressed=true]")?.focus();
     const img = $("lb-img");
     if (chosen) {
       img.src = fileUrl(job.id, chosen.name);
