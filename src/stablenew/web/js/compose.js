@@ -444,7 +444,13 @@ export class Compose {
 
   // -- input images ---------------------------------------------------------------------------
 
-  async addInputs(files) {
+  /** Uploads run one after another, in the order the user chose or dropped the files. */
+  addInputs(files) {
+    this.uploads = (this.uploads || Promise.resolve()).then(() => this.upload(files));
+    return this.uploads;
+  }
+
+  async upload(files) {
     const images = files.filter((f) => /^image\//.test(f.type) || /\.(png|jpe?g|webp)$/i.test(f.name));
     for (const file of files.filter((f) => !images.includes(f))) {
       this.app.toast(`${file.name}: not an image`, "error");
