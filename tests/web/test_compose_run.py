@@ -38,6 +38,24 @@ def running_state(page: Page) -> dict[str, Any]:
     )
 
 
+def record_timeline(page: Page) -> None:
+    """Every state the stage timeline shows, in order (a stage can be shorter than a poll)."""
+    page.js(
+        """
+        window.__timeline = [];
+        new MutationObserver((changes) => {
+          for (const change of changes) {
+            const li = change.target;
+            if (li.dataset && li.dataset.state) {
+              window.__timeline.push([li.dataset.stage, li.dataset.state]);
+            }
+          }
+        }).observe(document.getElementById('run-stages'),
+                   {subtree: true, attributes: true, attributeFilter: ['data-state']});
+        """
+    )
+
+
 def test_compose_queue_with_ctrl_enter_and_watch_it_complete(page: Callable[..., Page]) -> None:
     ui = page()
     ui.set_value("c-prompt", "a lighthouse at dusk")
@@ -46,9 +64,12 @@ def test_compose_queue_with_ctrl_enter_and_watch_it_complete(page: Callable[...,
     ui.set_value("c-height", "64")
     ui.set_value("c-images", "2")
     ui.set_value("c-seed", "42")
-    ui.click("#s-upscale > summary input")  # the upscale stage, on
+    ui.click("#s-img2img > summary input")  # img2img (refine), on
+    ui.set_value("c-i2i-denoise", "0.5")
+    ui.click("#s-upscale > summary input")  # and upscale
     ui.wait_for(lambda: ui.text("#c-summary") == "1 job, 2 images", "the check")
     assert ui.text("#c-messages") == ""
+    record_timeline(ui)
     ui.by_id("c-prompt").click()
     ctrl_enter(ui)  # from the prompt box
     ui.wait_for(lambda: "Queued 1 job" in ui.toast(), "queued")
@@ -69,12 +90,20 @@ def test_compose_queue_with_ctrl_enter_and_watch_it_complete(page: Callable[...,
     ui.wait_for(watch, "the job runs and completes")
     assert {"image 1/2", "image 2/2"} <= seen["images"], seen
     assert any("step" in s and "/24" in s for s in seen["steps"]), seen["steps"]
-    assert {"txt2img", "upscale"} <= seen["stages"], seen
+    timeline = ui.js("return window.__timeline")
+    assert ["txt2img", "active"] in timeline and ["img2img", "active"] in timeline, timeline
+    assert ["txt2img", "done"] in timeline and ["img2img", "done"] in timeline, timeline
+    assert timeline.index(["txt2img", "done"]) < timeline.index(["img2img", "active"])
     assert seen["preview"] > 0, "a live preview was shown"
     job_id = ui.el("#q-recent li").get_attribute("data-job-id")
     job = ui.server.job(str(job_id))
     assert job["status"] == "COMPLETED" and job["spec"]["seed"] == 42
     assert job["spec"]["upscale"]["enabled"] and job["spec"]["images"] == 2
+    assert (
+        job["spec"]["img2img"] | {"enabled": True, "denoising_strength": 0.5}
+        == job["spec"]["img2img"]
+    )
+    assert sorted(job["result"]["stages"]) == ["img2img", "txt2img", "upscale"]
     # ... and the gallery has it, newest first
     ui.show("gallery")
     ui.wait_for(lambda: ui.job_ids("#g-grid li")[:1] == [job_id], "in the gallery")

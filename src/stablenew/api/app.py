@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 
 import stablenew
@@ -75,6 +76,9 @@ def create_app(services: Services, security: Security, metrics: Metrics | None =
     static = Path(str(resources.files("stablenew.api").joinpath("static")))
     app.mount(site.STATIC, StaticFiles(directory=static), name="static")
     app.mount(web.WEB, web.WebFiles(directory=web.web_folder()), name="web")
+    # JSON and the web UI's files compressed for a browser on the LAN (never the event stream,
+    # whose frames must not wait in a compressor, nor images, which are compressed already).
+    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=5)
     app.add_middleware(Guard, security=security)
     app.add_middleware(SecurityHeaders)  # around the guard: its refusals carry them too
     if security.cors_origins:  # outermost: a preflight carries no token and changes nothing

@@ -2,10 +2,11 @@
 // its last output lines; the live lifecycle log, filtered by job.
 
 import { ApiError, get, jobPath, post } from "./api.js";
-import { $, debounce, fill, h, perFrame, short, when } from "./dom.js";
+import { $, debounce, fill, h, short, throttle, when } from "./dom.js";
 
 const KEEP = 5000; // events kept in memory
 const SHOWN = 500; // rows in the list
+const DRAW_EVERY = 150; // ms: a burst of events is drawn together (the log is for reading)
 
 export class Backend {
   constructor(app) {
@@ -27,7 +28,10 @@ export class Backend {
     try {
       const [state, pool] = await Promise.all([get("/api/v1/backend"), get("/api/v1/backends")]);
       this.draw(state, pool);
-      if (this.app.visible("backend")) this.tail();
+      if (this.app.visible("backend")) {
+        this.tail();
+        if (!this.modelsShown) this.models();
+      }
     } catch (error) {
       if (!(error instanceof ApiError) || error.status !== 401) this.app.toast(error.message, "error");
     }
@@ -67,6 +71,7 @@ export class Backend {
   async models() {
     try {
       const models = await get("/api/v1/backend/models");
+      this.modelsShown = true;
       $("b-models-count").textContent = String(models.length);
       fill(
         $("b-models"),
@@ -109,12 +114,18 @@ export class Log {
     this.filter = "";
     this.trail = null; // the filtered job's whole trail, read from the API
     this.drawn = 0; // how many of this.events the list shows (unfiltered, appended live)
-    this.render = perFrame(() => this.draw());
+    this.render = throttle(() => this.draw(), DRAW_EVERY);
     this.setFilter = debounce((value) => this.applyFilter(value), 250);
     $("l-job").addEventListener("input", (event) => this.setFilter(event.target.value.trim()));
     $("l-all").addEventListener("click", () => {
       $("l-job").value = "";
       this.setFilter.now("");
+    });
+    $("l-list").addEventListener("scroll", () => {
+      // Scrolling up pauses following; back at the end, it follows again.
+      const list = $("l-list");
+      if (!list.clientHeight) return;
+      $("l-follow").checked = list.scrollHeight - list.scrollTop - list.clientHeight < 8;
     });
     $("l-list").addEventListener("click", (event) => {
       const job = event.target.closest("[data-filter-job]");
@@ -189,6 +200,7 @@ export class Log {
   }
 
   draw() {
+    if (!this.app.visible("backend")) return; // drawn when shown (show() asks for it)
     const list = $("l-list");
     const follow = $("l-follow").checked;
     const source = this.trail || (this.filter ? this.events.filter((e) => this.matches(e)) : this.events);

@@ -270,6 +270,11 @@ export class Compose {
     for (const pass of Object.keys(PASSES)) {
       $(`c-ad-${pass}`).addEventListener("change", () => this.syncPasses());
     }
+    for (const [box, stage] of [["c-i2i", "img2img"], ["c-ad", "adetailer"], ["c-up", "upscale"], ["c-hr", "txt2img"]]) {
+      $(box).addEventListener("change", (event) => {
+        if (event.target.checked) $(`s-${stage}`).open = true; // its settings, at hand
+      });
+    }
     $("c-stop-edit").addEventListener("click", () => this.stopEditing());
     $("c-pack-clear").addEventListener("click", () => this.clearPack());
     $("c-files").addEventListener("change", async (event) => {

@@ -33,6 +33,20 @@ export function fill(el, ...children) {
 
 export const $ = (id) => document.getElementById(id);
 
+/** Set an element's text only when it changes (no layout work for the same words). */
+export function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
+}
+
+/** The same for an attribute (null removes it). */
+export function setAttr(el, name, value) {
+  if (value === null || value === undefined) {
+    if (el.hasAttribute(name)) el.removeAttribute(name);
+  } else if (el.getAttribute(name) !== String(value)) {
+    el.setAttribute(name, String(value));
+  }
+}
+
 export function short(id) {
   return id ? id.slice(0, 8) : "";
 }
@@ -114,6 +128,21 @@ export function perFrame(fn) {
       queued = false;
       fn();
     });
+  };
+}
+
+/** Run `fn` at most once per `ms` (the last call is never lost). */
+export function throttle(fn, ms) {
+  let timer = 0;
+  let last = 0;
+  return () => {
+    if (timer) return;
+    const wait = Math.max(0, ms - (Date.now() - last));
+    timer = setTimeout(() => {
+      timer = 0;
+      last = Date.now();
+      requestAnimationFrame(() => fn());
+    }, wait);
   };
 }
 

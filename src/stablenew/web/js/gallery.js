@@ -202,7 +202,7 @@ export class Gallery {
         "div",
         { class: "info" },
         h("p", { class: "prompt-text clamp", text: prompt }),
-        failed ? h("p", { class: "reason", text: reasonLine(job.error) }) : null,
+        failed ? h("p", { class: "reason", title: reasonLine(job.error), text: reasonLine(job.error) }) : null,
         h(
           "p",
           { class: "muted small" },

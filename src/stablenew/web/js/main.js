@@ -25,7 +25,10 @@ const app = {
       tab.tabIndex = selected ? 0 : -1;
     }
     if (view === "gallery") app.gallery.more();
-    if (view === "backend") app.backend.load();
+    if (view === "backend") {
+      app.backend.load();
+      app.log.render(); // drawn while hidden: scroll to the end now, if following
+    }
     if (window.location.hash !== `#/${view}`) history.replaceState(null, "", `#/${view}`);
   },
 
@@ -99,9 +102,8 @@ function resync() {
   app.backend.refresh();
 }
 
-function onEvent(kind, event, seq) {
+function onEvent(kind, event) {
   app.stats.events += 1;
-  document.body.dataset.lastSeq = String(seq);
   app.log.add(event);
   app.running.onEvent(kind, event);
   app.queue.onEvent(kind);

@@ -3,7 +3,21 @@
 // edit, cancel, select for a bulk cancel), pause with a reason, and the jobs finished lately.
 
 import { ApiError, get, jobPath, post } from "./api.js";
-import { $, debounce, fill, h, perFrame, reasonLine, seconds, short, stagesOf, summary, when } from "./dom.js";
+import {
+  $,
+  debounce,
+  fill,
+  h,
+  perFrame,
+  reasonLine,
+  seconds,
+  setAttr,
+  setText,
+  short,
+  stagesOf,
+  summary,
+  when,
+} from "./dom.js";
 
 const QUEUE_KINDS = new Set([
   "job_queued",
@@ -193,15 +207,16 @@ export class Running {
 
   draw() {
     const job = this.job;
+    const card = $("run-card");
     $("run-idle").hidden = Boolean(job);
-    $("run-card").hidden = !job;
-    $("running").dataset.state = job ? "running" : "idle";
-    $("tab-queue-count").textContent = job ? "●" : "";
+    card.hidden = !job;
+    setAttr($("running"), "data-state", job ? "running" : "idle");
+    setText($("tab-queue-count"), job ? "●" : "");
     if (!job) return;
-    $("run-card").dataset.jobId = job.id;
-    $("run-id").textContent = short(job.id);
-    $("run-backend").textContent = job.backend ? `on ${job.backend}` : "";
-    $("run-prompt").textContent = job.spec ? job.spec.prompt || "(from images)" : "";
+    setAttr(card, "data-job-id", job.id);
+    setText($("run-id"), short(job.id));
+    setText($("run-backend"), job.backend ? `on ${job.backend}` : "");
+    setText($("run-prompt"), job.spec ? job.spec.prompt || "(from images)" : "");
     const timeline = $("run-stages");
     if (timeline.dataset.stages !== job.stages.join(",")) {
       timeline.dataset.stages = job.stages.join(",");
@@ -216,18 +231,22 @@ export class Running {
         item.textContent = `${state === "done" ? "✓" : state === "active" ? "▶" : "○"} ${stage}`;
       }
     }
-    $("run-image").textContent = job.total ? `image ${job.image}/${job.total}` : "starting…";
+    setText($("run-image"), job.total ? `image ${job.image}/${job.total}` : "starting…");
     const progress = $("run-progress");
-    progress.value = Math.max(0, Math.min(1, job.fraction || 0));
+    const fraction = Math.round(Math.max(0, Math.min(1, job.fraction || 0)) * 1000) / 1000;
+    if (progress.value !== fraction) progress.value = fraction;
     const eta = job.eta ? ` · ETA ${seconds(job.eta)}` : "";
-    $("run-step").textContent = job.steps
-      ? `${job.stage || ""} step ${job.step}/${job.steps}${eta}`
-      : job.stage
-        ? `${job.stage}…`
-        : "waiting for the first step…";
+    setText(
+      $("run-step"),
+      job.steps
+        ? `${job.stage || ""} step ${job.step}/${job.steps}${eta}`
+        : job.stage
+          ? `${job.stage}…`
+          : "waiting for the first step…",
+    );
     const cancel = $("run-cancel");
     cancel.disabled = job.cancelling;
-    cancel.firstChild.textContent = job.cancelling ? "Cancelling… " : "Cancel ";
+    setText(cancel.firstChild, job.cancelling ? "Cancelling… " : "Cancel ");
   }
 }
 
