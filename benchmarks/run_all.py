@@ -17,7 +17,14 @@ from pathlib import Path
 import psutil
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("queue_scale.py", "product.py", "gui_latency.py", "api_submit.py", "api_sse.py")
+BENCHMARKS = (
+    "queue_scale.py",
+    "product.py",
+    "gui_latency.py",
+    "api_submit.py",
+    "api_sse.py",
+    "web_ui.py",
+)
 
 
 def machine() -> dict[str, object]:

@@ -42,11 +42,16 @@ def figure(report: dict[str, Any], dotted: str) -> float:
 
 
 @pytest.mark.parametrize(
-    "script", ["queue_scale.py", "product.py", "gui_latency.py", "api_submit.py", "api_sse.py"]
+    "script",
+    ["queue_scale.py", "product.py", "gui_latency.py", "api_submit.py", "api_sse.py", "web_ui.py"],
 )
 def test_benchmark_reports_every_targeted_figure(script: str, tmp_path: Path) -> None:
     if script == "gui_latency.py" and shutil.which("Xvfb") is None:
         pytest.skip("Xvfb is not installed (.ci/run installs it)")
+    if script == "web_ui.py" and not (
+        Path("/usr/bin/chromium").exists() and Path("/usr/bin/chromedriver").exists()
+    ):
+        pytest.skip("chromium and chromium-driver are not installed (.ci/run installs them)")
     report = run_quick(script, tmp_path / "report.json")
     assert report["quick"] is True
     assert report["targets"], "a benchmark states what it aims for"
@@ -56,6 +61,10 @@ def test_benchmark_reports_every_targeted_figure(script: str, tmp_path: Path) ->
         for part in ("overhead_64", "overhead_512", "realistic"):
             assert report[part]["product_s"] > 0 and report[part]["bare_s"] > 0
         assert report["cancel_honour"]["trials"] == report["cancel_ignore"]["trials"] == 3
+    if script == "web_ui.py":  # the page followed every lifecycle event of the job
+        for view in ("compose", "backend"):
+            assert report["main_thread"][view]["status"] == "COMPLETED"
+            assert report["main_thread"][view]["lifecycle_events"] > report["main_thread"]["images"]
     if script == "api_sse.py":  # every client got every lifecycle event of the job
         assert report["lag_ms"]["frames"] == report["clients"] * sum(
             report["events_per_client_per_job"]

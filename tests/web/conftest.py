@@ -36,7 +36,19 @@ from tests.api import conftest as api
 from tests.api.conftest import Server, fast_config, small, wait_for
 
 serve = api.serve  # the same fixture: `stablenew serve` processes, stopped afterwards
-__all__ = ["Server", "fast_config", "serve", "small", "wait_for"]
+sse = api.sse
+local_services = api.local_services
+local_app = api.local_app
+__all__ = [
+    "Server",
+    "fast_config",
+    "local_app",
+    "local_services",
+    "serve",
+    "small",
+    "sse",
+    "wait_for",
+]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
