@@ -128,6 +128,15 @@ class Page:
 
     def open(self, path: str = "/") -> Page:
         self.driver.get(self.server.url + path)
+        return self._ready()
+
+    def reload(self, path: str = "/") -> Page:
+        """A fresh load of the page (a new address differing only in its #view would not)."""
+        self.driver.get(self.server.url + path)
+        self.driver.refresh()
+        return self._ready()
+
+    def _ready(self) -> Page:
         self.wait_for(lambda: self.js("return document.body.dataset.ready") == "true", "ready")
         self.wait_for(lambda: self.js("return document.body.dataset.stream") == "live", "live")
         return self

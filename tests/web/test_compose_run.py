@@ -164,3 +164,35 @@ def test_cancel_during_a_hang(page: Callable[..., Page], serve: Callable[..., Se
     )
     assert server.job(job_id)["status"] == "CANCELLED"
     assert "cancelled" in ui.text("#run-last").lower()
+
+
+def test_adetailer_passes_and_hires_fix_into_the_spec(page: Callable[..., Page]) -> None:
+    ui = page()
+    ui.set_value("c-prompt", "a portrait with hands")
+    for field, value in (("c-steps", "2"), ("c-width", "64"), ("c-height", "64")):
+        ui.set_value(field, value)
+    ui.click("#s-txt2img > summary")  # the txt2img stage's settings
+    ui.click("#c-hr")  # hires fix
+    ui.set_value("c-hr-scale", "1.5")
+    ui.click("#s-adetailer > summary input")
+    ui.click("#c-ad-face")
+    ui.click("#c-ad-hands")
+    ui.set_value("c-ad-hands-conf", "0.45")
+    ui.set_value("c-ad-hands-prompt", "detailed hands")
+    ui.wait_for(lambda: ui.text("#c-summary") == "1 job, 1 image", "checked")
+    built = ui.js("return window.stablenew.compose.spec()")
+    assert built["txt2img"]["enable_hr"] is True and built["txt2img"]["hr_scale"] == 1.5
+    assert built["adetailer"]["enabled"] is True
+    assert built["adetailer"]["face"] is None  # the face pass, off
+    hands = built["adetailer"]["hands"]
+    assert (hands["model"], hands["confidence"], hands["prompt"]) == (
+        "hand_yolov8n.pt",
+        0.45,
+        "detailed hands",
+    )
+    assert ui.by_id("c-ad-face-model").get_attribute("disabled") is not None
+    ui.click("#c-queue")
+    ui.wait_for(lambda: ui.els("#q-recent li[data-status='COMPLETED']"), "ran")
+    job = ui.server.job(ui.job_ids("#q-recent li")[0])
+    assert job["spec"]["adetailer"]["hands"]["prompt"] == "detailed hands"
+    assert sorted(job["result"]["stages"]) == ["adetailer", "txt2img"]

@@ -129,3 +129,23 @@ def test_a_failures_reason_inline_and_its_envelope_one_click_away(
     retried = [j for j in server.get("/api/v1/jobs").json()["jobs"] if j["retried_from"]]
     assert retried and retried[0]["retried_from"] == failed
     wait_for(lambda: server.job(retried[0]["id"])["status"] == "COMPLETED", 60, "the retry ran")
+
+
+def test_history_pages_load_as_the_grid_scrolls(page: Callable[..., Page]) -> None:
+    ui = page()
+    server = ui.server
+    ids = submit(server, {"specs": [spec(f"page test {n}") for n in range(45)]})
+    finished(server, ids)
+    assert len(ui.els("#g-grid li")) == 45  # live: each finished job came in as it ended
+    ui.reload("/#/gallery")  # a fresh load: pages
+    ui.wait_for(lambda: len(ui.els("#g-grid li")) == 40, "the first page")
+    assert ui.text("#g-count") == "45 jobs"
+    assert ui.job_ids("#g-grid li")[0] == ids[-1]  # newest first
+    assert ui.by_id("g-more").is_displayed()
+    ui.js("document.getElementById('g-sentinel').scrollIntoView()")  # scrolling down
+    ui.wait_for(lambda: len(ui.els("#g-grid li")) == 45, "the next page")
+    assert sorted(ui.job_ids("#g-grid li")) == sorted(ids)  # each once
+    ui.wait_for(lambda: not ui.by_id("g-more").is_displayed(), "no more")
+    ui.choose("g-status", "CANCELLED")
+    ui.wait_for(lambda: ui.text("#g-count") == "0 jobs", "filtered")
+    assert ui.els("#g-grid li") == []

@@ -24,7 +24,7 @@ const app = {
       tab.setAttribute("aria-selected", String(selected));
       tab.tabIndex = selected ? 0 : -1;
     }
-    if (view === "gallery") app.gallery.more();
+    if (view === "gallery" && !app.gallery.jobs.size) app.gallery.more(); // then as it scrolls
     if (view === "backend") {
       app.backend.load();
       app.log.render(); // drawn while hidden: scroll to the end now, if following
