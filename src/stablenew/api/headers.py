@@ -22,7 +22,7 @@ POLICY = "; ".join(
         "default-src 'none'",
         "script-src 'self'",
         "style-src 'self'",
-        "img-src 'self' blob: data:",  # previews of chosen files are blob: URLs, never fetched
+        "img-src 'self' data:",  # data: only for icons inside a stylesheet (Swagger UI's)
         "connect-src 'self'",
         "font-src 'self'",
         "manifest-src 'self'",

@@ -56,3 +56,9 @@ export const put = (path, body) => api("PUT", path, body);
 export const del = (path) => api("DELETE", path);
 
 export const jobPath = (id) => `/api/v1/jobs/${encodeURIComponent(id)}`;
+
+/** An error the page need not report: the login page is on its way (401), or StableNew is
+ * away (the connection pill already says "reconnecting…"). */
+export function quiet(error) {
+  return error instanceof ApiError && (error.status === 401 || error.status === 0);
+}

@@ -1,7 +1,7 @@
 // Backend and log: the backend's state (and every backend of the pool), its models, restart,
 // its last output lines; the live lifecycle log, filtered by job.
 
-import { ApiError, get, jobPath, post } from "./api.js";
+import { ApiError, get, jobPath, post, quiet } from "./api.js";
 import { $, debounce, fill, h, short, throttle, when } from "./dom.js";
 
 const KEEP = 5000; // events kept in memory
@@ -33,7 +33,7 @@ export class Backend {
         if (!this.modelsShown) this.models();
       }
     } catch (error) {
-      if (!(error instanceof ApiError) || error.status !== 401) this.app.toast(error.message, "error");
+      if (!quiet(error)) this.app.toast(error.message, "error");
     }
   }
 

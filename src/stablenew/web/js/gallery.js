@@ -3,7 +3,7 @@
 // siblings, infotext and download; load into compose, reuse seed, re-queue; a failed job's
 // reason on its card and its error envelope and artifacts one click away.
 
-import { ApiError, get, jobPath, post } from "./api.js";
+import { get, jobPath, post, quiet } from "./api.js";
 import { $, debounce, fileUrl, fill, h, reasonLine, relative, short, stagesOf, thumbUrl, when } from "./dom.js";
 
 const PAGE = 40;
@@ -100,7 +100,7 @@ export class Gallery {
       this.count();
       $("g-more").hidden = this.done;
     } catch (error) {
-      if (!(error instanceof ApiError) || error.status !== 401) this.app.toast(error.message, "error");
+      if (!quiet(error)) this.app.toast(error.message, "error");
     } finally {
       if (generation === this.generation) this.loading = false;
     }

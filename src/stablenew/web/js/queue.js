@@ -2,7 +2,7 @@
 // live preview, cancel), the waiting jobs in run order (drag a handle to reorder, or ↑/↓ on it;
 // edit, cancel, select for a bulk cancel), pause with a reason, and the jobs finished lately.
 
-import { ApiError, get, jobPath, post } from "./api.js";
+import { ApiError, get, jobPath, post, quiet } from "./api.js";
 import {
   $,
   debounce,
@@ -284,7 +284,7 @@ export class Queue {
       this.drawState(state, page.total);
       this.drawRecent(recent.jobs);
     } catch (error) {
-      if (!(error instanceof ApiError) || error.status !== 401) this.app.toast(error.message, "error");
+      if (!quiet(error)) this.app.toast(error.message, "error");
     }
   }
 
