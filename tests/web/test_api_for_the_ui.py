@@ -136,6 +136,8 @@ def test_defaults_the_logs_end_the_session(local_app: TestClient) -> None:
     everything = local_app.get("/api/v1/events/recent?limit=5000").json()
     assert [e["seq"] for e in everything["events"]][-2:] == seqs
     assert local_app.get("/api/v1/session").json()["token_required"] is False
+    words = local_app.get("/api/v1/failure-reasons").json()
+    assert words["out_of_memory"] == "the backend ran out of memory"
 
 
 def test_every_answer_carries_the_policy(local_app: TestClient) -> None:

@@ -10,6 +10,7 @@ import httpx
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 
+from stablenew.jobs.status import REASON_TEXT, FailureReason
 from tests.web.conftest import Page, Server, spec, submit, wait_for
 
 
@@ -107,7 +108,8 @@ def test_a_failures_reason_inline_and_its_envelope_one_click_away(
     card = f"#g-grid li[data-job-id='{failed}']"
     ui.wait_for(lambda: ui.els(card), "its card")
     reason = ui.text(f"{card} .reason")
-    assert reason.startswith("txt2img image 1: ") and "memory" in reason.lower(), reason
+    # the desktop app's words (gui.failure_view.short_reason): where, then the reason in words
+    assert reason == f"txt2img image 1: {REASON_TEXT[FailureReason.OUT_OF_MEMORY]}", reason
     ui.choose("g-status", "FAILED")
     ui.wait_for(lambda: ui.job_ids("#g-grid li") == [failed], "failed only")
     ui.click(f"{card} button[aria-label$='failed']")

@@ -2,6 +2,7 @@
 job from, a preset. Files come as base64 inside JSON (a browser's upload).
 
 - `GET /api/v1/spec/defaults`: a JobSpec's defaults (what a field left out becomes).
+- `GET /api/v1/failure-reasons`: an error envelope's `reason` in words.
 
 - `POST /api/v1/inputs`: an image a job starts from goes into the home's input store (by
   content); the answer is the `InputImage` a JobSpec's `inputs` lists.
@@ -34,6 +35,7 @@ from stablenew.jobs.infotext import spec_from_png
 from stablenew.jobs.input_store import InputStore
 from stablenew.jobs.presets import load_preset
 from stablenew.jobs.spec import InputImage, JobSpec
+from stablenew.jobs.status import REASON_TEXT
 
 router = APIRouter(prefix="/api/v1", tags=["compose"])
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -83,6 +85,14 @@ def _store(ctx: ApiContext) -> InputStore:
 def spec_defaults() -> dict[str, Any]:
     """Every JobSpec field at its default (the prompt empty), as a composer starts from."""
     return JobSpec.model_construct().model_dump(mode="json")
+
+
+@router.get("/failure-reasons")
+def failure_reasons() -> dict[str, str]:
+    """An error envelope's `reason` in words, as every door says it ("the backend ran out of
+    memory"): a one-line reason is "STAGE image N: " and these words, or else the first line
+    of the root cause."""
+    return {reason.value: text for reason, text in REASON_TEXT.items()}
 
 
 @router.post("/inputs", status_code=201, response_model=InputImage)

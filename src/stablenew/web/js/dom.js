@@ -86,16 +86,27 @@ export function seconds(value) {
   return `${minutes} min ${Math.round(value - minutes * 60)} s`;
 }
 
-/** The failure in one line, as every door says it: "txt2img image 1: the backend ran out…". */
+const REASONS = {}; // an envelope's environmental reason in words (from the API, at start)
+
+export function knowReasons(words) {
+  Object.assign(REASONS, words || {});
+}
+
+/** The failure in one line, as every door says it: "txt2img image 1: the backend ran out of
+ * memory" (StableNew's words for an environmental reason, else the root cause's first line). */
 export function reasonLine(error) {
   if (!error) return "";
   let where = error.stage || "";
   if (error.image_index !== null && error.image_index !== undefined) {
-    where += ` image ${error.image_index}`;
+    where = `${where} image ${error.image_index}`.trim();
   }
-  const message = (error.message || "").trim();
-  const first = message ? message.split("\n")[0] : error.type;
-  return where.trim() ? `${where.trim()}: ${first}` : first;
+  let why = error.reason ? REASONS[error.reason] || error.reason : "";
+  if (!why) {
+    const causes = error.causes || [];
+    const root = (causes.length ? causes[causes.length - 1].message : error.message) || "";
+    why = root.trim().split("\n")[0] || error.type;
+  }
+  return where ? `${where}: ${why}` : why;
 }
 
 /** The stages a spec runs, in order (as JobSpec.stages()). */

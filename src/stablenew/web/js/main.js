@@ -4,7 +4,7 @@
 import { get, post, whenUnauthorized } from "./api.js";
 import { Backend, Log } from "./backend.js";
 import { Compose } from "./compose.js";
-import { $, fill, h } from "./dom.js";
+import { $, fill, h, knowReasons } from "./dom.js";
 import { Gallery } from "./gallery.js";
 import { Queue, Running } from "./queue.js";
 import { EventStream } from "./stream.js";
@@ -126,7 +126,8 @@ async function boot() {
   app.show(fromHash());
   window.addEventListener("hashchange", () => app.show(fromHash()));
 
-  const session = await get("/api/v1/session");
+  const [session, reasons] = await Promise.all([get("/api/v1/session"), get("/api/v1/failure-reasons")]);
+  knowReasons(reasons);
   if (session.token_required) {
     $("logout").hidden = false;
     $("logout").addEventListener("click", async () => {
