@@ -25,6 +25,7 @@ BENCHMARKS = (
     "gui_memory.py",
     "api_submit.py",
     "api_sse.py",
+    "web_ui.py",
 )
 
 

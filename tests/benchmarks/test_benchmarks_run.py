@@ -51,11 +51,16 @@ def figure(report: dict[str, Any], dotted: str) -> float:
         "gui_memory.py",
         "api_submit.py",
         "api_sse.py",
+        "web_ui.py",
     ],
 )
 def test_benchmark_reports_every_targeted_figure(script: str, tmp_path: Path) -> None:
     if script.startswith("gui_") and shutil.which("Xvfb") is None:
         pytest.skip("Xvfb is not installed (.ci/run installs it)")
+    if script == "web_ui.py" and not (
+        Path("/usr/bin/chromium").exists() and Path("/usr/bin/chromedriver").exists()
+    ):
+        pytest.skip("chromium and chromium-driver are not installed (.ci/run installs them)")
     report = run_quick(script, tmp_path / "report.json")
     assert report["quick"] is True
     assert report["targets"], "a benchmark states what it aims for"
@@ -72,6 +77,10 @@ def test_benchmark_reports_every_targeted_figure(script: str, tmp_path: Path) ->
         assert report["gallery_items"] == report["images"] and report["live_previews_shown"] > 0
     if script == "gui_memory.py":
         assert report["gallery_items"] == report["jobs"]
+    if script == "web_ui.py":  # the page followed every lifecycle event of the job
+        for view in ("compose", "backend"):
+            assert report["main_thread"][view]["status"] == "COMPLETED"
+            assert report["main_thread"][view]["lifecycle_events"] > report["main_thread"]["images"]
     if script == "api_sse.py":  # every client got every lifecycle event of the job
         assert report["lag_ms"]["frames"] == report["clients"] * sum(
             report["events_per_client_per_job"]

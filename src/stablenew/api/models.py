@@ -142,3 +142,64 @@ class BackendView(BaseModel):
 
 class LoginBody(_Body):
     token: str = Field(max_length=1000)
+
+
+class FileUpload(_Body):
+    """A file sent inside the JSON: its name (for people and messages) and its bytes."""
+
+    name: str = Field(max_length=255, description="The file's name where the user had it")
+    data: str = Field(description="The bytes as base64, or a data: URI")
+
+
+class PresetUpload(_Body):
+    """A preset file (NAME.json: settings without prompts)."""
+
+    name: str = Field("preset", pattern=r"^[\w][\w. -]{0,99}$", description="NAME, for messages")
+    sidecar: dict[str, Any] = Field(description="The .json file's content")
+
+
+class ImportedPng(BaseModel):
+    """The job that made a PNG: exactly (its `stablenew` chunk) or from its A1111 infotext."""
+
+    spec: JobSpec
+    source: Literal["stablenew", "infotext"]
+    warnings: list[str] = []
+    unparsed: dict[str, str] = {}  # infotext keys with no JobSpec field
+    origin: dict[str, Any] = {}  # job_id, stage, image_index ... when StableNew made it
+
+
+class PresetFields(BaseModel):
+    """A preset as JobSpec fields (nested as a spec is), to apply to what is composed."""
+
+    name: str
+    fields: dict[str, Any]
+    warnings: list[str] = []
+
+
+class Checked(BaseModel):
+    """What a submit with this body would queue (nothing was queued)."""
+
+    jobs: int
+    images: int
+    warnings: list[str] = []
+
+
+class BackendPoolMember(BaseModel):
+    """One backend of the pool: `BackendController.status()`."""
+
+    name: str
+    labels: list[str]
+    state: str
+    url: str | None
+    managed: bool
+    loaded_model: str | None
+    current_job: str | None
+    held: str | None
+    restarts: int
+
+
+class RecentEvents(BaseModel):
+    """The end of the lifecycle log, oldest first, and the seq to follow the stream after."""
+
+    events: list[dict[str, Any]]
+    last_seq: int

@@ -13,6 +13,8 @@
   header is ever sent unless `[server] cors_origins` lists the origin. A DELETE without a body
   is never sent across sites without a preflight either, so it needs no content type.
 - A body larger than MAX_BODY is refused before it is read into memory.
+- A browser that opens a page without the cookie is sent to the login page (303); an API call
+  without the token is answered 401, as before.
 
 A pure ASGI middleware (not BaseHTTPMiddleware), so the event stream passes through untouched.
 """
@@ -36,8 +38,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 COOKIE = "stablenew_token"
 MAX_BODY = 256 * 2**20  # bytes: packs and base64 init images fit; a runaway client does not
 STATE_CHANGING = {"POST", "PUT", "PATCH"}
-# Reachable without the token when one is required: the page and the call that log in.
-OPEN_PATHS = {"/login", "/api/v1/login"}
+# Reachable without the token when one is required: the page and the call that log in, and the
+# files that page uses (no data in them).
+OPEN_PATHS = {"/login", "/api/v1/login", "/web/login.js", "/web/app.css", "/web/icon.svg"}
 
 
 def is_loopback(host: str) -> bool:
@@ -115,6 +118,9 @@ class Guard:
             await _refuse(send, 403, "refused: the Host header is not a loopback name")
             return
         if s.token_required and scope["path"] not in OPEN_PATHS and not s.authorized(headers):
+            if _is_page_visit(method, scope["path"], headers):
+                await _redirect(send, "/login")  # a person at a browser: the login page
+                return
             await _refuse(
                 send,
                 401,
@@ -137,6 +143,25 @@ class Guard:
             await _refuse(send, 413, f"the body is larger than {MAX_BODY // 2**20} MiB")
             return
         await self.app(scope, _bounded(receive), send)
+
+
+def _is_page_visit(method: str, path: str, headers: Headers) -> bool:
+    """A browser opening a page (not a script, not an API call): it gets the login page."""
+    return (
+        method == "GET"
+        and not path.startswith("/api/")
+        and "text/html" in headers.get("accept", "")
+    )
+
+
+async def _redirect(send: Send, location: str) -> None:
+    headers: list[Any] = [
+        (b"location", location.encode()),
+        (b"content-length", b"0"),
+        (b"cache-control", b"no-store"),
+    ]
+    await send({"type": "http.response.start", "status": 303, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
 
 
 def _bounded(receive: Receive) -> Receive:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from stablenew.api.context import ApiContext, Ctx
-from stablenew.api.models import BackendView, Empty
+from stablenew.api.models import BackendPoolMember, BackendView, Empty
 from stablenew.app.backend_info import backend_kind
 
 router = APIRouter(prefix="/api/v1/backend", tags=["backend"])
@@ -78,3 +78,36 @@ def upscalers(ctx: Ctx) -> Any:
 @router.get("/loras")
 def loras(ctx: Ctx) -> Any:
     return _list(ctx, lambda c: c.loras())
+
+
+@router.get("/embeddings")
+def embeddings(ctx: Ctx) -> Any:
+    """Textual-inversion embeddings, as A1111's /sdapi/v1/embeddings lists them
+    (`{"loaded": {...}, "skipped": {...}}`); a prompt names one as `<embedding:NAME>`."""
+    return _list(ctx, lambda c: c.embeddings())
+
+
+pool_router = APIRouter(prefix="/api/v1/backends", tags=["backend"])
+
+
+@pool_router.get("", response_model=list[BackendPoolMember])
+def pool(ctx: Ctx) -> list[BackendPoolMember]:
+    """Every backend of the pool: state, the model it has loaded, the job it runs, whether its
+    crash-loop breaker holds it (a single `[backend]` is a pool of one named "default")."""
+    members = []
+    for controller in ctx.services.backends:
+        status = controller.status()
+        members.append(
+            BackendPoolMember(
+                name=status.name,
+                labels=status.labels,
+                state=status.state.value,
+                url=status.url,
+                managed=status.managed,
+                loaded_model=status.loaded_model,
+                current_job=status.current_job,
+                held=status.held,
+                restarts=status.restarts,
+            )
+        )
+    return members

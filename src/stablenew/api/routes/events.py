@@ -8,6 +8,8 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
 from stablenew.api.context import Ctx
+from stablenew.api.models import RecentEvents
+from stablenew.api.sse import event_data
 from stablenew.errors import InputError
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
@@ -30,13 +32,30 @@ async def events(
     """`id:` is the store's seq, `event:` the kind, `data:` the event as JSON (`job_id`,
     `status`, `stage`, `image_index`, `fields`, ...). Without `Last-Event-ID` (or `?after=`)
     the stream starts live; with it, every event after that seq comes first, in order, then
-    the stream goes live. Progress events carry no `id:` and may be coalesced."""
-    if last_event_id is not None and after is None:
+    the stream goes live (given both, the later seq counts). Progress events carry no `id:`
+    and may be coalesced."""
+    if last_event_id is not None:
         if not last_event_id.strip().isdigit():
             raise InputError("Last-Event-ID: expected a seq (a whole number)")
-        after = int(last_event_id.strip())
+        # A browser's EventSource reconnects to the same URL with the last id it saw: that
+        # is further than the `?after=` it first opened with, never behind it.
+        after = max(int(last_event_id.strip()), after or 0)
     return StreamingResponse(
         ctx.hub.stream(after, job_id, progress),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+@router.get("/events/recent", response_model=RecentEvents)
+def recent(
+    ctx: Ctx,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 200,
+) -> RecentEvents:
+    """The last events of the lifecycle log (oldest first) and `last_seq`: open the stream
+    with `Last-Event-ID: last_seq` and nothing falls between the two."""
+    jobs = ctx.services.jobs
+    last = jobs.last_seq()
+    events = jobs.events_since(max(0, last - limit), None, limit)
+    seen = max([last, *(e.store_seq or 0 for e in events)])
+    return RecentEvents(events=[event_data(e) for e in events], last_seq=seen)

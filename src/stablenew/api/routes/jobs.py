@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from stablenew.api.context import ApiContext, Ctx, find_job
 from stablenew.api.models import (
     OVERRIDE_NAMES,
+    Checked,
     Count,
     EditBody,
     Empty,
@@ -54,6 +55,24 @@ def job_response(job: Job, status: int = 200) -> JSONResponse:
 def submit(body: SubmitBody, ctx: Ctx) -> Submitted:
     """Queue jobs: a JobSpec, several, a prompt with the CLI's overrides, or an uploaded pack.
     All of them are checked first; on any error nothing is queued (422)."""
+    specs, warnings = _specs(ctx, body)
+    ids = ctx.services.jobs.submit_many(specs, body.priority, source="api")
+    return Submitted(ids=ids, warnings=warnings)
+
+
+@router.post("/check", response_model=Checked)
+def check(body: SubmitBody, ctx: Ctx) -> Checked:
+    """What submitting this body would do, without queueing anything: the same checks (the
+    backend's names included) and the same 422 messages, or how many jobs and images it
+    makes. The web UI asks this as the user types."""
+    specs, warnings = _specs(ctx, body)
+    if ctx.services.jobs.validate is not None:
+        ctx.services.jobs.validate(specs)
+    return Checked(jobs=len(specs), images=sum(s.images for s in specs), warnings=warnings)
+
+
+def _specs(ctx: ApiContext, body: SubmitBody) -> tuple[list[JobSpec], list[str]]:
+    """The jobs a submit body describes, checked (an InputError names what is wrong)."""
     given = [k for k in ("spec", "specs", "prompt", "pack") if getattr(body, k) is not None]
     if len(given) != 1:
         raise InputError("give exactly one of spec, specs, prompt or pack")
@@ -73,8 +92,7 @@ def submit(body: SubmitBody, ctx: Ctx) -> Submitted:
     else:
         assert body.pack is not None
         specs, warnings = _expand_pack(ctx, body.pack, overrides)
-    ids = ctx.services.jobs.submit_many(specs, body.priority, source="api")
-    return Submitted(ids=ids, warnings=warnings)
+    return specs, warnings
 
 
 def _overrides(body: SubmitBody) -> Overrides:
