@@ -1,4 +1,4 @@
-"""The README's screenshots of the desktop app, regenerated from the real flow.
+"""The README's screenshots of the desktop app and the web UI, regenerated from the real flow.
 
     python -m devtools.screenshots [OUT_DIR]      (default docs/screenshots)
 
@@ -6,8 +6,9 @@ Runs `tests/gui/test_screenshots.py`: the real app on a virtual display (Xvfb) a
 reference backend, driven by real pointer clicks and key presses (xdotool), through a running
 job with its live preview, the gallery, the viewer, the form with its groups open, the same in
 the dark theme, a failed job with its reason, the failure's details, the debug log and the
-Settings dialog at 1x (1366x768), and the gallery light and dark at 2x (2732x1536). Nothing is
-opened that a user could not open; the test writes one PNG per state.
+Settings dialog at 1x (1366x768), and the gallery light and dark at 2x (2732x1536); then the
+web UI in headless Chromium (`tests/web/test_layout.py`: web-*.png, desktop and phone, light
+and dark). Nothing is opened that a user could not open; the tests write one PNG per state.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def main(out: Path) -> int:
     out = out.absolute()
     env = {**os.environ, "STABLENEW_SCREENSHOTS": str(out)}
-    test = "tests/gui/test_screenshots.py"
+    tests = [
+        "tests/gui/test_screenshots.py",
+        "tests/web/test_layout.py::test_screenshots_desktop_and_phone_light_and_dark",
+    ]
     code = subprocess.call(
-        [sys.executable, "-m", "pytest", "-q", "-n", "0", test], cwd=ROOT, env=env
+        [sys.executable, "-m", "pytest", "-q", "-n", "0", *tests], cwd=ROOT, env=env
     )
     if code == 0:
         for png in sorted(out.glob("*.png")):

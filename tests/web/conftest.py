@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -53,7 +54,11 @@ __all__ = [
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+# The README's pictures are written only when asked (`python -m devtools.screenshots`); a test
+# run goes through the same flow and leaves the working tree alone.
+SCREENSHOTS = Path(
+    os.environ.get("STABLENEW_SCREENSHOTS") or tempfile.mkdtemp(prefix="stablenew-web-shots-")
+)
 DESKTOP = (1440, 900)
 PHONE = (390, 844)
 
