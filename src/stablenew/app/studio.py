@@ -36,7 +36,6 @@ LATENT_UPSCALERS = (
     "Latent (nearest)",
     "Latent (nearest-exact)",
 )
-ADETAILER_MODELS = "/adetailer/v1/ad_model"
 
 
 @dataclass(frozen=True)
@@ -77,9 +76,7 @@ def picker_lists(backend: BackendController) -> PickerLists:
     except BackendError:
         embeddings = []
     try:
-        answer = client._request("GET", ADETAILER_MODELS, read_timeout=client.timeouts.query)
-        raw = answer.get("ad_model", []) if isinstance(answer, dict) else []
-        ad_models = [str(m) for m in raw if m and str(m) != "None"]
+        ad_models = client.adetailer_models()
     except BackendError:
         ad_models = []
     upscalers = ask(client.upscalers, "name")

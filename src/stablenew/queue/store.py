@@ -740,7 +740,8 @@ class JobStore:
         where, params = self._filter(wanted, text)
         with self._read() as db:
             rows = db.execute(
-                f"SELECT * FROM jobs {where} ORDER BY finished_at DESC LIMIT ? OFFSET ?",
+                f"SELECT * FROM jobs {where} ORDER BY finished_at DESC, rowid DESC"  # stable pages
+                " LIMIT ? OFFSET ?",
                 (*params, limit, offset),
             ).fetchall()
         return [_job(r) for r in rows]

@@ -349,6 +349,17 @@ class WebUIClient:
     def memory(self) -> dict[str, Any]:
         return self._object("/memory")
 
+    def adetailer_models(self) -> list[str]:
+        """The ADetailer extension's detection models (its own route, outside /sdapi/v1);
+        a typed error when the extension is not installed."""
+        body = self._request("GET", "/adetailer/v1/ad_model", read_timeout=self.timeouts.query)
+        raw = body.get("ad_model") if isinstance(body, dict) else None
+        if not isinstance(raw, list):
+            raise BackendBadResponse(
+                "expected {'ad_model': [...]}", endpoint="/adetailer/v1/ad_model"
+            )
+        return [str(m) for m in raw if m and str(m) != "None"]
+
     def health(self) -> Health:
         """The readiness probe: `/sd-models` answers in API-only mode, `/internal/ping` does not."""
         try:
