@@ -294,3 +294,36 @@ def test_submit_checks_names_against_every_backend_and_pins_against_names_and_la
     with pytest.raises(InputError, match="no backend is named or labelled 'gpu9'"):
         services.jobs.submit_pipeline_run(small("lost").model_copy(update={"backend": "gpu9"}))
     assert len(services.jobs.list_jobs()) == 2
+
+
+def test_restarting_a_set_aside_backend_puts_it_back_in_the_pool(
+    make_pool, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    services = make_pool(
+        [
+            backend(tmp_path, "fragile", crash_loop_limit=1, breaker_cooldown=3600),
+            backend(tmp_path, "steady"),
+        ],
+        pool=PoolPolicy(affinity=False),
+    )
+    waiter = Waiter(services.jobs)
+    fragile = next(b for b in services.backends if b.name == "fragile")
+    httpx.post(
+        f"{fragile.url}/sim/faults", json={"crash": {"stage": "txt2img", "nth": 1}}, timeout=5
+    ).raise_for_status()
+    first = services.jobs.submit_pipeline_run(
+        small("crash it").model_copy(update={"backend": "fragile"})
+    )
+    waiter.wait(
+        EventKind.RECOVERY,
+        timeout=60,
+        where=lambda e: isinstance(e.data, RecoveryData) and e.data.step == "breaker_open",
+    )
+    deadline = time.monotonic() + 30
+    while fragile.status().held is None:  # the pool sets it aside
+        assert time.monotonic() < deadline, "the crash-looping backend was not set aside"
+        time.sleep(0.05)
+    fragile.restart()  # the user's Restart (GUI, API, CLI): the cause is fixed
+    assert fragile.status().held is None
+    waiter.wait(EventKind.JOB_COMPLETED, first, timeout=60)  # pinned: only fragile can run it
+    assert started_on(waiter)[first][-1] == "fragile"

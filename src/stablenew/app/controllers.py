@@ -475,6 +475,7 @@ class BackendRuntime:
     loaded_model: Callable[[], str | None] = lambda: None
     current_job: Callable[[], str | None] = lambda: None
     held: Callable[[], str | None] = lambda: None
+    release: Callable[[], None] = lambda: None  # the user started it again: back in the pool
 
 
 class BackendController:
@@ -532,10 +533,12 @@ class BackendController:
     def start(self, timeout: float | None = None) -> str:
         """Start it (a user's Start: a crash-loop breaker is reset first)."""
         self._manager.reset_breaker("started by the user")
+        self.runtime.release()
         return self._manager.start(timeout)
 
     def restart(self) -> str:
         self._manager.reset_breaker("restarted by the user")
+        self.runtime.release()
         return self._manager.restart_and_wait_ready()
 
     def stop(self, grace: float = 5.0) -> None:

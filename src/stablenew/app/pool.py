@@ -65,7 +65,14 @@ class Member:
         def current() -> str | None:
             return self.runner.current_job if self.runner is not None else None
 
-        return BackendRuntime(loaded_model=loaded, current_job=current, held=lambda: self.held)
+        def release() -> None:
+            self.held = None
+            if self.runner is not None:
+                self.runner.wake()
+
+        return BackendRuntime(
+            loaded_model=loaded, current_job=current, held=lambda: self.held, release=release
+        )
 
     def view(self) -> BackendView:
         backend = self.recovering

@@ -175,8 +175,8 @@ class CrashLoopBreaker:
 
     def _refusal(self) -> str:
         return (
-            f"{self.reason} (resume the queue to try again, or wait {self.cooldown:g}s for one "
-            "automatic trial)"
+            f"{self.reason} (restart the backend or resume the queue to try again, or wait "
+            f"{self.cooldown:g}s for one automatic trial)"
         )
 
     def _tell(self, detail: str) -> None:
