@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -16,63 +15,18 @@ import pytest
 from stablenew.app.metrics import Metrics
 from stablenew.app.placement import PoolPolicy
 from stablenew.app.pool import BackendConfig
-from stablenew.app.services import ServiceConfig, Services
+from stablenew.app.services import Services
 from stablenew.errors import InputError
 from stablenew.jobs.spec import JobSpec
 from stablenew.jobs.status import BackendState, JobStatus
 from stablenew.observe.events import EventKind, JobStartedData, RecoveryData
-from stablenew.pipeline.settings import PipelineSettings
-from stablenew.webui.process import LaunchConfig, reference_backend_command
-from stablenew.webui.recovery import RecoveryPolicy
+from stablenew.webui.process import LaunchConfig
 from tests.helpers import Waiter
+from tests.pool.conftest import backend
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 MODELS = ("sim-v15-base", "sim-xl-photo", "anime_sim-toon-mix", "sim-v15-landscape")
-FAST = RecoveryPolicy(stall_timeout=5.0, stall_grace=1.0, cancel_grace=1.0, poll_interval=0.1)
-
-
-def backend(
-    home: Path, name: str, *flags: str, labels: tuple[str, ...] = (), **launch: object
-) -> BackendConfig:
-    return BackendConfig(
-        name,
-        LaunchConfig(
-            command=reference_backend_command(0, *flags),
-            log_dir=home / "logs",
-            log_name=f"webui-{name}",
-            pidfile=home / f"backend-{name}.pid",
-            startup_timeout=30,
-            **launch,  # type: ignore[arg-type]
-        ),
-        frozenset(labels),
-    )
-
-
-@pytest.fixture
-def make_pool(tmp_path: Path) -> Iterator[Callable[..., Services]]:
-    made: list[Services] = []
-
-    def make(
-        backends: list[BackendConfig], pool: PoolPolicy | None = None, **kw: object
-    ) -> Services:
-        config = ServiceConfig(
-            home=tmp_path,
-            database=tmp_path / "jobs.db",
-            log_dir=tmp_path / "logs",
-            backends=backends,
-            pool=pool or PoolPolicy(),
-            pipeline=PipelineSettings(output_root=tmp_path / "out"),
-            policy=kw.pop("policy", FAST),  # type: ignore[arg-type]
-        )
-        services = Services(config)
-        made.append(services)
-        services.start()
-        return services
-
-    yield make
-    for services in made:
-        services.close(grace=3)
 
 
 def small(prompt: str, model: str | None = None, **extra: object) -> JobSpec:
@@ -296,9 +250,7 @@ def test_submit_checks_names_against_every_backend_and_pins_against_names_and_la
     assert len(services.jobs.list_jobs()) == 2
 
 
-def test_restarting_a_set_aside_backend_puts_it_back_in_the_pool(
-    make_pool, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+def test_restarting_a_set_aside_backend_puts_it_back_in_the_pool(make_pool, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     services = make_pool(
         [
             backend(tmp_path, "fragile", crash_loop_limit=1, breaker_cooldown=3600),

@@ -80,3 +80,36 @@ def test_backend_list_shows_each_backend_while_another_process_owns_the_pool(
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+
+
+def test_the_api_shows_each_backend_and_restarts_one_by_name(make_pool, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from stablenew.api.app import create_app
+    from stablenew.api.security import Security
+    from tests.pool.conftest import backend
+
+    services = make_pool(
+        [
+            backend(tmp_path, "gpu0", "--models", "sim-v15-base", labels=("sd15",)),
+            backend(tmp_path, "gpu1", "--models", "sim-xl-photo"),
+        ]
+    )
+    app = create_app(services, Security.for_bind("127.0.0.1", "t"))
+    with TestClient(app, base_url="http://127.0.0.1:7870") as api:
+        pool = {b["name"]: b for b in api.get("/api/v1/backends").json()}
+        assert set(pool) == {"gpu0", "gpu1"} and pool["gpu0"]["labels"] == ["sd15"]
+        assert all(b["state"] == "READY" for b in pool.values())
+        models = api.get("/api/v1/backends/gpu1/models").json()
+        assert [m["model_name"] for m in models] == ["sim-xl-photo"]
+        before = api.get("/api/v1/backends/gpu1").json()["restarts"]
+        restarted = api.post("/api/v1/backends/gpu1/restart", json={})
+        assert restarted.status_code == 200, restarted.text
+        assert restarted.json()["restarts"] == before + 1
+        assert restarted.json()["state"] == "READY"
+        assert api.get("/api/v1/backends/gpu0").json()["restarts"] == 0  # only that one
+        assert "stdout" in api.get("/api/v1/backends/gpu0/tail?lines=5").json()
+        missing = api.get("/api/v1/backends/gpu9")
+        assert missing.status_code == 404 and "gpu0, gpu1" in missing.json()["detail"]
+        metrics = api.get("/metrics").text
+        assert 'stablenew_backend_restarts_total{backend="gpu1"} 1.0' in metrics
