@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import psutil
@@ -89,6 +90,22 @@ def test_config_show_and_bad_config(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text('[backend]\nusername = "u"\npassword = "secret"\n')
     assert "secret" not in cli(tmp_path, "config", "show").stdout
     assert "secret" not in cli(tmp_path, "config", "show", "--json").stdout
+
+
+def test_config_show_prints_a_pool_and_webhooks_as_toml_that_reads_back(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text(
+        '[[backends]]\nname = "gpu0"\nlabels = ["sdxl"]\n'
+        '[[backends]]\nname = "box2"\nmode = "attached"\nurl = "http://127.0.0.1:9"\n'
+        'username = "me"\npassword = "pool-pass-77"\n'
+        '[[webhooks]]\nurl = "http://127.0.0.1:9/hook"\nsecret = "hook-secret-0123456789"\n'
+    )
+    text = cli(tmp_path, "config", "show").stdout
+    assert "pool-pass-77" not in text and "hook-secret" not in text
+    shown = tomllib.loads(text)
+    assert "backend" not in shown  # a pool: pasting this back must not mean both at once
+    assert [b["name"] for b in shown["backends"]] == ["gpu0", "box2"]
+    assert shown["backends"][0]["labels"] == ["sdxl"]
+    assert shown["webhooks"][0]["url"] == "http://127.0.0.1:9/hook"
 
 
 def test_queue_commands(tmp_path: Path) -> None:

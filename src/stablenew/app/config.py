@@ -335,6 +335,11 @@ def shown(config: Config) -> dict[str, object]:
             backend["url"] = redact.text(backend["url"])
     if not data["backends"]:
         del data["backends"]  # a single [backend]: no empty pool to show
+    else:  # a pool: [backend] is not in use (both at once would be an error)
+        del data["backend"]
+        data["backends"] = [
+            {"name": b.pop("name"), "labels": b.pop("labels"), **b} for b in data["backends"]
+        ]
     for hook in data.get("webhooks", []):
         hook["secret"] = redact.MASK
     return data

@@ -27,9 +27,19 @@ def config_show(ctx: typer.Context, json_out: bool = json_option()) -> None:
     out.line(f"# home: {ctx.obj.home}")
     out.line(f"# file: {ctx.obj.home / 'config.toml'}")
     for section, values in config.items():
+        if isinstance(values, list):  # an array of tables: [[backends]], [[webhooks]]
+            if not values:
+                out.line("")
+                out.line(f"# [[{section}]]: none")
+            for entry in values:
+                out.line("")
+                out.line((f"[[{section}]]", "bold"))
+                for key, value in entry.items():
+                    out.line(*toml_line(key, value))
+            continue
         out.line("")
         out.line((f"[{section}]", "bold"))
-        for key, value in (values if isinstance(values, dict) else {}).items():
+        for key, value in values.items():
             out.line(*toml_line(key, value))
 
 
