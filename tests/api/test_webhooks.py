@@ -205,3 +205,20 @@ def test_agent_scheduler_callback_is_a_multipart_post_with_the_images(
     assert results["success"] and len(results["data"]) == 2
     assert results["data"][0]["image"].startswith("data:image/png;base64,")
     assert "Steps: 2" in results["data"][0]["infotext"]
+
+
+def test_webhooks_are_delivered_by_whichever_process_runs_the_jobs(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    """No `serve`: a plain `stablenew run` owns the home, runs the job and delivers (before it
+    exits, or the next owner does from the outbox)."""
+    from tests.hostile.conftest import cli
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.toml").write_text(fast_config(extra=hooks(receiver.url)))
+    done = cli(home, "run", "hooked from the command line", "--steps", "2", "--size", "64x64")
+    assert done.returncode == 0, done.stderr
+    wait_for(lambda: receiver.delivered(), 30, "the delivery from `run`")
+    body = verify(receiver.delivered()[0])
+    assert body["status"] == "COMPLETED"

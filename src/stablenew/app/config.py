@@ -24,6 +24,7 @@ from stablenew.app.intents import Intents
 from stablenew.app.placement import PoolPolicy
 from stablenew.app.pool import BackendConfig
 from stablenew.app.services import ServiceConfig
+from stablenew.app.webhooks import hooks_of
 from stablenew.errors import ConfigError
 from stablenew.jobs.spec import problems
 from stablenew.observe.events import EventKind
@@ -282,6 +283,7 @@ def service_config(
         auth=backends[0].auth,
         wildcards_dir=Path(config.packs.wildcards_dir) if config.packs.wildcards_dir else None,
         unresolved=config.packs.unresolved,
+        webhooks=hooks_of(config.webhooks),
     )
 
 

@@ -32,6 +32,7 @@ from stablenew.app.placement import PoolPolicy
 from stablenew.app.pool import BackendConfig, BackendPool, Member
 from stablenew.app.previews import PreviewBoard
 from stablenew.app.state import AppState
+from stablenew.app.webhooks import Hook, WebhookDispatcher
 from stablenew.errors import BackendError, BackendStartError, HomeOwnedError
 from stablenew.jobs.status import BackendState, JobStatus
 from stablenew.observe.events import (
@@ -61,6 +62,7 @@ LOCAL_ONLY = {
     EventKind.ADD_TO_JOB_NOOP,
 }
 FOLLOW_INTERVAL = 0.1  # seconds between reads of the owner's event log
+WEBHOOK_DRAIN = 2.0  # seconds a closing owner gives the deliveries its last jobs made due
 
 
 class Role(StrEnum):
@@ -84,6 +86,10 @@ class ServiceConfig:
     wildcards_dir: Path | None = None
     unresolved: Literal["error", "drop", "keep"] = "error"
     max_events: int = 500
+    # Delivered by whichever process owns the home and runs the queue (worker, run, GUI,
+    # serve), from the store's event log; `callbacks`: agent-scheduler's too, with no hooks.
+    webhooks: list[Hook] = field(default_factory=list)
+    callbacks: bool = False
 
     def __post_init__(self) -> None:
         if not self.backends:
@@ -112,6 +118,8 @@ class Services:
         self._closing = threading.Event()
         self._role_lock = threading.Lock()
         self._publishing = threading.Lock()
+        self.webhooks: WebhookDispatcher | None = None  # while this process runs the queue
+        self.on_webhook_attempt: Callable[[bool], None] | None = None  # metrics, when served
         self.start_failures: dict[str, str] = {}  # a pool's backends that did not start: why
         self.role = Role.NONE
         self.jobs = JobExecutionController(
@@ -347,6 +355,18 @@ class Services:
         for runner in runners:
             runner.start()
         self.jobs.refresh_queue()
+        if (self.config.webhooks or self.config.callbacks) and self.webhooks is None:
+            self.webhooks = WebhookDispatcher(
+                self.jobs,
+                self.config.webhooks,
+                self.config.home / "webhooks.seq",
+                on_attempt=self._webhook_attempt,
+            )
+            self.webhooks.start()
+
+    def _webhook_attempt(self, delivered: bool) -> None:
+        if self.on_webhook_attempt is not None:
+            self.on_webhook_attempt(delivered)
 
     def attach(self) -> None:
         """Be a client of the home's owner: follow its event log; take over if it goes."""
@@ -424,6 +444,8 @@ class Services:
             runner.stop(timeout=self.config.policy.cancel_grace + grace + 10)
         if self._follower is not None:
             self._follower.join(timeout=5)
+        if self.webhooks is not None:  # what is not sent by then stays in the outbox
+            self.webhooks.close(drain=WEBHOOK_DRAIN)
         self.jobs.close()
         if self.role == Role.OWNER:
             self._pool.stop(grace)

@@ -115,14 +115,28 @@ class WebhookDispatcher:
         self._thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
         self._thread.start()
 
-    def close(self, timeout: float = 10.0) -> None:
+    def close(self, timeout: float = 10.0, drain: float = 0.0) -> None:
+        """Stop; with `drain`, first try for that long what the last jobs made due (a `run`
+        exits right after its job). Whatever is left waits in the outbox for the next owner."""
         self._closing.set()
         self._wake.set()
         if self._unsubscribe is not None:
             self._unsubscribe()
         if self._thread is not None:
             self._thread.join(timeout)
+        if drain > 0:
+            self._drain(time.monotonic() + drain)
         self._http.close()
+
+    def _drain(self, deadline: float) -> None:
+        try:
+            self.produce()
+            for delivery in self.jobs.outbox_due(time.time(), limit=100):
+                if time.monotonic() >= deadline:
+                    return
+                self._send(delivery)
+        except StableNewError:  # the store is going away: the outbox keeps what is left
+            return
 
     def _on_event(self, event: JobLifecycleLogEvent) -> None:
         if event.kind != EventKind.PROGRESS:  # recorded in the store by now: go and read it

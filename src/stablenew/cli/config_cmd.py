@@ -39,7 +39,7 @@ def config_show(ctx: typer.Context, json_out: bool = json_option()) -> None:
             continue
         out.line("")
         out.line((f"[{section}]", "bold"))
-        for key, value in values.items():
+        for key, value in values.items() if isinstance(values, dict) else ():
             out.line(*toml_line(key, value))
 
 

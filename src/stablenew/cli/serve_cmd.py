@@ -1,7 +1,7 @@
 """`stablenew serve`: own the home and serve the HTTP API (FastAPI on uvicorn).
 
 Like `worker`, it runs the JobRunner and the managed backend until SIGINT, SIGTERM or SIGHUP
-(a running job is re-queued to resume, the backend is stopped). It also delivers webhooks.
+(a running job is re-queued to resume, the backend is stopped).
 `run`, `queue ...` and the GUI keep working as its clients.
 
 The listening socket is bound before anything else starts, so a port in use is an error that
@@ -27,7 +27,6 @@ from fastapi import FastAPI
 from stablenew.api.app import context_of, create_app
 from stablenew.api.security import Security, is_loopback, load_or_create_token
 from stablenew.app.metrics import Metrics
-from stablenew.app.webhooks import WebhookDispatcher, hooks_of
 from stablenew.cli.common import EXIT_INPUT, fail, on_stop_signals
 from stablenew.cli.output import out
 
@@ -57,6 +56,7 @@ def serve(
     token_file = Path(config.server.token_file or home / "api_token")
     security = Security.for_bind(host, load_or_create_token(token_file), config.server.cors_origins)
     services = ctx.obj.services()
+    services.config.callbacks = True  # agent-scheduler's callback_url, even with no [[webhooks]]
 
     stop = threading.Event()
     stopped_by = 0
@@ -73,19 +73,12 @@ def serve(
     restore = on_stop_signals(on_signal)
     server: uvicorn.Server | None = None
     thread: threading.Thread | None = None
-    webhooks: WebhookDispatcher | None = None
     app: FastAPI | None = None
     try:
         services.start()
         started = True
         metrics = Metrics(services.jobs, services.backends)
-        webhooks = WebhookDispatcher(
-            services.jobs,
-            hooks_of(config.webhooks),
-            home / "webhooks.seq",
-            on_attempt=metrics.webhook_attempt,
-        )
-        webhooks.start()
+        services.on_webhook_attempt = metrics.webhook_attempt
         app = create_app(services, security, metrics)
         server = uvicorn.Server(
             uvicorn.Config(
@@ -121,8 +114,6 @@ def serve(
             server.should_exit = True
         if thread is not None:
             thread.join(timeout=10)
-        if webhooks is not None:
-            webhooks.close()
         services.close()
         listener.close()
         signal.signal(signal.SIGINT, previous)
