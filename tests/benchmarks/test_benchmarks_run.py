@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.integration
+# The quick runs take minutes of CPU between them: CI runs them with `-m slow`.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
