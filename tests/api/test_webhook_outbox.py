@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import socket
 from pathlib import Path
+
+import pytest
 
 from stablenew.app.events import EventKind
 from stablenew.app.services import Services
 from stablenew.app.webhooks import Backoff, Hook, WebhookDispatcher, signature
+from stablenew.errors import StoreError
 from tests.api.conftest import wait_for
 
 
@@ -78,3 +82,45 @@ def test_the_cursor_starts_at_now_and_survives_a_restart(
         wait_for(lambda: jobs.outbox_counts()["pending"] == 1, 30, "the missed event queued")
     finally:
         second.close()
+
+
+class FlakyStore:
+    """The jobs controller with a store that is locked for the first reads of the event log."""
+
+    def __init__(self, jobs: object, failures: int) -> None:
+        self._jobs = jobs
+        self.failures = failures
+
+    def events_since(self, seq: int, limit: int) -> object:
+        if self.failures > 0:
+            self.failures -= 1
+            raise StoreError("database is locked")
+        return self._jobs.events_since(seq, limit=limit)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._jobs, name)
+
+
+def test_a_busy_store_is_said_once_and_deliveries_go_on(
+    local_services: Services, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    jobs = local_services.jobs
+    flaky = FlakyStore(jobs, failures=3)
+    url = closed_port()
+    dispatcher = WebhookDispatcher(
+        flaky,  # type: ignore[arg-type]
+        [Hook(url, frozenset({"*"}), "s" * 16)],
+        tmp_path / "webhooks.seq",
+        backoff=Backoff(first=0.01, longest=0.02, attempts=1),
+    )
+    (tmp_path / "webhooks.seq").write_text(str(jobs.last_seq()))
+    jobs.bus.emit(EventKind.WARNING, "after the lock", source="test")
+    with caplog.at_level(logging.WARNING, logger="stablenew.webhooks"):
+        dispatcher.start()
+        try:
+            wait_for(lambda: jobs.outbox_counts()["failed"] == 1, 30, "the delivery settled")
+        finally:
+            dispatcher.close()
+    said = [r.getMessage() for r in caplog.records if r.name == "stablenew.webhooks"]
+    assert said == ["webhook deliveries wait: database is locked"]  # once, not three times
+    assert flaky.failures == 0

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import logging
 import mimetypes
 import os
 import threading
@@ -43,6 +44,8 @@ from stablenew.jobs.job import Job
 from stablenew.jobs.status import JobStatus
 from stablenew.observe.events import FINISHED_KINDS, EventKind, JobLifecycleLogEvent
 from stablenew.queue.store import Delivery
+
+log = logging.getLogger("stablenew.webhooks")
 
 CALLBACK_EVENT = "agent_scheduler.callback"
 # agent-scheduler's words for how a task ended
@@ -143,12 +146,16 @@ class WebhookDispatcher:
             self._wake.set()
 
     def _run(self) -> None:
+        last_error = ""
         while not self._closing.is_set():
             try:
                 self.produce()
                 self.send_due()
-            except StableNewError:  # a busy or closing store: the next turn tries again
-                pass
+                last_error = ""
+            except StableNewError as exc:  # a busy or closing store: the next turn tries again
+                if str(exc) != last_error:  # said once, not every half second
+                    log.warning("webhook deliveries wait: %s", exc)
+                last_error = str(exc)
             self._wake.wait(self._pause())
             self._wake.clear()
 
