@@ -40,7 +40,7 @@ POLICY = RecoveryPolicy(poll_interval=0.1, preview_interval=0.2)
 
 
 def run(quick: bool) -> dict[str, object]:
-    images = 100 if quick else 500
+    images = 30 if quick else 500
     xvfb = None
     if not os.environ.get("DISPLAY"):
         xvfb, os.environ["DISPLAY"] = start_xvfb()

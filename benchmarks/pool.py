@@ -227,11 +227,9 @@ def run(quick: bool, only: set[str], workdir: Path | None) -> dict[str, Any]:
         if "scaling" in only:
             results["scaling"] = scaling(home / "scaling", *((2, 1) if quick else (6, 3)))
         if "affinity" in only:
-            results["affinity"] = affinity(
-                home / "affinity", *((20, 300) if quick else (100, 3000))
-            )
+            results["affinity"] = affinity(home / "affinity", *((8, 100) if quick else (100, 3000)))
         if "overhead" in only:
-            results["overhead"] = overhead(home / "overhead", *((3, 1) if quick else (20, 3)))
+            results["overhead"] = overhead(home / "overhead", *((2, 1) if quick else (20, 3)))
     results["targets"] = {
         "scaling.scaling.2": ">= 0.95",
         "scaling.scaling.4": ">= 0.95",

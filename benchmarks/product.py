@@ -264,11 +264,11 @@ def run(quick: bool, only: set[str], workdir: Path | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         home = Path(tmp)
         if "overhead" in only:
-            jobs, rounds = (5, 2) if quick else (20, 5)
+            jobs, rounds = (2, 1) if quick else (20, 5)
             results["overhead_64"] = overhead(home / "o64", 64, 20, jobs, 2 * rounds)
             results["overhead_512"] = overhead(home / "o512", 512, 20, jobs // 2 or 1, rounds)
         if "realistic" in only:
-            jobs, rounds = (2, 1) if quick else (3, 3)
+            jobs, rounds = (1, 1) if quick else (3, 3)
             results["realistic"] = overhead(
                 home / "real",
                 512,
@@ -284,11 +284,11 @@ def run(quick: bool, only: set[str], workdir: Path | None) -> dict[str, Any]:
             jobs, rounds = (1, 1) if quick else (3, 3)
             results["live_preview"] = preview_cost(home / "prev", jobs, rounds)
         if "cancel" in only:
-            trials = 3 if quick else 20
+            trials = 1 if quick else 20
             results["cancel_honour"] = cancel_latency(home / "ch", "honour_interrupt", trials, 1.0)
             results["cancel_ignore"] = cancel_latency(home / "ci", "ignore_interrupt", trials, 1.0)
         if "recovery" in only:
-            results["recovery"] = recovery_cost(home / "rec", 3 if quick else 10)
+            results["recovery"] = recovery_cost(home / "rec", 1 if quick else 10)
     results["targets"] = {
         "overhead_512.throughput_ratio": ">= 0.90",
         "overhead_64.overhead_ms_per_job": "< 10",

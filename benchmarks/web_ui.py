@@ -3,7 +3,7 @@ main-thread time while a 500-image job runs, and the bytes a first load transfer
 
     python benchmarks/web_ui.py [--quick] [--out FILE]
 
-A home is seeded with 2,000 finished jobs (500 with --quick), each with its own image, then a
+A home is seeded with 2,000 finished jobs (100 with --quick), each with its own image, then a
 real `stablenew serve` serves it with the reference backend. The browser is Debian's
 `chromium` driven through `chromium-driver` (nothing downloaded), with a fresh profile: cold
 cache every first load.
@@ -14,7 +14,7 @@ cache every first load.
   `loads` cold loads; the same with an empty history for comparison.
 - `transfer`: bytes on the wire for a first load (Resource Timing `transferSize`), at
   interactive and once the gallery's first thumbnails are in.
-- `main_thread`: while a 500-image job runs (100 with --quick; the backend at 10 ms a step,
+- `main_thread`: while a 500-image job runs (30 with --quick; the backend at 10 ms a step,
   2 steps an image, so lifecycle events and step progress come as fast as they do for real
   small images), Chromium's main-thread task time (CDP Performance `TaskDuration`) per second
   of wall time, the page showing compose, running and queue, and then the log; idle as a base.
@@ -211,9 +211,9 @@ def main_thread(url: str, images: int) -> dict[str, Any]:
 
 
 def run(quick: bool) -> dict[str, Any]:
-    jobs = 500 if quick else 2000
-    images = 100 if quick else 500
-    loads = 2 if quick else 5
+    jobs = 100 if quick else 2000
+    images = 30 if quick else 500
+    loads = 1 if quick else 5
     with tempfile.TemporaryDirectory() as tmp:
         empty_home, full_home = Path(tmp) / "empty", Path(tmp) / "full"
         started = time.monotonic()

@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 
-# The quick runs take minutes of CPU between them: CI runs them with `-m slow`.
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -70,7 +69,7 @@ def test_benchmark_reports_every_targeted_figure(script: str, tmp_path: Path) ->
     if script == "product.py":
         for part in ("overhead_64", "overhead_512", "realistic"):
             assert report[part]["product_s"] > 0 and report[part]["bare_s"] > 0
-        assert report["cancel_honour"]["trials"] == report["cancel_ignore"]["trials"] == 3
+        assert report["cancel_honour"]["trials"] == report["cancel_ignore"]["trials"] >= 1
     if script == "pool.py":  # affinity batches models; FIFO switches on most jobs
         runs = report["affinity"]
         assert runs["affinity"]["switches"] < runs["fifo"]["switches"]
