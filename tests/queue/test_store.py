@@ -88,7 +88,7 @@ def test_cancel_retry_remove_clear(store: JobStore) -> None:
     store.remove(again)
     with pytest.raises(QueueError):
         store.get(again)
-    assert store.clear_finished() == 1  # a
+    assert store.clear_finished()[0] == 1  # a
     assert [j.id for j in store.list_jobs()] == [b]
 
 
@@ -100,7 +100,7 @@ def test_bulk_cancel_and_remove_keep_the_running_job(store: JobStore) -> None:
     assert store.count([JobStatus.CANCELLED]) == 3
     assert store.get(running.id).status == JobStatus.RUNNING
     assert store.cancel_all_pending() == []
-    assert store.remove_where([JobStatus.CANCELLED, JobStatus.RUNNING]) == 3
+    assert store.remove_where([JobStatus.CANCELLED, JobStatus.RUNNING])[0] == 3
     assert [j.id for j in store.list_jobs()] == [ids[0]]
 
 
@@ -120,6 +120,35 @@ def test_moves(store: JobStore) -> None:
     store.move(ids[2], "up")  # into the higher-priority group
     assert order() == ["c", "hi", "a", "b", "d"]
     assert drain(store) == ["c", "hi", "a", "b", "d"]
+
+
+def test_moves_to_an_index_and_removals_are_recorded_for_other_processes(store: JobStore) -> None:
+    ids = dict(zip("abcd", store.submit_many([spec(p) for p in "abcd"]), strict=True))
+    ids["hi"] = store.submit(spec("hi"), priority=1)
+    order = lambda: [j.spec.prompt for j in store.list_jobs([JobStatus.QUEUED])]  # noqa: E731
+    seen = store.last_seq()
+    assert store.move(ids["a"], 3) is not None  # one transaction, not one step at a time
+    assert order() == ["hi", "b", "c", "a", "d"]
+    assert store.move(ids["d"], 0) is not None and order() == ["d", "hi", "b", "c", "a"]
+    assert store.move(ids["hi"], 99) is not None and order() == ["d", "b", "c", "a", "hi"]
+    assert store.move(ids["hi"], 4) is None  # already there: nothing recorded
+    store.remove(ids["b"], source="cli")
+    store.cancel(ids["c"])
+    assert store.remove_where([JobStatus.CANCELLED])[0] == 1
+    assert store.remove_where([JobStatus.FAILED]) == (0, None)
+    events = store.events_since(seen, 100)
+    moved = [(e.job_id, e.message) for e in events if e.kind == EventKind.JOB_MOVED]
+    assert moved == [
+        (ids["a"], "Job moved to position 4 of 5 in the queue."),
+        (ids["d"], "Job moved to position 1 of 5 in the queue."),
+        (ids["hi"], "Job moved to position 5 of 5 in the queue."),
+    ]
+    removed = [(e.job_id, e.source, e.message) for e in events if e.kind == EventKind.JOBS_REMOVED]
+    assert removed == [
+        (ids["b"], "cli", "Job removed from the queue."),
+        (None, "api", "1 job(s) removed (CANCELLED) from the queue."),
+    ]
+    assert drain(store) == ["d", "a", "hi"]
 
 
 def test_order_and_pause_survive_a_restart(tmp_path: Path) -> None:

@@ -54,6 +54,16 @@ def test_reorder_by_drag_and_drop_and_by_keyboard(page: Callable[..., Page]) -> 
     ui.wait_for(lambda: ui.job_ids("#q-list li") == moved, "the list after ↓")
     focused = ui.js("return document.activeElement.closest('li').dataset.jobId")
     assert focused == ids[2], "the handle keeps the focus"
+
+    # Another client moves and removes: the list follows from the event stream, well before
+    # the page's 10-second safety re-read.
+    assert ui.server.post(f"/api/v1/jobs/{ids[0]}/move", {"to": "front"}).status_code == 200
+    moved = [ids[0], ids[1], ids[2], ids[3]]
+    ui.wait_for(lambda: ui.job_ids("#q-list li") == moved, "moved by another client", timeout=8)
+    with ui.server.client() as other:
+        assert other.delete(f"/api/v1/jobs/{ids[1]}").status_code == 200
+    left = [ids[0], ids[2], ids[3]]
+    ui.wait_for(lambda: ui.job_ids("#q-list li") == left, "removed by another client", timeout=8)
     assert ui.errors() == []
 
 

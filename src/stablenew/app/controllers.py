@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stablenew.app.queue_snapshot import QueueSnapshot
 from stablenew.app.state import AppState, Lifecycle
-from stablenew.errors import BackendStartError, QueueError
+from stablenew.errors import BackendStartError
 from stablenew.jobs.job import Job
 from stablenew.jobs.outcome import ErrorEnvelope
 from stablenew.jobs.spec import JobSpec
@@ -44,6 +44,8 @@ QUEUE_KINDS = {
     EventKind.JOB_FAILED,
     EventKind.JOB_CANCELLED,
     EventKind.JOB_RECOVERED,
+    EventKind.JOB_MOVED,
+    EventKind.JOBS_REMOVED,
 }
 
 
@@ -227,23 +229,27 @@ class JobExecutionController:
 
     # -- the queue -----------------------------------------------------------------------------
 
-    def move(self, job_id: str, where: Move) -> None:
-        self.store.move(job_id, where)
-        self.refresh_queue()
+    def move(self, job_id: str, where: Move, source: str = "api") -> None:
+        self._published(self.store.move(job_id, where, source))
 
-    def remove(self, job_id: str) -> None:
-        self.store.remove(job_id)
-        self.refresh_queue()
+    def remove(self, job_id: str, source: str = "api") -> None:
+        self._published(self.store.remove(job_id, source))
 
-    def remove_where(self, statuses: Iterable[JobStatus]) -> int:
-        removed = self.store.remove_where(statuses)
-        self.refresh_queue()
+    def remove_where(self, statuses: Iterable[JobStatus], source: str = "api") -> int:
+        removed, event = self.store.remove_where(statuses, source)
+        self._published(event)
         return removed
 
-    def clear_finished(self) -> int:
-        removed = self.store.clear_finished()
-        self.refresh_queue()
+    def clear_finished(self, source: str = "api") -> int:
+        removed, event = self.store.clear_finished(source)
+        self._published(event)
         return removed
+
+    def _published(self, event: JobLifecycleLogEvent | None) -> None:
+        """Tell everyone a change the store recorded (None: nothing changed)."""
+        if event is not None:
+            self.bus.publish(event)
+        self.refresh_queue()
 
     def pause(self, reason: str = "paused by the user", source: str = "api") -> None:
         self.bus.publish(self.store.pause(reason, source))
@@ -327,23 +333,9 @@ class JobExecutionController:
         """Every QUEUED job, in the order they will run."""
         return self.store.pending()
 
-    def move_to(self, job_id: str, index: int) -> None:
-        """Move a queued job to `index` in run order (0: next; past the end: last), by steps
-        the store knows (front, back, up, down), so priorities stay consistent."""
-        order = [job.id for job in self.store.pending()]
-        if job_id not in order:
-            raise QueueError(f"job {job_id[:8]} is not queued")
-        here, there = order.index(job_id), max(0, min(index, len(order) - 1))
-        if there == here:
-            return
-        if there == 0:
-            self.store.move(job_id, "front")
-        elif there == len(order) - 1:
-            self.store.move(job_id, "back")
-        else:
-            for _ in range(abs(there - here)):
-                self.store.move(job_id, "up" if there < here else "down")
-        self.refresh_queue()
+    def move_to(self, job_id: str, index: int, source: str = "api") -> None:
+        """Move a queued job to `index` in run order (0: next; past the end: last)."""
+        self._published(self.store.move(job_id, index, source))
 
     def outbox_add(self, deliveries: Sequence[tuple[str, str, str]], keep: int = 10_000) -> None:
         """Queue webhook deliveries (url, event, body) durably; bounded per URL."""

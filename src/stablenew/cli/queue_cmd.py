@@ -295,7 +295,7 @@ def move(
     services = ctx.obj.services()
     try:
         job_id = services.jobs.find(job)
-        services.jobs.move(job_id, where)
+        services.jobs.move(job_id, where, source="cli")
     finally:
         services.close()
     out.line(f"moved {job_id[:8]} {where}")
@@ -317,10 +317,10 @@ def remove(
     services = ctx.obj.services()
     try:
         if wanted:
-            removed = services.jobs.remove_where(wanted)
+            removed = services.jobs.remove_where(wanted, source="cli")
         else:
             job_id = services.jobs.find(str(job))
-            services.jobs.remove(job_id)
+            services.jobs.remove(job_id, source="cli")
     finally:
         services.close()
     if wanted:
@@ -362,7 +362,7 @@ def clear(ctx: typer.Context) -> None:
     """Remove every finished job, which empties the history too (images stay on disk)."""
     services = ctx.obj.services()
     try:
-        removed = services.jobs.clear_finished()
+        removed = services.jobs.clear_finished(source="cli")
     finally:
         services.close()
     out.line(

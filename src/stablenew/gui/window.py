@@ -519,9 +519,9 @@ class MainWindow:
             return
         calls = {
             "cancel": lambda: self.jobs.cancel_job(job_id, source="gui"),
-            "remove": lambda: self.jobs.remove(job_id),
+            "remove": lambda: self.jobs.remove(job_id, source="gui"),
         }
-        work = calls.get(op, lambda: self.jobs.move(job_id, op))  # type: ignore[arg-type]
+        work = calls.get(op, lambda: self.jobs.move(job_id, op, source="gui"))  # type: ignore[arg-type]
         self.say(f"{op} {job_id[:8]}…")
         self.ui.run(
             work,

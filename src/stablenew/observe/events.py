@@ -46,6 +46,8 @@ class EventKind(StrEnum):
     JOB_CANCELLED = "job_cancelled"
     JOB_RECOVERED = "job_recovered"
     JOB_EDITED = "job_edited"
+    JOB_MOVED = "job_moved"
+    JOBS_REMOVED = "jobs_removed"
     QUEUE_PAUSED = "queue_paused"
     QUEUE_RESUMED = "queue_resumed"
     # inside a job

@@ -107,6 +107,29 @@ def job_edited(job_id: str, changed: list[str], source: str) -> JobLifecycleLogE
     )
 
 
+def job_moved(job_id: str, position: int, of: int, source: str) -> JobLifecycleLogEvent:
+    return JobLifecycleLogEvent(
+        EventKind.JOB_MOVED,
+        f"Job moved to position {position + 1} of {of} in the queue.",
+        source=source,
+        job_id=job_id,
+        data=NoteData({"position": position}),
+    )
+
+
+def jobs_removed(
+    count: int, statuses: list[str], source: str, job_id: str | None = None
+) -> JobLifecycleLogEvent:
+    what = "Job removed" if job_id else f"{count} job(s) removed ({', '.join(statuses)})"
+    return JobLifecycleLogEvent(
+        EventKind.JOBS_REMOVED,
+        f"{what} from the queue.",
+        source=source,
+        job_id=job_id,
+        data=NoteData({"count": count, "statuses": statuses}),
+    )
+
+
 def queue_paused(reason: str, source: str) -> JobLifecycleLogEvent:
     return JobLifecycleLogEvent(
         EventKind.QUEUE_PAUSED,

@@ -505,7 +505,11 @@ class JobStore:
             ).fetchall()
         return [_job(r) for r in rows]
 
-    def move(self, job_id: str, where: Move) -> None:
+    def move(
+        self, job_id: str, where: Move | int, source: str = "api"
+    ) -> JobLifecycleLogEvent | None:
+        """Move a QUEUED job one step, to an end, or to an index in run order (0: next; past
+        the end: last), in one transaction; None when it is already there."""
         with self._tx() as c:
             order = c.execute(
                 "SELECT id, priority, position FROM jobs WHERE status = 'QUEUED'"
@@ -514,39 +518,38 @@ class JobStore:
             ids = [r["id"] for r in order]
             if job_id not in ids:
                 raise QueueError(f"job {job_id[:8]} is not queued")
-            i = ids.index(job_id)
-            target = {"up": i - 1, "down": i + 1, "front": 0, "back": len(ids) - 1}[where]
-            if target == i or not 0 <= target < len(ids):
-                return
-            anchor = order[target]
-            if where in ("front", "back"):
-                position = anchor["position"] + (-1 if where == "front" else 1)
+            here = ids.index(job_id)
+            if isinstance(where, int):
+                there = where
             else:
-                step = -1 if where == "up" else 1
-                beyond = target + step
-                same_group = (
-                    0 <= beyond < len(ids) and order[beyond]["priority"] == anchor["priority"]
-                )
-                far = order[beyond]["position"] if same_group else anchor["position"] + step
-                position = (anchor["position"] + far) / 2
+                there = {"up": here - 1, "down": here + 1, "front": 0, "back": len(ids)}[where]
+            there = max(0, min(there, len(ids) - 1))
+            if there == here:
+                return None
+            priority, position = _slot([r for r in order if r["id"] != job_id], there, here)
             c.execute(
                 "UPDATE jobs SET priority = ?, position = ? WHERE id = ?",
-                (anchor["priority"], position, job_id),
+                (priority, position, job_id),
             )
+            return self._record(c, lifecycle.job_moved(job_id, there, len(ids), source))
 
-    def remove(self, job_id: str) -> None:
+    def remove(self, job_id: str, source: str = "api") -> JobLifecycleLogEvent:
         with self._tx() as c:
             status = self._status(c, job_id)
             if status == JobStatus.RUNNING:
                 raise QueueError(f"job {job_id[:8]} is running; cancel it first")
             c.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
             c.execute("DELETE FROM job_images WHERE job_id = ?", (job_id,))
+            return self._record(c, lifecycle.jobs_removed(1, [status.value], source, job_id))
 
-    def remove_where(self, statuses: Iterable[JobStatus]) -> int:
-        """Remove every job in these statuses (never a running one); returns how many."""
+    def remove_where(
+        self, statuses: Iterable[JobStatus], source: str = "api"
+    ) -> tuple[int, JobLifecycleLogEvent | None]:
+        """Remove every job in these statuses (never a running one); returns how many, and
+        the event that says so (None when there was nothing to remove)."""
         wanted = [JobStatus(s).value for s in statuses if JobStatus(s) != JobStatus.RUNNING]
         if not wanted:
-            return 0
+            return 0, None
         marks = ", ".join("?" * len(wanted))
         with self._tx() as c:
             c.execute(
@@ -554,10 +557,13 @@ class JobStore:
                 f" ({marks}))",
                 wanted,
             )
-            return int(c.execute(f"DELETE FROM jobs WHERE status IN ({marks})", wanted).rowcount)
+            count = int(c.execute(f"DELETE FROM jobs WHERE status IN ({marks})", wanted).rowcount)
+            if count == 0:
+                return 0, None
+            return count, self._record(c, lifecycle.jobs_removed(count, wanted, source))
 
-    def clear_finished(self) -> int:
-        return self.remove_where(FINISHED)
+    def clear_finished(self, source: str = "api") -> tuple[int, JobLifecycleLogEvent | None]:
+        return self.remove_where(FINISHED, source)
 
     def pause(
         self, reason: str = "paused by the user", source: str = "api"
@@ -805,6 +811,25 @@ def _job(row: sqlite3.Row) -> Job:
         cancel_requested=bool(row["cancel_requested"]),
         note=row["note"],
     )
+
+
+def _slot(rest: list[sqlite3.Row], there: int, here: int) -> tuple[int, float]:
+    """(priority, position) that puts a job at index `there` among the other queued jobs
+    `rest`. Between two priority groups it stays in the group it came through: moving down,
+    the end of the one above; moving up, the front of the one below."""
+    before = rest[there - 1] if there > 0 else None
+    after = rest[there] if there < len(rest) else None
+    if before is None and after is None:
+        raise QueueError("nothing to move past")
+    if before is None:
+        return after["priority"], after["position"] - 1  # type: ignore[index]
+    if after is None:
+        return before["priority"], before["position"] + 1
+    if before["priority"] == after["priority"]:
+        return before["priority"], (before["position"] + after["position"]) / 2
+    if there > here:
+        return before["priority"], before["position"] + 1
+    return after["priority"], after["position"] - 1
 
 
 def _event(row: sqlite3.Row) -> JobLifecycleLogEvent:

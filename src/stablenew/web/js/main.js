@@ -11,7 +11,7 @@ import { EventStream } from "./stream.js";
 
 const VIEWS = ["compose", "queue", "gallery", "backend"];
 const WIDE = window.matchMedia("(min-width: 1000px)");
-const POLL = 10000; // ms: what has no event (a job moved by another client) is re-read this often
+const POLL = 10000; // ms: a safety net; every queue change arrives as an event
 
 const app = {
   stats: { events: 0, progress: 0, resumed: 0 },

@@ -28,6 +28,8 @@ const QUEUE_KINDS = new Set([
   "job_cancelled",
   "job_recovered",
   "job_edited",
+  "job_moved",
+  "jobs_removed",
   "queue_paused",
   "queue_resumed",
 ]);
