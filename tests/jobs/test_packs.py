@@ -257,6 +257,7 @@ def test_random_mode_is_seeded_and_limit_caps(tmp_path: Path) -> None:
         ("a", {"pack_data": {"matrix": {"limit": HARD_LIMIT + 1}}}, "limit must be an integer"),
         ("a", {"pack_data": {"matrix": {"mode": "shuffle"}}}, "mode 'shuffle' is not one of"),
         ("# nothing\n", None, "no prompt rows"),
+        ("a castle\nfog\x00\x00\x01", None, "line 2 has a NUL byte: is it a text file?"),
     ],
 )
 def test_bad_packs_are_errors_that_say_where(

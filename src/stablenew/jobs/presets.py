@@ -28,11 +28,15 @@ def read_text(path: Path) -> str:
     except OSError as exc:
         raise PackError(f"{path}: cannot read it: {exc.strerror or exc}") from exc
     try:
-        return raw.decode("utf-8-sig")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         utf16 = raw[:2] in (b"\xff\xfe", b"\xfe\xff")
         hint = "it looks like UTF-16" if utf16 else f"byte {exc.start} is not UTF-8"
         raise PackError(f"{path}: not UTF-8 text ({hint}); save it as UTF-8") from exc
+    if "\x00" in text:  # valid UTF-8, but no prompt has one: a binary file picked by mistake
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise PackError(f"{path}: line {line} has a NUL byte: is it a text file?")
+    return text
 
 
 def read_json(path: Path) -> dict[str, Any]:
