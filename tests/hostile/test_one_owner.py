@@ -146,6 +146,23 @@ def test_sigterm_and_sighup_stop_an_owning_run_like_a_shutdown(tmp_path: Path) -
         assert statuses(home) == [JobStatus.QUEUED]  # re-queued to resume, not cancelled
 
 
+def test_sigterm_while_the_backend_starts_leaves_at_once_as_a_stop(tmp_path: Path) -> None:
+    """Before the fix, worker and serve left as "interrupted" (130) and run waited for the
+    backend to come up, queued its job and only then stopped."""
+    for command in (["run", "never queued"], ["worker"], ["serve", "--port", "0"]):
+        home = tmp_path / command[0]
+        write_config(home, backend_config("--slow-start", "300"))
+        proc = spawn(home, *command)
+        wait_for(lambda h=home: (h / "backend.pid").exists(), 60, "the backend to be launched")
+        family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 143, command  # bounded far below the backend's 300 s start
+        assert "stopped (SIGTERM) while the backend was starting" in proc.stderr.read()  # type: ignore[union-attr]
+        _, alive = psutil.wait_procs(family, timeout=10)
+        assert not alive, command  # the half-started backend went with it
+        assert statuses(home) == []
+
+
 def test_queue_commands_work_while_a_worker_owns_the_home(tmp_path: Path) -> None:
     worker = start_worker(tmp_path)
     try:

@@ -24,7 +24,14 @@ from stablenew.cli import (
     sim_cmd,
     worker_cmd,
 )
-from stablenew.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, Context, exit_code
+from stablenew.cli.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    Context,
+    StoppedWhileStarting,
+    exit_code,
+)
 from stablenew.cli.output import out
 from stablenew.errors import StableNewError
 
@@ -102,6 +109,9 @@ def main() -> None:
             out.error(exc.format_message(), code, type(exc).__name__)
     except (KeyboardInterrupt, typer.Abort):
         code = EXIT_INTERRUPTED
+    except StoppedWhileStarting as exc:
+        code = EXIT_TERMINATED
+        out.note(f"stopped ({exc}) while the backend was starting")
     except OSError as exc:  # the disk or the file system said no: say what and where
         code = EXIT_FAILED
         out.json = out.json or wants_json

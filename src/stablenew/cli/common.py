@@ -132,6 +132,23 @@ def statuses(values: list[str] | None) -> list[JobStatus] | None:
 # -- signals -----------------------------------------------------------------------------------
 
 
+class StoppedWhileStarting(BaseException):
+    """SIGTERM or SIGHUP before the backend was up: leave at once (exit 143), as Ctrl+C then
+    leaves with 130. A BaseException, like KeyboardInterrupt, so no `except Exception` on the
+    way up swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def give_up_starting(signum: int) -> NoReturn:
+    """From a signal handler while the backend starts: unwind out of the start."""
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise StoppedWhileStarting(signum)
+
+
 def on_stop_signals(handler: Callable[[int], None]) -> Callable[[], None]:
     """SIGTERM and SIGHUP (a system shutdown, a closed terminal) call `handler(signum)`;
     returns a function that puts the previous handlers back."""

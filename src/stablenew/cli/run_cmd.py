@@ -25,6 +25,7 @@ from stablenew.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
     backend_option,
+    give_up_starting,
     json_option,
     on_stop_signals,
     priority_option,
@@ -212,7 +213,7 @@ class CliRun:
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         if not self.ids:
-            raise KeyboardInterrupt  # nothing queued yet (the backend is starting): leave
+            give_up_starting(signum)  # nothing queued yet (the backend is starting): leave
         self.interrupts += 1
         if self.interrupts > 1:
             out.note("second Ctrl+C: stopping the backend and leaving now")
@@ -223,6 +224,8 @@ class CliRun:
         self.changed.set()  # the waiting loop cancels: SQLite is not for signal handlers
 
     def _on_terminate(self, signum: int) -> None:
+        if not self.ids:
+            give_up_starting(signum)  # nothing queued yet (the backend is starting): leave
         self.terminated = signum  # like a shutdown: running work is re-queued, not cancelled
         self.changed.set()
 

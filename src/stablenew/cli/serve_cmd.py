@@ -27,7 +27,7 @@ from fastapi import FastAPI
 from stablenew.api.app import context_of, create_app
 from stablenew.api.security import Security, is_loopback, load_or_create_token
 from stablenew.app.metrics import Metrics
-from stablenew.cli.common import EXIT_INPUT, fail, on_stop_signals
+from stablenew.cli.common import EXIT_INPUT, fail, give_up_starting, on_stop_signals
 from stablenew.cli.output import out
 
 STARTED_TIMEOUT = 30.0  # seconds for uvicorn to start serving on a socket it already has
@@ -65,7 +65,7 @@ def serve(
     def on_signal(signum: int, frame: FrameType | None = None) -> None:
         nonlocal stopped_by
         if not started:
-            raise KeyboardInterrupt  # still starting the backend: give up on it now
+            give_up_starting(signum)  # still starting the backend: give up on it now
         stopped_by = signum
         stop.set()
 

@@ -20,7 +20,7 @@ from stablenew.app.backend_info import backend_kind
 from stablenew.app.events import FINISHED_KINDS, EventKind, JobLifecycleLogEvent
 from stablenew.app.services import Services
 from stablenew.app.views import EventView, job_record
-from stablenew.cli.common import backend_option, json_option, on_stop_signals
+from stablenew.cli.common import backend_option, give_up_starting, json_option, on_stop_signals
 from stablenew.cli.output import out
 from stablenew.cli.trail import SERVICE_KINDS, describe, stamped
 from stablenew.errors import StableNewError
@@ -45,7 +45,7 @@ def worker(
     def on_signal(signum: int, frame: FrameType | None = None) -> None:
         nonlocal stopped_by
         if not started:
-            raise KeyboardInterrupt  # still starting the backend: give up on it now
+            give_up_starting(signum)  # still starting the backend: give up on it now
         stopped_by = signum
         log.wake.set()
 
