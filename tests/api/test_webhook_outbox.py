@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from stablenew.app.config import Config, service_config
 from stablenew.app.events import EventKind
 from stablenew.app.services import Services
 from stablenew.app.webhooks import Backoff, Hook, WebhookDispatcher, signature
 from stablenew.errors import StoreError
 from tests.api.conftest import wait_for
+from tests.api.test_webhooks import Receiver
 
 
 def closed_port() -> str:
@@ -61,7 +63,7 @@ def test_a_dead_endpoint_is_given_up_and_bounded(local_services: Services, tmp_p
     counts = jobs.outbox_counts()
     assert counts == {"delivered": 0, "failed": 8, "pending": 0}
     assert len(attempts) == 5 * 3 and not any(attempts)  # 3 dropped unsent (outbox full)
-    assert int((tmp_path / "webhooks.seq").read_text()) == jobs.last_seq()
+    assert (tmp_path / "webhooks.seq").read_text() == f"{jobs.log_id()} {jobs.last_seq()}"
 
 
 def test_the_cursor_starts_at_now_and_survives_a_restart(
@@ -82,6 +84,68 @@ def test_the_cursor_starts_at_now_and_survives_a_restart(
         wait_for(lambda: jobs.outbox_counts()["pending"] == 1, 30, "the missed event queued")
     finally:
         second.close()
+
+
+def test_a_new_database_is_delivered_from_its_first_event(tmp_path: Path) -> None:
+    """Before the fix the cursor of the deleted database (seq 25, say) hid the new one's
+    events 1..25 for good."""
+    home = tmp_path / "home"
+    cursor = home / "webhooks.seq"
+    hooks = [Hook(closed_port(), frozenset({"warning"}), "s" * 16)]
+    old = Services(service_config(home, Config()))
+    try:
+        for n in range(30):
+            old.jobs.bus.emit(EventKind.WARNING, f"old {n}")
+        first = WebhookDispatcher(old.jobs, hooks, cursor, backoff=Backoff(first=60))
+        first.start()
+        first.close()
+    finally:
+        old.close()
+    for db in home.glob("jobs.db*"):  # the user starts the history afresh
+        db.unlink()
+    new = Services(service_config(home, Config()))
+    try:
+        new.jobs.bus.emit(EventKind.WARNING, "new database, first event")
+        second = WebhookDispatcher(new.jobs, hooks, cursor, backoff=Backoff(first=60))
+        second.start()
+        try:
+            wait_for(lambda: new.jobs.outbox_counts()["pending"] == 1, 30, "the new log read")
+        finally:
+            second.close()
+    finally:
+        new.close()
+
+
+def test_a_hanging_receiver_holds_up_only_its_own_deliveries(
+    local_services: Services, tmp_path: Path
+) -> None:
+    jobs = local_services.jobs
+    hang = socket.socket()  # accepts connections (the kernel does), never answers
+    hang.bind(("127.0.0.1", 0))
+    hang.listen(64)
+    receiver = Receiver()
+    receiver.start()
+    attempts: list[bool] = []
+    hooks = [
+        Hook(f"http://127.0.0.1:{hang.getsockname()[1]}/hang", frozenset({"*"}), "h" * 16),
+        Hook(receiver.url, frozenset({"warning"}), "r" * 16),
+    ]
+    dispatcher = WebhookDispatcher(
+        jobs, hooks, tmp_path / "webhooks.seq", timeout=30, on_attempt=attempts.append
+    )
+    (tmp_path / "webhooks.seq").write_text(str(jobs.last_seq()))
+    for n in range(5):
+        jobs.bus.emit(EventKind.WARNING, f"warning {n}")
+    dispatcher.start()
+    try:
+        wait_for(lambda: len(receiver.delivered()) == 5, 25, "the healthy receiver served")
+        # Before the fix, the first request to the hanging URL held every later row for the
+        # whole 30 s timeout, the healthy receiver's included.
+        assert attempts == [True] * 5
+    finally:
+        dispatcher.close(timeout=1)
+        receiver.stop()
+        hang.close()
 
 
 class FlakyStore:

@@ -8,7 +8,7 @@ between jobs (the crash-loop breaker included).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -341,11 +341,16 @@ class JobExecutionController:
         """Queue webhook deliveries (url, event, body) durably; bounded per URL."""
         self.store.outbox_add(deliveries, keep)
 
-    def outbox_due(self, now: float, limit: int = 20) -> list[Delivery]:
-        return self.store.outbox_due(now, limit)
+    def outbox_due(self, now: float, limit: int = 20, skip: Collection[str] = ()) -> list[Delivery]:
+        """Pending deliveries due by `now`, oldest first, leaving out the URLs in `skip`."""
+        return self.store.outbox_due(now, limit, skip)
 
-    def outbox_next_at(self) -> float | None:
-        return self.store.outbox_next_at()
+    def outbox_next_at(self, skip: Collection[str] = ()) -> float | None:
+        return self.store.outbox_next_at(skip)
+
+    def log_id(self) -> str:
+        """This database's event log, told apart from an earlier one at the same path."""
+        return self.store.log_id()
 
     def outbox_result(
         self, delivery_id: int, *, delivered: bool, error: str = "", retry_at: float | None = None

@@ -6,10 +6,13 @@ shell) is delivered too, and an event recorded just before a crash is delivered 
 restart: the cursor moves only after the deliveries are in the store's outbox (a crash in
 between repeats some, which at-least-once allows; receivers dedupe on `X-StableNew-Delivery`).
 
-Sending: one thread takes due rows from the outbox, POSTs each with a short timeout and records
-the result; a failure is retried with exponential backoff, then given up. The outbox keeps at
-most N pending rows per URL, so a dead endpoint never grows anything without bound, and
-nothing here runs on a job's thread: a slow receiver never slows a job.
+Sending: one thread reads the event log and hands due rows to lanes, one URL per lane (a few
+lanes at once), and each lane POSTs its URL's rows in order with a short timeout and records
+the result. So a receiver that hangs holds up only its own deliveries, never another URL's nor
+the reading of the log. A failure is retried with exponential backoff, then given up; until
+then that URL rests (its other rows wait too) rather than meet a timeout per row. The outbox
+keeps at most N pending rows per URL, so a dead endpoint never grows anything without bound,
+and nothing here runs on a job's thread: a slow receiver never slows a job.
 
 Signature: `X-StableNew-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">` with the
 URL's secret and `X-StableNew-Timestamp` (Unix seconds at sending), so a receiver can refuse a
@@ -30,6 +33,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,6 +89,7 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
 class WebhookDispatcher:
     POLL = 0.5  # seconds between reads of the event log when nothing in this process stirs
     BATCH = 500
+    LANES = 8  # URLs sent to at once
 
     def __init__(
         self,
@@ -104,11 +109,16 @@ class WebhookDispatcher:
         self.keep_per_url = keep_per_url
         self.on_attempt = on_attempt
         self._http = httpx.Client(timeout=timeout, follow_redirects=False)
+        self._lanes = ThreadPoolExecutor(self.LANES, thread_name_prefix="webhook-lane")
+        self._lock = threading.Lock()
+        self._busy: set[str] = set()  # URLs a lane is sending to
+        self._resting: dict[str, float] = {}  # URL -> time.time() its next try is due
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._cursor = 0
+        self._log_id = ""
 
     # -- life ----------------------------------------------------------------------------------
 
@@ -127,6 +137,7 @@ class WebhookDispatcher:
             self._unsubscribe()
         if self._thread is not None:
             self._thread.join(timeout)
+        self._lanes.shutdown(wait=True, cancel_futures=True)  # a lane ends at its next row
         if drain > 0:
             self._drain(time.monotonic() + drain)
         self._http.close()
@@ -134,7 +145,7 @@ class WebhookDispatcher:
     def _drain(self, deadline: float) -> None:
         try:
             self.produce()
-            for delivery in self.jobs.outbox_due(time.time(), limit=100):
+            for delivery in self.jobs.outbox_due(time.time(), limit=100, skip=self._skipped()):
                 if time.monotonic() >= deadline:
                     return
                 self._send(delivery)
@@ -161,28 +172,45 @@ class WebhookDispatcher:
 
     def _pause(self) -> float:
         try:
-            due = self.jobs.outbox_next_at()
+            due = self.jobs.outbox_next_at(skip=self._skipped())
         except StableNewError:
             return self.POLL
-        if due is None:
+        with self._lock:
+            times = [*self._resting.values(), *([due] if due is not None else [])]
+        if not times:
             return self.POLL
-        return max(0.0, min(self.POLL, due - time.time()))
+        return max(0.0, min(self.POLL, min(times) - time.time()))
+
+    def _skipped(self) -> set[str]:
+        """URLs whose rows must not be taken now: a lane has them, or they rest."""
+        now = time.time()
+        with self._lock:
+            self._resting = {url: at for url, at in self._resting.items() if at > now}
+            return self._busy | self._resting.keys()
 
     # -- the cursor ----------------------------------------------------------------------------
 
     def _load_cursor(self) -> int:
+        """Where delivering goes on: "<log id> <seq>" in the home. A cursor of another log
+        (jobs.db deleted or set aside since) starts this one from its first event, not from a
+        seq this log may not reach for a long time."""
+        self._log_id = self.jobs.log_id()
         try:
-            return int(self.cursor_file.read_text().strip() or 0)
+            log_id, _, seq = self.cursor_file.read_text().strip().rpartition(" ")
+            cursor = int(seq or 0)
         except FileNotFoundError:  # first start: deliver from now on, not the whole history
-            seq = self.jobs.last_seq()
-            self._save_cursor(seq)
-            return seq
+            self._save_cursor(self.jobs.last_seq())
+            return self._cursor
         except ValueError:
             return self.jobs.last_seq()
+        if log_id and log_id != self._log_id:
+            log.warning("the job database is new since the last webhook: delivering all of it")
+            cursor = 0
+        return cursor
 
     def _save_cursor(self, seq: int) -> None:
         tmp = self.cursor_file.with_name(self.cursor_file.name + f".{os.getpid()}.tmp")
-        tmp.write_text(str(seq))
+        tmp.write_text(f"{self._log_id} {seq}")
         tmp.replace(self.cursor_file)
         self._cursor = seq
 
@@ -231,19 +259,42 @@ class WebhookDispatcher:
     # -- sending -------------------------------------------------------------------------------
 
     def send_due(self) -> int:
-        """Send what is due now; returns how many were delivered."""
-        delivered = 0
-        while not self._closing.is_set():
-            due = self.jobs.outbox_due(time.time(), limit=20)
-            if not due:
-                return delivered
-            for delivery in due:
-                if self._closing.is_set():
-                    return delivered
-                delivered += self._send(delivery)
-        return delivered
+        """Hand what is due now to the lanes, one URL per lane; returns how many lanes began."""
+        due = self.jobs.outbox_due(time.time(), limit=100, skip=self._skipped())
+        by_url: dict[str, list[Delivery]] = {}
+        for delivery in due:
+            by_url.setdefault(delivery.url, []).append(delivery)
+        began = 0
+        for url, deliveries in by_url.items():
+            with self._lock:
+                if len(self._busy) >= self.LANES or self._closing.is_set():
+                    break
+                self._busy.add(url)
+            self._lanes.submit(self._lane, url, deliveries)
+            began += 1
+        return began
 
-    def _send(self, delivery: Delivery) -> int:
+    def _lane(self, url: str, deliveries: list[Delivery]) -> None:
+        """One URL's due rows, in order; a failure rests the URL until its retry is due."""
+        retry_at: float | None = None
+        try:
+            for delivery in deliveries:
+                if self._closing.is_set():
+                    return
+                delivered, retry_at = self._send(delivery)
+                if not delivered and retry_at is not None:
+                    break
+        except StableNewError as exc:  # the store is busy or closing: the rows stay pending
+            log.warning("webhook deliveries to %s wait: %s", url, exc)
+        finally:
+            with self._lock:
+                self._busy.discard(url)
+                if retry_at is not None:
+                    self._resting[url] = retry_at
+            self._wake.set()
+
+    def _send(self, delivery: Delivery) -> tuple[bool, float | None]:
+        """Try one delivery: (delivered, when to try this URL again after a failure)."""
         try:
             response = self._post(delivery)
             ok = 200 <= response.status_code < 300
@@ -252,20 +303,19 @@ class WebhookDispatcher:
             ok, error = False, f"{type(exc).__name__}: {exc}"
         except _GiveUp as exc:
             self.jobs.outbox_result(delivery.id, delivered=False, error=str(exc))
-            return 0
+            return False, None
         if self.on_attempt is not None:
             self.on_attempt(ok)
         if ok:
             self.jobs.outbox_result(delivery.id, delivered=True)
-            return 1
+            return True, None
         attempts = delivery.attempts + 1
-        retry_at = (
-            time.time() + self.backoff.delay(attempts)
-            if attempts < self.backoff.attempts
-            else None  # given up: the outbox keeps it as failed, with the last error
+        retry_at = time.time() + self.backoff.delay(attempts)
+        given_up = attempts >= self.backoff.attempts  # the outbox keeps it as failed
+        self.jobs.outbox_result(
+            delivery.id, delivered=False, error=error, retry_at=None if given_up else retry_at
         )
-        self.jobs.outbox_result(delivery.id, delivered=False, error=error, retry_at=retry_at)
-        return 0
+        return False, retry_at
 
     def _post(self, delivery: Delivery) -> httpx.Response:
         body = delivery.body.encode()

@@ -24,7 +24,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -228,6 +228,13 @@ class JobStore:
                 f"SELECT * FROM events WHERE {where} ORDER BY seq LIMIT ?", (*params, limit)
             ).fetchall()
         return [_event(r) for r in rows]
+
+    def log_id(self) -> str:
+        """A name for this database's event log, made when it is first asked for: a consumer
+        that keeps a seq elsewhere (the webhook cursor) can tell a new database from its own."""
+        with self._tx() as c:
+            c.execute("INSERT OR IGNORE INTO meta VALUES ('log_id', ?)", (uuid.uuid4().hex,))
+            return str(c.execute("SELECT value FROM meta WHERE key = 'log_id'").fetchone()[0])
 
     def last_seq(self) -> int:
         """Where a consumer starts to hear only what happens from now on."""
@@ -609,21 +616,29 @@ class JobStore:
                     (now, url, keep),
                 )
 
-    def outbox_due(self, now: float, limit: int = 20) -> list[Delivery]:
+    def outbox_due(self, now: float, limit: int = 20, skip: Collection[str] = ()) -> list[Delivery]:
+        """Pending deliveries due by `now`, oldest first; URLs in `skip` left out (a busy or
+        resting receiver must not hide the others' rows behind its own)."""
+        skip = list(skip)
+        marks = ", ".join("?" * len(skip))
         with self._read() as db:
             rows = db.execute(
                 "SELECT id, url, event, body, attempts FROM webhook_outbox WHERE delivered_at IS"
-                " NULL AND failed_at IS NULL AND next_at <= ? ORDER BY id LIMIT ?",
-                (now, limit),
+                f" NULL AND failed_at IS NULL AND next_at <= ? AND url NOT IN ({marks})"
+                " ORDER BY id LIMIT ?",
+                (now, *skip, limit),
             ).fetchall()
         return [Delivery(r["id"], r["url"], r["event"], r["body"], r["attempts"]) for r in rows]
 
-    def outbox_next_at(self) -> float | None:
-        """When the next pending delivery is due (None: nothing pending)."""
+    def outbox_next_at(self, skip: Collection[str] = ()) -> float | None:
+        """When the next pending delivery is due (None: nothing pending), URLs in `skip` aside."""
+        skip = list(skip)
+        marks = ", ".join("?" * len(skip))
         with self._read() as db:
             row = db.execute(
                 "SELECT MIN(next_at) FROM webhook_outbox WHERE delivered_at IS NULL"
-                " AND failed_at IS NULL"
+                f" AND failed_at IS NULL AND url NOT IN ({marks})",
+                skip,
             ).fetchone()
         return float(row[0]) if row[0] is not None else None
 
