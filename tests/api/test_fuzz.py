@@ -159,3 +159,40 @@ def test_import_and_queue_bodies_never_500(local_app: TestClient, content: str) 
     ok(local_app.post("/api/v1/queue/pause", json={"reason": content}))
     ok(local_app.post("/api/v1/jobs/remove", json={"statuses": [content]}))
     ok(local_app.post("/api/v1/login", json={"token": content}))
+
+
+NOT_JSON = [
+    b'{"prompt": "x", "steps": 1e400}',
+    b'{"prompt": "x", "seed": NaN}',
+    b'{"prompt": "x", "n_iter": Infinity}',
+    b'{"prompt": "x", "batch_size": -Infinity}',
+    b'{"prompt": "fz \\ud800"}',
+    b'{"pack": {"name": "p", "text": "a \\udfff"}}',
+]
+
+
+def test_what_python_reads_but_json_does_not_have_is_a_422_on_every_door(
+    local_app: TestClient,
+) -> None:
+    """Found by a tester: these were 500s (OverflowError, ValueError, UnicodeEncodeError)."""
+    doors = ["/api/v1/jobs", "/api/v1/a1111/txt2img", "/agent-scheduler/v1/queue/txt2img"]
+    for raw in NOT_JSON:
+        for door in doors:
+            answer = local_app.post(door, content=raw, headers={"Content-Type": "application/json"})
+            assert answer.status_code == 422, (door, raw, answer.text)
+            (message,) = answer.json()["detail"]
+            assert message.startswith("body: not valid JSON at character "), message
+    assert local_app.get("/api/v1/jobs").json()["total"] == 0  # nothing was queued
+
+
+def test_a_stream_resumed_past_the_end_of_the_log_replays_it_from_the_start(
+    local_app: TestClient,
+) -> None:
+    """An id from a database since replaced, or a huge one (it was an OverflowError)."""
+    local_app.post("/api/v1/queue/pause", json={"reason": "one event"})
+    for resume in ({"Last-Event-ID": "99999999999999999999999"}, {"Last-Event-ID": "5000"}):
+        with local_app.stream("GET", "/api/v1/events", headers=resume) as stream:
+            for line in stream.iter_lines():
+                if line.startswith("event:"):
+                    assert line == "event: queue_paused"
+                    break

@@ -9,6 +9,7 @@ message otherwise. A route that must tell "no such job" (404) from "not in a sta
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -45,6 +46,15 @@ def error_body(detail: object, kind: str) -> dict[str, object]:
     return {"detail": detail, "type": kind}
 
 
+def message_of(err: dict[str, Any]) -> str:
+    """One validation error as a line: where, then what."""
+    if err.get("type") == "json_invalid":  # a position in the text, not a field
+        why = err.get("ctx", {}).get("error", "")
+        return f"body: not valid JSON at character {err['loc'][-1]}: {why}"
+    where = ".".join(str(p) for p in err.get("loc", ()))
+    return f"{where}: " + str(err.get("msg", "")).removeprefix("Value error, ")
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(StableNewError)
     async def _stablenew(request: Request, exc: StableNewError) -> JSONResponse:
@@ -54,11 +64,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        messages = [
-            f"{'.'.join(str(p) for p in err.get('loc', ()))}: "
-            + str(err.get("msg", "")).removeprefix("Value error, ")
-            for err in exc.errors()
-        ]
+        messages = [message_of(err) for err in exc.errors()]
         return JSONResponse(error_body(messages, "ValidationError"), status_code=422)
 
     @app.exception_handler(HTTPException)

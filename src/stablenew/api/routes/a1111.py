@@ -13,9 +13,10 @@ from fastapi import APIRouter, Body
 from stablenew.api.a1111 import Endpoint, translate
 from stablenew.api.context import ApiContext, Ctx
 from stablenew.api.models import Submitted
+from stablenew.api.strict_json import StrictJSONRoute
 from stablenew.errors import InputError
 
-router = APIRouter(prefix="/api/v1/a1111", tags=["a1111"])
+router = APIRouter(prefix="/api/v1/a1111", tags=["a1111"], route_class=StrictJSONRoute)
 
 A1111Body = Annotated[
     dict[str, Any],

@@ -27,13 +27,14 @@ from pydantic import BaseModel
 from stablenew.api.a1111 import Endpoint, translate
 from stablenew.api.context import ApiContext, Ctx
 from stablenew.api.routes.a1111 import queue_request
+from stablenew.api.strict_json import StrictJSONRoute
 from stablenew.app.views import iso_utc
 from stablenew.errors import InputError, StableNewError
 from stablenew.jobs.job import Job
 from stablenew.jobs.status import JobStatus
 
 PREFIX = "/agent-scheduler/v1"
-router = APIRouter(prefix=PREFIX, tags=["agent-scheduler"])
+router = APIRouter(prefix=PREFIX, tags=["agent-scheduler"], route_class=StrictJSONRoute)
 
 TASK_STATUS = {
     JobStatus.QUEUED: "pending",

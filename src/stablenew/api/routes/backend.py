@@ -10,10 +10,11 @@ from fastapi import APIRouter, HTTPException, Query
 
 from stablenew.api.context import ApiContext, Ctx
 from stablenew.api.models import BackendPoolMember, BackendView, Empty
+from stablenew.api.strict_json import StrictJSONRoute
 from stablenew.app.backend_info import backend_kind
 from stablenew.app.controllers import BackendController, BackendStatus
 
-router = APIRouter(prefix="/api/v1/backend", tags=["backend"])
+router = APIRouter(prefix="/api/v1/backend", tags=["backend"], route_class=StrictJSONRoute)
 
 
 def backend_view(ctx: ApiContext) -> BackendView:
@@ -89,7 +90,7 @@ def embeddings(ctx: Ctx) -> Any:
     return _list(ctx, lambda c: c.embeddings())
 
 
-pool_router = APIRouter(prefix="/api/v1/backends", tags=["backend"])
+pool_router = APIRouter(prefix="/api/v1/backends", tags=["backend"], route_class=StrictJSONRoute)
 
 
 def _member(status: BackendStatus) -> BackendPoolMember:

@@ -30,6 +30,7 @@ from PIL import Image, UnidentifiedImageError
 
 from stablenew.api.context import ApiContext, Ctx
 from stablenew.api.models import FileUpload, ImportedPng, PresetFields, PresetUpload
+from stablenew.api.strict_json import StrictJSONRoute
 from stablenew.errors import InputError, PackError, SpecError
 from stablenew.jobs.infotext import spec_from_png
 from stablenew.jobs.input_store import InputStore
@@ -37,7 +38,7 @@ from stablenew.jobs.presets import load_preset
 from stablenew.jobs.spec import InputImage, JobSpec
 from stablenew.jobs.status import REASON_TEXT
 
-router = APIRouter(prefix="/api/v1", tags=["compose"])
+router = APIRouter(prefix="/api/v1", tags=["compose"], route_class=StrictJSONRoute)
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MAX_PIXELS = 64 * 2**20  # an image larger than 8192x8192 is not one a job starts from
 

@@ -10,9 +10,10 @@ from fastapi.responses import StreamingResponse
 from stablenew.api.context import Ctx
 from stablenew.api.models import RecentEvents
 from stablenew.api.sse import event_data
+from stablenew.api.strict_json import StrictJSONRoute
 from stablenew.errors import InputError
 
-router = APIRouter(prefix="/api/v1", tags=["events"])
+router = APIRouter(prefix="/api/v1", tags=["events"], route_class=StrictJSONRoute)
 
 
 @router.get(
@@ -32,7 +33,8 @@ async def events(
     """`id:` is the store's seq, `event:` the kind, `data:` the event as JSON (`job_id`,
     `status`, `stage`, `image_index`, `fields`, ...). Without `Last-Event-ID` (or `?after=`)
     the stream starts live; with it, every event after that seq comes first, in order, then
-    the stream goes live (given both, the later seq counts). Progress events carry no `id:`
+    the stream goes live (given both, the later seq counts); a seq past the log's end (the
+    database was replaced) replays the log from its start. Progress events carry no `id:`
     and may be coalesced."""
     if last_event_id is not None:
         if not last_event_id.strip().isdigit():
@@ -40,6 +42,10 @@ async def events(
         # A browser's EventSource reconnects to the same URL with the last id it saw: that
         # is further than the `?after=` it first opened with, never behind it.
         after = max(int(last_event_id.strip()), after or 0)
+    if after is not None and after > ctx.services.jobs.last_seq():
+        # Seqs only grow: an id past the end comes from a database since deleted or set
+        # aside, so every event of this one is new to the client.
+        after = 0
     return StreamingResponse(
         ctx.hub.stream(after, job_id, progress),
         media_type="text/event-stream",

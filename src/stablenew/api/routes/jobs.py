@@ -33,6 +33,7 @@ from stablenew.api.models import (
     Submitted,
 )
 from stablenew.api.sse import event_data
+from stablenew.api.strict_json import StrictJSONRoute
 from stablenew.app.intents import Overrides, parse_size, parse_stages
 from stablenew.app.views import JobView
 from stablenew.errors import InputError, PackError
@@ -40,7 +41,7 @@ from stablenew.jobs.job import Job
 from stablenew.jobs.spec import JobSpec
 from stablenew.jobs.status import JobStatus
 
-router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], route_class=StrictJSONRoute)
 FINISHED = [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED]
 
 

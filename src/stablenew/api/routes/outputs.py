@@ -20,9 +20,10 @@ from fastapi.responses import FileResponse
 from PIL import Image, UnidentifiedImageError
 
 from stablenew.api.context import Ctx, find_job
+from stablenew.api.strict_json import StrictJSONRoute
 from stablenew.jobs.job import Job
 
-router = APIRouter(prefix="/api/v1/jobs", tags=["outputs"])
+router = APIRouter(prefix="/api/v1/jobs", tags=["outputs"], route_class=StrictJSONRoute)
 
 
 def run_folder(job: Job) -> Path:

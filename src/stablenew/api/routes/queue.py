@@ -6,10 +6,11 @@ from fastapi import APIRouter
 
 from stablenew.api.context import ApiContext, Ctx
 from stablenew.api.models import Empty, PauseBody, QueueState
+from stablenew.api.strict_json import StrictJSONRoute
 from stablenew.app.views import JobView
 from stablenew.jobs.status import JobStatus
 
-router = APIRouter(prefix="/api/v1/queue", tags=["queue"])
+router = APIRouter(prefix="/api/v1/queue", tags=["queue"], route_class=StrictJSONRoute)
 
 
 def queue_state(ctx: ApiContext) -> QueueState:

@@ -13,9 +13,10 @@ from stablenew.api.context import Ctx
 from stablenew.api.headers import policy_with_scripts
 from stablenew.api.models import LoginBody
 from stablenew.api.security import COOKIE
+from stablenew.api.strict_json import StrictJSONRoute
 from stablenew.app.metrics import CONTENT_TYPE
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJSONRoute)
 STATIC = "/static"
 COOKIE_DAYS = 30
 

@@ -20,8 +20,9 @@ from starlette.types import Scope
 
 import stablenew
 from stablenew.api.context import Ctx
+from stablenew.api.strict_json import StrictJSONRoute
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJSONRoute)
 WEB = "/web"
 NO_CACHE = {"Cache-Control": "no-cache"}  # always revalidated (ETag): an upgrade shows at once
 
