@@ -171,7 +171,7 @@ def test_cancel_queued_and_running(app: App) -> None:
     running = app.jobs.submit_pipeline_run(JobSpec(prompt="block"))
     queued = app.jobs.submit_pipeline_run(JobSpec(prompt="later"))
     assert app.started.wait(10)
-    assert app.jobs.cancel_job(queued) == JobStatus.CANCELLED
+    assert app.jobs.cancel_job(queued) == JobStatus.QUEUED  # what it was: cancelled now
     assert app.jobs.get_job_status(queued) == JobStatus.CANCELLED
     assert app.pipeline.request_stop()
     assert app.state.lifecycle == Lifecycle.STOPPING

@@ -98,6 +98,18 @@ def test_remove_and_cancel_take_a_job_or_a_bulk_option_not_both(tmp_path: Path) 
     assert bad.returncode == 2 and "--status: choose from QUEUED, RUNNING" in bad.stderr
 
 
+def test_cancel_says_what_it_did_to_a_queued_and_a_finished_job(tmp_path: Path) -> None:
+    """A queued job was reported as "CANCELLED already: nothing to cancel" by the very command
+    that cancelled it."""
+    store = JobStore(tmp_path / "jobs.db")
+    (job_id,) = store.submit_many([build_spec({"prompt": "p"})])
+    store.close()
+    first = cli(tmp_path, "queue", "cancel", job_id)
+    assert first.returncode == 0 and first.stdout.strip() == f"cancelled {job_id[:8]}"
+    again = cli(tmp_path, "queue", "cancel", job_id)
+    assert again.stdout.strip() == f"{job_id[:8]} is CANCELLED already: nothing to cancel"
+
+
 def test_clear_says_it_empties_the_history(tmp_path: Path) -> None:
     store = JobStore(tmp_path / "jobs.db")
     ids = store.submit_many([build_spec({"prompt": "p"}), build_spec({"prompt": "q"})])

@@ -164,12 +164,12 @@ class JobExecutionController:
 
     def cancel_job(self, job_id: str, source: str = "api") -> JobStatus:
         """A queued job is CANCELLED at once; a running one is signalled and ends CANCELLED
-        shortly (RUNNING is returned meanwhile); a finished one is left as it is."""
+        shortly; a finished one is left as it is. Returns the status the job had before, which
+        says which of the three happened."""
         before, event = self.store.cancel(job_id, source)
         if event is not None:
             self.bus.publish(event)
-            return JobStatus.CANCELLED
-        if before == JobStatus.RUNNING:  # at once here; another process's runner polls the store
+        elif before == JobStatus.RUNNING:  # at once here; another process's runner polls the store
             for runner in self.runners:
                 runner.cancel(job_id)
         return before

@@ -240,12 +240,9 @@ def cancel(job_id: str, ctx: Ctx, body: Empty | None = None) -> Any:
     job = find_job(ctx, job_id)
     if job.status.finished:
         return job_response(job, 409)
-    status = ctx.services.jobs.cancel_job(job.id, source="api")
-    # CANCELLED is also what cancelling a queued job answers; any other final status means it
-    # finished between the look-up and the cancel.
-    cancelled_now = job.status == JobStatus.QUEUED and status == JobStatus.CANCELLED
-    now = ctx.services.jobs.get_job(job.id)
-    return job_response(now, 409 if status.finished and not cancelled_now else 200)
+    before = ctx.services.jobs.cancel_job(job.id, source="api")
+    now = ctx.services.jobs.get_job(job.id)  # finished between the look-up and the cancel: 409
+    return job_response(now, 409 if before.finished else 200)
 
 
 @router.post("/{job_id}/retry", status_code=201, response_model=Submitted)
