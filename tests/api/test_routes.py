@@ -4,6 +4,7 @@ agent-scheduler's shapes, the offline docs, metrics."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -68,6 +69,40 @@ def test_cursor_pagination_walks_every_job_once(local_app: TestClient) -> None:
     assert local_app.get("/api/v1/jobs", params={"status": "NOPE"}).status_code == 422
     assert local_app.get("/api/v1/jobs", params={"cursor": "!!"}).status_code == 422
     assert local_app.get("/api/v1/jobs", params={"search": "job 3"}).json()["total"] == 1
+
+
+def test_pages_neither_skip_nor_repeat_jobs_that_others_cancel_or_add(
+    local_app: TestClient,
+) -> None:
+    """The cursor was an offset: cancelling 5 jobs of page 1 made page 2 skip 5 others."""
+    ids = submit(local_app, 30)
+
+    def page(cursor: str | None, **more: object) -> dict[str, Any]:
+        params: dict[str, object] = {"status": "QUEUED", "limit": 10, **more}
+        return local_app.get("/api/v1/jobs", params={**params, "cursor": cursor or ""}).json()
+
+    first = page(None)
+    assert [j["id"] for j in first["jobs"]] == ids[:10]
+    for job_id in ids[:5]:  # a user, or the runner, takes some of what page 1 showed
+        local_app.post(f"/api/v1/jobs/{job_id}/cancel", json={})
+    urgent = [
+        local_app.post("/api/v1/jobs", json={"prompt": f"urgent {n}", "priority": 5}).json()
+        for n in range(3)
+    ]
+    assert all(u["ids"] for u in urgent)
+    second = page(first["next_cursor"])
+    assert [j["id"] for j in second["jobs"]] == ids[10:20]
+    local_app.post(f"/api/v1/jobs/{ids[29]}/move", json={"to": "front"})
+    third = page(second["next_cursor"])
+    assert [j["id"] for j in third["jobs"]] == ids[20:29] and third["next_cursor"] is None
+    # The history pages the same way, newest first.
+    history = local_app.get("/api/v1/jobs", params={"history": "true", "limit": 2}).json()
+    assert [j["id"] for j in history["jobs"]] == ids[4:2:-1]
+    rest = local_app.get(
+        "/api/v1/jobs", params={"history": "true", "limit": 10, "cursor": history["next_cursor"]}
+    ).json()
+    assert [j["id"] for j in rest["jobs"]] == ids[2::-1] and rest["next_cursor"] is None
+    assert local_app.get("/api/v1/jobs", params={"cursor": "WzFd"}).status_code == 422  # [1]
 
 
 def test_cancel_retry_move_remove(local_app: TestClient) -> None:

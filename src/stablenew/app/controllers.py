@@ -32,7 +32,7 @@ from stablenew.observe.events import (
 from stablenew.observe.lifecycle import JobLifecycleLogger
 from stablenew.queue.home import HomeLock, Owner
 from stablenew.queue.runner import JobRunner
-from stablenew.queue.store import Delivery, JobStore, Move
+from stablenew.queue.store import FINISHED, Delivery, JobStore, Move, SortKey
 from stablenew.webui.breaker import BreakerState
 from stablenew.webui.client import WebUIClient
 from stablenew.webui.process import WebUIProcessManager
@@ -74,6 +74,16 @@ class Page:
     @property
     def more(self) -> int:
         return max(0, self.total - self.offset - len(self.jobs))
+
+
+@dataclass(frozen=True)
+class KeyedPage:
+    """Some jobs of a listing, how many there are in all, and where the next page begins
+    (None: this is the last)."""
+
+    jobs: list[Job]
+    total: int
+    next: SortKey | None
 
 
 class JobExecutionController:
@@ -291,6 +301,22 @@ class JobExecutionController:
         else:
             jobs = self.store.list_jobs(wanted, text, limit, offset)
         return Page(jobs, self.store.count(wanted, text), offset)
+
+    def page_after(
+        self,
+        statuses: Iterable[JobStatus] | None = None,
+        text: str | None = None,
+        limit: int = 50,
+        after: SortKey | None = None,
+        history: bool = False,
+    ) -> KeyedPage:
+        """One page of a listing that begins after the job with sort key `after` (the API's
+        cursor): stable while jobs come, go and run between pages."""
+        jobs, last = self.store.page_after(statuses, text, limit, after, history)
+        wanted = statuses
+        if history:
+            wanted = [s for s in (statuses or FINISHED) if s in FINISHED]
+        return KeyedPage(jobs, self.store.count(wanted, text), last)
 
     def history(
         self, statuses: Iterable[JobStatus] | None = None, text: str | None = None

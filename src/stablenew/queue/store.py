@@ -35,7 +35,7 @@ import orjson
 import psutil
 
 from stablenew import redact
-from stablenew.errors import QueueError, StoreError
+from stablenew.errors import InputError, QueueError, StoreError
 from stablenew.jobs.job import Job, utcnow
 from stablenew.jobs.outcome import Checkpoint, ErrorEnvelope, ImageRecord, JobOutcome, JobResult
 from stablenew.jobs.spec import JobSpec
@@ -45,6 +45,37 @@ from stablenew.observe.events import EventKind, JobLifecycleLogEvent, data_from_
 from stablenew.queue.schema import migrate
 
 Move = Literal["up", "down", "front", "back"]
+SortKey = tuple[float | str, ...]  # where a job stands in a listing's order (see page_after)
+
+# The listing's order: running, then the queue in run order, then finished jobs newest first;
+# as (column, descending). No part is NULL (a comparison with NULL is never true), and rowid
+# makes each key unique, so a page can begin right after one.
+LISTING_KEY = (
+    ("CASE status WHEN 'RUNNING' THEN 0 WHEN 'QUEUED' THEN 1 ELSE 2 END", False),
+    ("CASE WHEN status = 'QUEUED' THEN -priority ELSE 0 END", False),
+    ("CASE WHEN status IN ('RUNNING', 'QUEUED') THEN position ELSE 0 END", False),
+    ("COALESCE(finished_at, '')", True),  # ISO text: compared as written, to the microsecond
+    ("rowid", False),
+)
+HISTORY_KEY = (("COALESCE(finished_at, '')", True), ("rowid", True))  # newest first
+
+
+def _order(key: tuple[tuple[str, bool], ...]) -> str:
+    return ", ".join(f"{expr} DESC" if descending else expr for expr, descending in key)
+
+
+def _beyond(key: tuple[tuple[str, bool], ...], after: SortKey) -> tuple[str, list[float | str]]:
+    """WHERE text for "after this key in this order": the columns' directions differ, so a
+    row-value comparison will not do; (k0 beyond) OR (k0 equal AND k1 beyond) OR ..."""
+    terms: list[str] = []
+    params: list[float | str] = []
+    for n in range(len(key)):
+        equal = [f"k{i} = ?" for i in range(n)]
+        terms.append("(" + " AND ".join([*equal, f"k{n} {'<' if key[n][1] else '>'} ?"]) + ")")
+        params += [*after[:n], after[n]]
+    return "WHERE " + " OR ".join(terms), params
+
+
 FINISHED = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 QUEUED_DATA = orjson.dumps({"status": "QUEUED", "detail": ""}).decode()
 
@@ -743,12 +774,40 @@ class JobStore:
     ) -> list[sqlite3.Row]:
         where, params = self._filter(statuses, text)
         return db.execute(
-            f"SELECT * FROM jobs {where} ORDER BY"
-            " CASE status WHEN 'RUNNING' THEN 0 WHEN 'QUEUED' THEN 1 ELSE 2 END,"
-            " CASE WHEN status = 'QUEUED' THEN -priority END, position, finished_at DESC"
-            " LIMIT ? OFFSET ?",
+            f"SELECT * FROM jobs {where} ORDER BY {_order(LISTING_KEY)} LIMIT ? OFFSET ?",
             (*params, limit, offset),
         ).fetchall()
+
+    def page_after(
+        self,
+        statuses: Iterable[JobStatus] | None,
+        text: str | None,
+        limit: int,
+        after: SortKey | None = None,
+        history: bool = False,
+    ) -> tuple[list[Job], SortKey | None]:
+        """A page of the listing (or of the history) that starts after the job whose sort key
+        is `after`, and the key of its last job when more follow. Unlike an offset, a job that
+        leaves or joins the list between two pages shifts nothing: none is skipped or shown
+        twice because another was cancelled, claimed or added meanwhile."""
+        if history:
+            statuses = [s for s in (statuses or FINISHED) if s in FINISHED]
+        key = HISTORY_KEY if history else LISTING_KEY
+        if after is not None and len(after) != len(key):
+            raise InputError("cursor: not a cursor of this listing")
+        where, params = self._filter(statuses, text)
+        keyed = ", ".join(f"{expr} AS k{i}" for i, (expr, _) in enumerate(key))
+        beyond, from_key = _beyond(key, after) if after else ("", [])
+        order = _order(tuple((f"k{i}", desc) for i, (_, desc) in enumerate(key)))
+        with self._read() as db:
+            rows = db.execute(
+                f"SELECT * FROM (SELECT *, {keyed} FROM jobs {where}) {beyond}"
+                f" ORDER BY {order} LIMIT ?",
+                (*params, *from_key, limit + 1),
+            ).fetchall()
+        jobs = [_job(r) for r in rows[:limit]]
+        more = len(rows) > limit
+        return jobs, tuple(rows[limit - 1][f"k{i}"] for i in range(len(key))) if more else None
 
     def history(
         self,
@@ -761,8 +820,7 @@ class JobStore:
         where, params = self._filter(wanted, text)
         with self._read() as db:
             rows = db.execute(
-                f"SELECT * FROM jobs {where} ORDER BY finished_at DESC, rowid DESC"  # stable pages
-                " LIMIT ? OFFSET ?",
+                f"SELECT * FROM jobs {where} ORDER BY {_order(HISTORY_KEY)} LIMIT ? OFFSET ?",
                 (*params, limit, offset),
             ).fetchall()
         return [_job(r) for r in rows]

@@ -140,19 +140,24 @@ def _expand_pack(
 # -- listing -----------------------------------------------------------------------------------
 
 
-def _cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode().rstrip("=")
+def _cursor(key: tuple[float | str, ...]) -> str:
+    """Where the next page begins: the last job's place in the order, not a count of rows
+    (which a job cancelled or added between two pages would shift)."""
+    return base64.urlsafe_b64encode(orjson.dumps(key)).decode().rstrip("=")
 
 
-def _offset(cursor: str | None) -> int:
+def _key(cursor: str | None) -> tuple[float | str, ...] | None:
     if not cursor:
-        return 0
+        return None
     try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        kind, _, value = text.partition(":")
-        if kind == "o" and value.isdigit():
-            return int(value)
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+        key = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if (
+            isinstance(key, list)
+            and key
+            and all(isinstance(v, int | float | str) and not isinstance(v, bool) for v in key)
+        ):
+            return tuple(key)
+    except (binascii.Error, ValueError):
         pass
     raise InputError("cursor: not a cursor this API gave out")
 
@@ -176,12 +181,10 @@ def list_jobs(
         except ValueError as exc:
             choices = ", ".join(s.value for s in JobStatus)
             raise InputError(f"status: choose from {choices}") from exc
-    offset = _offset(cursor)
-    page = ctx.services.jobs.page(wanted, search, limit, offset, history=history)
-    more = page.more > 0
+    page = ctx.services.jobs.page_after(wanted, search, limit, _key(cursor), history=history)
     return JobsPage(
         jobs=[JobView.of(j) for j in page.jobs],
-        next_cursor=_cursor(offset + len(page.jobs)) if more else None,
+        next_cursor=_cursor(page.next) if page.next is not None else None,
         total=page.total,
     )
 
