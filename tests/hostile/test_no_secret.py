@@ -9,7 +9,13 @@ import stat
 from pathlib import Path
 
 import httpx
+from fastapi.testclient import TestClient
 
+from stablenew.api.app import create_app
+from stablenew.api.security import Security
+from stablenew.app.config import load_config, service_config
+from stablenew.app.services import Services
+from tests.conftest import SimFactory
 from tests.helpers import start_worker
 from tests.hostile.conftest import cli, sim_command, write_config
 
@@ -82,6 +88,40 @@ def test_a_password_in_a_backend_url_is_never_printed(tmp_path: Path) -> None:
     assert done.returncode == 3
     assert PASSWORD not in done.stdout + done.stderr
     assert leaks(tmp_path) == []
+
+
+def test_a_password_in_an_attached_backends_url_is_in_no_file_and_no_answer(
+    tmp_path: Path, start_sim: SimFactory
+) -> None:
+    """Found by a tester: doctor printed it, every manifest kept it under backend.url and
+    GET /api/v1/backends answered it."""
+    sim = start_sim("--api-auth", f"ann:{PASSWORD}", auth=("ann", PASSWORD))
+    url = sim.url.replace("://", f"://ann:{PASSWORD}@")
+    home = tmp_path / "home"
+    write_config(
+        home,
+        f'[[backends]]\nname = "att"\nmode = "attached"\nurl = "{url}"\n'
+        f'[[backends]]\nname = "off"\nmode = "attached"\nurl = "http://127.0.0.1:9"\n',
+    )
+    done = cli(home, "run", "a cat", "--on", "att", "--json")
+    assert done.returncode == 0, done.stderr
+    doctor = cli(home, "doctor")
+    assert "backend att" in doctor.stdout
+    printed = done.stdout + done.stderr + doctor.stdout + doctor.stderr
+    for args in (
+        ("run", "a dog", "--on", "att"),
+        ("backend", "list"),
+        ("backend", "list", "--json"),
+    ):
+        shown = cli(home, *args)
+        printed += shown.stdout + shown.stderr
+    app = create_app(
+        Services(service_config(home, load_config(home))), Security.for_bind("127.0.0.1", "t")
+    )
+    with TestClient(app, base_url="http://127.0.0.1:7870") as api:
+        printed += api.get("/api/v1/backends").text + api.get("/api/v1/backends/att").text
+    assert PASSWORD not in printed
+    assert leaks(home) == []
 
 
 def test_files_that_hold_prompts_or_secrets_are_owner_only(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stablenew import redact
 from stablenew.app.queue_snapshot import QueueSnapshot
 from stablenew.app.state import AppState, Lifecycle
 from stablenew.errors import BackendStartError
@@ -478,7 +479,7 @@ class PipelineController:
 
 @dataclass(frozen=True)
 class BackendStatus:
-    """One backend of the pool as a door shows it."""
+    """One backend of the pool as a door shows it (a `user:pass@` in its URL masked)."""
 
     name: str
     labels: list[str]
@@ -489,6 +490,10 @@ class BackendStatus:
     current_job: str | None  # the job it runs now
     held: str | None  # set aside by its crash-loop breaker: why
     restarts: int
+
+    def __post_init__(self) -> None:
+        if self.url:  # once here, for every door that shows it
+            object.__setattr__(self, "url", redact.text(self.url))
 
 
 @dataclass
@@ -540,6 +545,11 @@ class BackendController:
     @property
     def url(self) -> str | None:
         return self._manager.known_url if self._manager.state == BackendState.READY else None
+
+    @property
+    def shown_url(self) -> str | None:
+        """The URL as a door may show it: a `user:pass@` masked."""
+        return redact.text(self.url) if self.url else None
 
     @property
     def managed(self) -> bool:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from stablenew import redact
 from stablenew.app.config import Config, output_root, service_config
 from stablenew.app.services import Services
 from stablenew.errors import BackendError, StoreError
@@ -26,6 +27,10 @@ class Check:
     name: str
     ok: bool
     detail: str
+
+    def __post_init__(self) -> None:
+        # Details quote URLs and errors as they are: a `user:pass@` must not reach the screen.
+        object.__setattr__(self, "detail", redact.text(self.detail))
 
 
 def diagnose(

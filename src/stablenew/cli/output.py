@@ -29,18 +29,22 @@ from stablenew.app.views import SCHEMA
 Part = str | tuple[str, str]
 
 
+# Every line and table cell passes the redactor: a backend URL with `user:pass@`, a launch
+# command or a library's error may carry a credential, whichever command prints it.
+
+
 def _text(parts: Sequence[Part]) -> Text:
     text = Text()
     for part in parts:
         if isinstance(part, tuple):
-            text.append(part[0], style=part[1])
+            text.append(redact.text(part[0]), style=part[1])
         else:
-            text.append(part)
+            text.append(redact.text(part))
     return text
 
 
 def _plain(parts: Sequence[Part]) -> str:
-    return "".join(p[0] if isinstance(p, tuple) else p for p in parts)
+    return redact.text("".join(p[0] if isinstance(p, tuple) else p for p in parts))
 
 
 class Output:
@@ -128,13 +132,14 @@ class Output:
     def document(self, key: str, data: Any, **extra: Any) -> None:
         """The one JSON document of a command: `{"schema": 1, key: data, ...extra}`."""
         indent = None if self.stream else 2
-        self.stdout.write(dumps({"schema": SCHEMA, key: data, **extra}, indent=indent) + "\n")
+        document = dumps({"schema": SCHEMA, key: data, **extra}, indent=indent)
+        self.stdout.write(redact.text(document) + "\n")
         self.stdout.flush()
 
     def ndjson(self, key: str, data: Any, **extra: Any) -> None:
         """One document per line (a stream of events)."""
         with self._lock:
-            self.stdout.write(dumps({"schema": SCHEMA, key: data, **extra}) + "\n")
+            self.stdout.write(redact.text(dumps({"schema": SCHEMA, key: data, **extra})) + "\n")
             self.stdout.flush()
 
     def error(self, message: str, code: int, kind: str) -> None:

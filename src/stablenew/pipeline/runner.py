@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from stablenew import redact
 from stablenew.errors import (
     BackendError,
     CallCancelled,
@@ -530,7 +531,7 @@ class _Run:
                 "seed": first.seed,
                 "model": self.spec.model or first.backend.sd_model_name,
                 "vae": self.spec.vae,
-                "backend": {"url": self.backend.url, **first.backend.model_dump()},
+                "backend": {"url": redact.text(self.backend.url), **first.backend.model_dump()},
                 "provenance": self.spec.provenance.model_dump(),
                 "input": self.spec.inputs[i - 1].model_dump() if self.spec.inputs else None,
                 "stages": [h.model_dump(mode="json") for h in history],

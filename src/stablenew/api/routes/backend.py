@@ -21,7 +21,7 @@ def backend_view(ctx: ApiContext) -> BackendView:
     b = ctx.services.backend
     return BackendView(
         state=b.state.value,
-        url=b.url,
+        url=b.shown_url,
         managed=b.managed,
         restarts=b.restarts,
         breaker=b.breaker.value,
