@@ -85,7 +85,8 @@ class JobExecutionController:
         self.state = state
         self.output_root = output_root  # where jobs submitted here write, unless they say
         self.runners: list[JobRunner] = []  # set when this process owns the home
-        self.validate: Callable[[Sequence[JobSpec]], None] | None = None  # names vs backend
+        # The backend's names: specs in its spelling, or an InputError naming the unknown ones.
+        self.validate: Callable[[Sequence[JobSpec]], list[JobSpec]] | None = None
         self.lifecycle = JobLifecycleLogger(bus)
         self.snapshot = QueueSnapshot(store, state, bus)
         self._draft: list[JobSpec] = []
@@ -137,8 +138,7 @@ class JobExecutionController:
         """Queue jobs; each records the output root it was submitted with (absolute)."""
         specs = [self._rooted(s) for s in specs]
         try:
-            if self.validate is not None:
-                self.validate(specs)
+            specs = self.check(specs)
             ahead = self.store.count([JobStatus.QUEUED, JobStatus.RUNNING])
             ids = self.store.submit_many(specs, priority, source=source)
         except Exception as exc:
@@ -147,6 +147,11 @@ class JobExecutionController:
         self.lifecycle.log_add_to_queue(source, ids, ahead)
         self._wake()
         return ids
+
+    def check(self, specs: Sequence[JobSpec]) -> list[JobSpec]:
+        """What every way of queueing or changing a job goes through: the specs with their
+        names as the backend spells them, or an InputError naming the ones it does not have."""
+        return list(specs) if self.validate is None else self.validate(specs)
 
     def _rooted(self, spec: JobSpec) -> JobSpec:
         if spec.output.root is not None:
