@@ -208,14 +208,16 @@ class JobExecutionController:
 
     def edit(self, job_id: str, spec: JobSpec, source: str = "api") -> JobLifecycleLogEvent:
         """Change a QUEUED job (refused once it runs); recorded as an event."""
-        event = self.store.edit(job_id, self._rooted(spec), source)
+        [checked] = self.check([self._rooted(spec)])
+        event = self.store.edit(job_id, checked, source)
         self.bus.publish(event)
         self.refresh_queue()
         return event
 
     def retry_with(self, job_id: str, spec: JobSpec, source: str = "api") -> str:
         """Retry a FAILED or CANCELLED job with changes, as a new job linked to it."""
-        new_id = self.store.retry(job_id, source, spec=self._rooted(spec))
+        [checked] = self.check([self._rooted(spec)])
+        new_id = self.store.retry(job_id, source, spec=checked)
         self.lifecycle.log_add_to_queue(source, [new_id])
         self._wake()
         return new_id
