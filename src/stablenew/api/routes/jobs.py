@@ -92,6 +92,7 @@ def _specs(ctx: ApiContext, body: SubmitBody) -> tuple[list[JobSpec], list[str]]
     else:
         assert body.pack is not None
         specs, warnings = _expand_pack(ctx, body.pack, overrides)
+    overrides.check_used(specs)
     return specs, warnings
 
 
