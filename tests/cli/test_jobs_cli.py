@@ -198,3 +198,21 @@ def test_run_streams_its_events_as_ndjson(tmp_path: Path) -> None:
     kinds = [line["event"]["kind"] for line in lines if "event" in line]
     assert "job_started" in kinds and "stage_finished" in kinds and kinds[-1] == "job_completed"
     assert "jobs" in lines[-1] and lines[-1]["completed"] == 1  # the summary, on one line
+
+
+def test_options_the_chain_would_ignore_are_refused(tmp_path: Path) -> None:
+    for args, why in (
+        (("--denoise", "0.5"), "denoise: needs img2img in the stages"),
+        (("--upscaler", "Lanczos"), "upscaler: needs upscale in the stages"),
+        (("--hires-steps", "10"), "hires_steps: needs hires fix turned on (give hires SCALE)"),
+    ):
+        done = cli(tmp_path, "queue", "add", "a fox", *args)
+        assert done.returncode == 2 and why in done.stderr, done.stderr
+    listed = cli(tmp_path, "queue", "list", "--json")
+    assert json.loads(listed.stdout)["jobs"] == []
+    job = queued(tmp_path, "a fox", "--stages", "txt2img,img2img", "--denoise", "0.5")
+    assert job["spec"]["img2img"]["denoising_strength"] == 0.5  # type: ignore[index]
+    hires_on = tmp_path / "hires.json"
+    hires_on.write_text(json.dumps({"prompt": "a fox", "txt2img": {"enable_hr": True}}))
+    job = queued(tmp_path, "--spec", str(hires_on), "--hires-steps", "10")
+    assert job["spec"]["txt2img"]["hr_second_pass_steps"] == 10  # type: ignore[index]

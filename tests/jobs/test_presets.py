@@ -124,16 +124,27 @@ def test_every_adetailer_argument_of_a_real_sidecar_is_typed(tmp_path: Path) -> 
         "sampler": "Euler a",
     }
     unknown = spec.metadata["pack_unknown_keys"]
-    assert set(unknown) == {
-        "preset_data.adetailer.max_detections",
-        "preset_data.adetailer.ad_mask_feather",
-        "preset_data.adetailer.ad_hands_mask_feather",
-    }
+    assert set(unknown) == {"preset_data.adetailer.max_detections"}
     unknown_warnings = [w for w in pack.warnings if "unknown keys" in w]
     assert len(unknown_warnings) == 1  # reported once, for the whole pack
     (twice,) = [w for w in pack.warnings if "written twice" in w]
     assert "ad_cfg_scale=4.5 over adetailer_cfg=4.0" in twice
     assert "ad_mask_filter_method='Confidence' over mask_filter_method='all'" in twice
+    assert "ad_mask_blur=5 over ad_mask_feather=8" in twice  # the argument itself wins
+
+
+def test_a_mask_feather_is_adetailers_mask_blur(tmp_path: Path) -> None:
+    section = {"ad_mask_feather": 9, "ad_hands_mask_feather": 6, "enable_hands_pass": True}
+    path = write(tmp_path, "feather", {"preset_data": {"adetailer": section}})
+    preset = load_preset(path)
+    spec = preset.spec("a fox")
+    face, hands = spec.adetailer.face, spec.adetailer.hands
+    assert face is not None and hands is not None
+    assert (face.mask_blur, hands.mask_blur) == (9, 6)
+    assert "preset_unknown_keys" not in spec.metadata
+    assert _adetailer_tab(face)["ad_mask_blur"] == 9 and "ad_mask_feather" not in _adetailer_tab(
+        face
+    )
 
 
 def test_a_switch_turned_off_wins_and_one_turned_on_uses_adetailers_value(tmp_path: Path) -> None:

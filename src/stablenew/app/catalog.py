@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from stablenew.errors import BackendError, InputError
 from stablenew.jobs.spec import JobSpec
-from stablenew.pipeline.names import unknown_names
+from stablenew.pipeline.names import Resolved, resolve
 from stablenew.webui.client import Health, WebUIClient
 from stablenew.webui.lists import BackendLists, fetch_lists
 
@@ -62,33 +62,44 @@ class Catalog:
             self._lists[name] = lists
         return lists
 
-    def problems(self, spec: JobSpec) -> list[str]:
-        """Why no backend that may run `spec` can: empty when one can, or cannot be asked."""
+    def resolve(self, spec: JobSpec) -> Resolved:
+        """`spec` in the spelling of the first backend that may run it and has its names, or
+        why none can (no problems, spec unchanged: one cannot be asked, the pipeline checks
+        before its first call)."""
         pin = spec.backend
         names = [m.name for m in self._members.values() if pin in (None, m.name) or pin in m.labels]
         if not names:
             known = ", ".join(sorted(self._members))
-            return [f"no backend is named or labelled {pin!r} (backends: {known})"]
+            return Resolved(spec, [f"no backend is named or labelled {pin!r} (backends: {known})"])
         first: list[str] | None = None
         for name in names:
             lists = self.lists(backend=name)
             if lists is None:
-                return []  # it may have them: the pipeline checks before its first call
-            found = unknown_names(spec, lists)
-            if not found:
-                return []
+                return Resolved(spec, [])
+            resolved = resolve(spec, lists)
+            if not resolved.problems:
+                return resolved
             if first is None:
-                first = found
+                first = resolved.problems
         if first is not None and len(names) > 1:
             first = [f"{p} (on any of the {len(names)} backends)" for p in first]
-        return first or []
+        return Resolved(spec, first or [])
 
-    def check(self, specs: Sequence[JobSpec]) -> None:
-        """Refuse the lot if any job names something no backend it may run on has."""
+    def problems(self, spec: JobSpec) -> list[str]:
+        """Why no backend that may run `spec` can: empty when one can, or cannot be asked."""
+        return self.resolve(spec).problems
+
+    def check(self, specs: Sequence[JobSpec]) -> list[JobSpec]:
+        """The specs with their names in the backend's spelling; refuses the lot if any job
+        names something no backend it may run on has."""
         problems: list[str] = []
+        checked: list[JobSpec] = []
         for n, spec in enumerate(specs, start=1):
             where = f"job {n}: " if len(specs) > 1 else ""
-            problems += [where + p for p in self.problems(spec)]
+            resolved = self.resolve(spec)
+            problems += [where + p for p in resolved.problems]
+            checked.append(resolved.spec)
         if problems:
             more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
             raise InputError("; ".join(problems[:10]) + more + "; nothing was queued")
+        return checked

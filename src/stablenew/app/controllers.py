@@ -96,7 +96,8 @@ class JobExecutionController:
         self.state = state
         self.output_root = output_root  # where jobs submitted here write, unless they say
         self.runners: list[JobRunner] = []  # set when this process owns the home
-        self.validate: Callable[[Sequence[JobSpec]], None] | None = None  # names vs backend
+        # The backend's names: specs in its spelling, or an InputError naming the unknown ones.
+        self.validate: Callable[[Sequence[JobSpec]], list[JobSpec]] | None = None
         self.lifecycle = JobLifecycleLogger(bus)
         self.snapshot = QueueSnapshot(store, state, bus)
         self._draft: list[JobSpec] = []
@@ -148,8 +149,7 @@ class JobExecutionController:
         """Queue jobs; each records the output root it was submitted with (absolute)."""
         specs = [self._rooted(s) for s in specs]
         try:
-            if self.validate is not None:
-                self.validate(specs)
+            specs = self.check(specs)
             ahead = self.store.count([JobStatus.QUEUED, JobStatus.RUNNING])
             ids = self.store.submit_many(specs, priority, source=source)
         except Exception as exc:
@@ -158,6 +158,11 @@ class JobExecutionController:
         self.lifecycle.log_add_to_queue(source, ids, ahead)
         self._wake()
         return ids
+
+    def check(self, specs: Sequence[JobSpec]) -> list[JobSpec]:
+        """What every way of queueing or changing a job goes through: the specs with their
+        names as the backend spells them, or an InputError naming the ones it does not have."""
+        return list(specs) if self.validate is None else self.validate(specs)
 
     def _rooted(self, spec: JobSpec) -> JobSpec:
         if spec.output.root is not None:
@@ -214,14 +219,16 @@ class JobExecutionController:
 
     def edit(self, job_id: str, spec: JobSpec, source: str = "api") -> JobLifecycleLogEvent:
         """Change a QUEUED job (refused once it runs); recorded as an event."""
-        event = self.store.edit(job_id, self._rooted(spec), source)
+        [checked] = self.check([self._rooted(spec)])
+        event = self.store.edit(job_id, checked, source)
         self.bus.publish(event)
         self.refresh_queue()
         return event
 
     def retry_with(self, job_id: str, spec: JobSpec, source: str = "api") -> str:
         """Retry a FAILED or CANCELLED job with changes, as a new job linked to it."""
-        new_id = self.store.retry(job_id, source, spec=self._rooted(spec))
+        [checked] = self.check([self._rooted(spec)])
+        new_id = self.store.retry(job_id, source, spec=checked)
         self.lifecycle.log_add_to_queue(source, [new_id])
         self._wake()
         return new_id

@@ -77,11 +77,13 @@ class Overrides:
             "hr_second_pass_steps": self.hires_steps,
             "hr_denoising_strength": self.hires_denoise,
         }
-        if any(v is not None for v in hires.values()):
-            out["txt2img"] = {
-                "enable_hr": True,
-                **{k: v for k, v in hires.items() if v is not None},
-            }
+        # Only the scale turns hires fix on: `--hires-steps 10` alone would otherwise switch it
+        # on at 2x, unasked; on a preset that has it on, the others change it.
+        txt2img = {k: v for k, v in hires.items() if v is not None}
+        if self.hires is not None:
+            txt2img["enable_hr"] = True
+        if txt2img:
+            out["txt2img"] = txt2img
         if self.denoise is not None:
             out.setdefault("img2img", {})["denoising_strength"] = self.denoise
         if self.upscaler is not None:
@@ -90,6 +92,35 @@ class Overrides:
 
     def given(self) -> list[str]:
         return [f.name for f in fields(self) if getattr(self, f.name) is not None]
+
+    def unused(self, spec: JobSpec) -> list[str]:
+        """The options given that `spec`'s chain would ignore, each with what it needs."""
+        stages = spec.stages()
+        hires = (
+            "hires fix turned on (give hires SCALE)"
+            if "txt2img" in stages
+            else "txt2img (a job from images has no hires fix)"
+        )
+        hires_on = "txt2img" in stages and spec.txt2img.enable_hr
+        needs = {
+            "denoise": ("img2img" in stages, "img2img in the stages"),
+            "upscaler": ("upscale" in stages, "upscale in the stages"),
+            "hires": (hires_on, hires),
+            "hires_upscaler": (hires_on, hires),
+            "hires_steps": (hires_on, hires),
+            "hires_denoise": (hires_on, hires),
+        }
+        return [
+            f"{name}: needs {what}; it would be ignored"
+            for name, (used, what) in needs.items()
+            if getattr(self, name) is not None and not used
+        ]
+
+    def check_used(self, specs: Sequence[JobSpec]) -> None:
+        """Refuse options that no job would use (a denoise with no img2img to denoise)."""
+        problems = list(dict.fromkeys(p for spec in specs for p in self.unused(spec)))
+        if problems:
+            raise InputError("; ".join(problems) + "; nothing was queued")
 
 
 def parse_stages(text: str) -> list[str]:

@@ -238,6 +238,8 @@ class Services:
             if url is None:
                 owner = self._home.owner()
                 url = owner.backend_urls.get(member.name) if owner is not None else None
+            if url is None and not member.manager.managed:
+                url = member.manager.known_url  # attached: its URL is the configured one
             if url is None:
                 raise BackendStartError("the home's owner has not published its backend's URL yet")
             member.client = WebUIClient(url, auth=member.config.auth, timeouts=self.config.timeouts)

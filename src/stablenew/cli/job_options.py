@@ -289,6 +289,12 @@ def specs_from(services: Services, job: JobOptions, source: str = "cli") -> Buil
     if len(sources) > 1:
         raise InputError(f"give one of {', '.join(sources)}, not several")
     overrides = job.overrides()
+    built = _built(services, job, overrides, source)
+    overrides.check_used(built.specs)
+    return built
+
+
+def _built(services: Services, job: JobOptions, overrides: Overrides, source: str) -> Built:
     if job.spec is not None:
         if job.prompt:
             raise InputError("give a PROMPT or --spec FILE, not both")

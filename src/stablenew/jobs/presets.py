@@ -163,6 +163,10 @@ AD_ALIASES = {
     "mask_dilate_erode": "dilate_erode",
     "mask_merge_mode": "mask_merge_invert",
 }
+# StableNew2's names for what ADetailer does under another argument: its mask feather is the
+# inpaint mask's blur (ADetailer has no `ad_mask_feather`; a tab with it would be dropped whole).
+# They rank after every spelling of the argument itself, so an explicit `ad_mask_blur` wins.
+AD_STAND_INS = {"mask_feather": "mask_blur"}
 # (prefix, pass, rank): the lowest rank wins when one argument is written several ways;
 # ADetailer's own spelling first. Hands prefixes come first because `ad_` also matches them.
 AD_PREFIXES = (
@@ -194,6 +198,8 @@ def _ad_argument(key: str) -> tuple[str, str, int] | None:
         if not key.startswith(prefix):
             continue
         name = AD_ALIASES.get(key[len(prefix) :], key[len(prefix) :])
+        if name in AD_STAND_INS:
+            return which, AD_STAND_INS[name], rank + len(AD_PREFIXES)
         if name in AD_ARGS or name in AD_SWITCHES or name == "tab_enable":
             return which, name, rank
     return None

@@ -70,7 +70,7 @@ from stablenew.pipeline.artifacts import (
     write_json,
 )
 from stablenew.pipeline.guards import UpscaleGuard
-from stablenew.pipeline.names import unknown_names
+from stablenew.pipeline.names import resolve
 from stablenew.pipeline.settings import PipelineSettings
 from stablenew.pipeline.stages import Request, Source, Stage, chain
 from stablenew.webui.recovery import (
@@ -411,10 +411,14 @@ class _Run:
             raise StageCancelled(stage, index, abandoned=False)
 
     def _check_names(self) -> None:
-        """A1111 would silently generate with something else: fail before the first call."""
-        problems = unknown_names(self.spec, self.backend.lists())
-        if problems:
-            raise InputError("; ".join(problems))
+        """A1111 would silently generate with something else: fail before the first call. A
+        job queued while the backend could not be asked gets its spelling here."""
+        resolved = resolve(self.spec, self.backend.lists())
+        if resolved.problems:
+            raise InputError("; ".join(resolved.problems))
+        if resolved.spec != self.spec:
+            self.spec = resolved.spec
+            self.compact_spec, self.extension_images = compact(self.spec)
 
     def _switch_models(self) -> None:
         if self.spec.model:

@@ -337,6 +337,9 @@ class WebUIClient:
     def upscalers(self) -> list[dict[str, Any]]:
         return self._list("/upscalers")
 
+    def latent_upscale_modes(self) -> list[dict[str, Any]]:
+        return self._list("/latent-upscale-modes")
+
     def loras(self) -> list[dict[str, Any]]:
         return self._list("/loras")
 

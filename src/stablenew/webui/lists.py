@@ -15,6 +15,18 @@ from dataclasses import dataclass
 from stablenew.errors import BackendError
 from stablenew.webui.client import WebUIClient
 
+# A1111's latent upscale modes (v1.10.1), fixed in its code, for a backend that does not list them.
+A1111_LATENT_MODES = frozenset(
+    {
+        "Latent",
+        "Latent (antialiased)",
+        "Latent (bicubic)",
+        "Latent (bicubic antialiased)",
+        "Latent (nearest)",
+        "Latent (nearest-exact)",
+    }
+)
+
 
 @dataclass(frozen=True)
 class BackendLists:
@@ -24,6 +36,7 @@ class BackendLists:
     samplers: frozenset[str] | None = None  # names and aliases
     schedulers: frozenset[str] | None = None  # names and labels
     upscalers: frozenset[str] | None = None
+    latent_modes: frozenset[str] | None = None  # hires fix upscales in latent space too
     loras: frozenset[str] | None = None  # names and aliases
     embeddings: frozenset[str] | None = None
 
@@ -32,6 +45,13 @@ class BackendLists:
         if model is None or self.titles is None:
             return model
         return self.titles.get(model, self.titles.get(model.casefold(), model))
+
+    def hires_upscalers(self) -> frozenset[str] | None:
+        """What `hr_upscaler` may name: the latent upscale modes and the upscalers (A1111's
+        hires list is both)."""
+        if self.upscalers is None or self.latent_modes is None:
+            return None
+        return self.latent_modes | self.upscalers
 
     def shown(self, field: str) -> list[str]:
         """The names a user would type, for messages and pickers."""
@@ -81,6 +101,9 @@ def fetch_lists(client: WebUIClient) -> BackendLists:
         samplers=attempt(lambda: _names(client.samplers(), "name", "aliases")),
         schedulers=attempt(lambda: _names(client.schedulers(), "name", "label")),
         upscalers=attempt(lambda: _names(client.upscalers(), "name")),
+        # Forge has no /latent-upscale-modes but the same fixed modes as A1111.
+        latent_modes=attempt(lambda: _names(client.latent_upscale_modes(), "name"))
+        or A1111_LATENT_MODES,
         loras=attempt(lambda: _names(client.loras(), "name", "alias")),
         embeddings=attempt(
             lambda: frozenset(str(k) for k in client.embeddings().get("loaded", {}))

@@ -178,6 +178,10 @@ def create_app(backend: SimBackend) -> FastAPI:
             for u in catalog.UPSCALERS
         ]
 
+    @app.get("/sdapi/v1/latent-upscale-modes")
+    def latent_upscale_modes() -> list[dict[str, object]]:
+        return [{"name": name} for name in catalog.LATENT_UPSCALE_MODES]
+
     @app.get("/sdapi/v1/loras")
     def loras() -> list[dict[str, object]]:
         return [lora.as_api() for lora in catalog.LORAS]

@@ -67,8 +67,7 @@ def check(body: SubmitBody, ctx: Ctx) -> Checked:
     backend's names included) and the same 422 messages, or how many jobs and images it
     makes. The web UI asks this as the user types."""
     specs, warnings = _specs(ctx, body)
-    if ctx.services.jobs.validate is not None:
-        ctx.services.jobs.validate(specs)
+    ctx.services.jobs.check(specs)
     return Checked(jobs=len(specs), images=sum(s.images for s in specs), warnings=warnings)
 
 
@@ -93,6 +92,7 @@ def _specs(ctx: ApiContext, body: SubmitBody) -> tuple[list[JobSpec], list[str]]
     else:
         assert body.pack is not None
         specs, warnings = _expand_pack(ctx, body.pack, overrides)
+    overrides.check_used(specs)
     return specs, warnings
 
 
