@@ -290,10 +290,12 @@ class _Run:
         produced = result.image
         infotext = produced.infotext or (source.infotext if source else "")
         chunks = {} if "parameters" in png_text_keys(produced.data) else {"parameters": infotext}
+        made_with = produced.seed if produced.seed is not None else seed
         chunks["stablenew"] = orjson.dumps(
             {
                 "image_index": i,
                 "job_id": self.job.id,
+                "seed": made_with,
                 "spec": self.compact_spec,
                 "spec_sha256": self.spec_sha256,
                 "stage": stage,
@@ -311,7 +313,7 @@ class _Run:
             stage=stage,
             file=str(path),
             size=image_size(out),
-            seed=produced.seed if produced.seed is not None else seed,
+            seed=made_with,
             infotext=infotext,
             duration_s=round(duration, 3),
             attempts=result.attempts,

@@ -1,0 +1,37 @@
+"""A StableNew PNG rebuilds the job that makes it again, wherever the PNG went: its own seed,
+its own input, the images its extensions used; a queue moves to another home whole."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stablenew.app import studio
+from stablenew.jobs.infotext import spec_from_png
+from stablenew.jobs.spec import JobSpec
+from stablenew.observe.events import EventKind
+from tests.helpers import Waiter
+
+pytestmark = pytest.mark.integration
+
+
+def test_image_n_of_a_random_seed_job_rebuilds_with_its_own_seed(make_services) -> None:  # type: ignore[no-untyped-def]
+    services = make_services()
+    waiter = Waiter(services.jobs)
+    spec = JobSpec(prompt="a face", images=2, steps=2, width=64, height=64)
+    job_id = services.jobs.submit_pipeline_run(spec)
+    waiter.wait(EventKind.JOB_COMPLETED, job_id, timeout=60)
+    job = services.jobs.get_job(job_id)
+    second = Path(job.result.images[1])
+    seed = job.result.seeds[1]
+
+    cli_door = services.intents.png(second)  # `stablenew import`
+    assert (cli_door.spec.seed, cli_door.spec.images) == (seed, 1)
+    assert services.intents.png(second, reroll_seed=True).spec.seed == -1
+    gui_door = studio.reuse_png(second)
+    assert (gui_door.spec.seed, gui_door.spec.images, gui_door.seed) == (seed, 1, seed)
+    api_door = spec_from_png(second.read_bytes(), second.name)  # POST /api/v1/import/png
+    assert (api_door.spec.seed, api_door.spec.images) == (seed, 1)
+    rest = {"seed", "images", "output", "provenance"}
+    assert cli_door.spec.model_dump(exclude=rest) == job.spec.model_dump(exclude=rest)
