@@ -17,7 +17,7 @@ from typing import Any
 
 from stablenew.errors import InputError
 from stablenew.jobs.infotext import spec_from_png
-from stablenew.jobs.input_store import IMAGE_SUFFIXES, InputStore, read_image
+from stablenew.jobs.input_store import IMAGE_SUFFIXES, InputStore, display_name, read_image
 from stablenew.jobs.packs import Expansion, expand, load_pack, survey
 from stablenew.jobs.prompt_syntax import UNRESOLVED_MODES, Unresolved, render_prompt
 from stablenew.jobs.references import restore
@@ -179,7 +179,7 @@ class Intents:
             data = path.read_bytes()
         except OSError as exc:
             raise InputError(f"{path}: cannot read it: {exc.strerror or exc}") from exc
-        imported = spec_from_png(data, str(path))
+        imported = spec_from_png(data, display_name(path))
         warnings = list(imported.warnings)
         if imported.unparsed:
             keys = ", ".join(sorted(imported.unparsed))

@@ -20,7 +20,7 @@ from stablenew.app.controllers import BackendController
 from stablenew.app.intents import Intents, image_files
 from stablenew.errors import BackendError, InputError
 from stablenew.jobs.infotext import spec_from_png
-from stablenew.jobs.input_store import read_image
+from stablenew.jobs.input_store import display_name, read_image
 from stablenew.jobs.job import Job
 from stablenew.jobs.presets import AD_ARGS, merge
 from stablenew.jobs.references import restore
@@ -141,7 +141,7 @@ def reuse_png(path: Path, keep_seed: bool = True) -> Reused:
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"{path}: cannot read it: {exc.strerror or exc}") from exc
-    imported = spec_from_png(data, path.name)
+    imported = spec_from_png(data, display_name(path.name))
     warnings = list(imported.warnings)
     spec = imported.spec
     seed: int | None = spec.seed if spec.seed >= 0 else None  # the image's own (spec_from_png)

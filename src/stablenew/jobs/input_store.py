@@ -27,6 +27,12 @@ class ReadImage:
     image: InputImage
 
 
+def display_name(path: Path | str) -> str:
+    """A path as text that can be stored and printed: a name in another system's encoding (not
+    UTF-8, as Python holds it with lone surrogates that JSON refuses) gets \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def read_image(path: Path) -> ReadImage:
     """An image file as a job input; a file that is not an image is an error naming it."""
     try:
@@ -42,7 +48,8 @@ def read_image(path: Path) -> ReadImage:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{path}: not an image StableNew can read ({exc})") from exc
     sha = hashlib.sha256(data).hexdigest()
-    return ReadImage(data, InputImage(sha256=sha, name=path.name, size=size, infotext=infotext))
+    name = display_name(path.name)
+    return ReadImage(data, InputImage(sha256=sha, name=name, size=size, infotext=infotext))
 
 
 class InputStore:
