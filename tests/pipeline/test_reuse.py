@@ -3,9 +3,14 @@ its own input, the images its extensions used; a queue moves to another home who
 
 from __future__ import annotations
 
+import base64
+import io
+import os
+import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from stablenew.app import studio
 from stablenew.jobs.infotext import spec_from_png
@@ -35,3 +40,36 @@ def test_image_n_of_a_random_seed_job_rebuilds_with_its_own_seed(make_services) 
     assert (api_door.spec.seed, api_door.spec.images) == (seed, 1)
     rest = {"seed", "images", "output", "provenance"}
     assert cli_door.spec.model_dump(exclude=rest) == job.spec.model_dump(exclude=rest)
+
+
+def random_png(size: tuple[int, int]) -> bytes:
+    buf = io.BytesIO()
+    Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_a_moved_png_finds_its_controlnet_image_in_the_input_store(
+    make_services, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    services = make_services()
+    waiter = Waiter(services.jobs)
+    image = base64.b64encode(random_png((128, 128))).decode()
+    unit = {"enabled": True, "module": "canny", "image": image}
+    spec = JobSpec.model_validate(
+        {
+            "prompt": "a tower",
+            "steps": 2,
+            "width": 64,
+            "height": 64,
+            "txt2img": {"alwayson_scripts": {"controlnet": {"args": [unit]}}},
+        }
+    )
+    job_id = services.jobs.submit_pipeline_run(spec)
+    waiter.wait(EventKind.JOB_COMPLETED, job_id, timeout=60)
+    job = services.jobs.get_job(job_id)
+    moved = tmp_path / "moved" / "tower.png"
+    moved.parent.mkdir()
+    shutil.copy(job.result.images[0], moved)
+
+    rebuilt = services.intents.png(moved).spec
+    assert rebuilt.txt2img.alwayson_scripts == job.spec.txt2img.alwayson_scripts

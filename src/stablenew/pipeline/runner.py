@@ -345,7 +345,8 @@ class _Run:
     def _copy_inputs(self) -> None:
         """The images the job starts from, and those its extensions use, into its run folder
         (once): from then on the job depends on nothing outside it, and a PNG of it that is
-        imported later finds them there."""
+        imported later finds them there. Extension images also go into the input store, as
+        init images did at submit, so a PNG that left its run folder finds them too."""
         if not (self.spec.inputs or self.extension_images):
             return
         store = InputStore(self.settings.inputs_dir) if self.settings.inputs_dir else None
@@ -354,6 +355,8 @@ class _Run:
             target = self.run_dir / "inputs" / sha
             if not target.exists():
                 write_image(target, data)
+            if store is not None:
+                store.put(data)
         for image in self.spec.inputs:
             target = self._input_path(image)
             if target.exists():
