@@ -73,6 +73,9 @@ class InputStore:
                 raise InputError(f"cannot keep an input image in {self.folder}: {exc}") from exc
         return sha
 
+    def has(self, sha256: str) -> bool:
+        return self.path(sha256).is_file()
+
     def get(self, sha256: str) -> bytes | None:
         try:
             return self.path(sha256).read_bytes()
