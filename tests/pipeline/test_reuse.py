@@ -73,3 +73,36 @@ def test_a_moved_png_finds_its_controlnet_image_in_the_input_store(
 
     rebuilt = services.intents.png(moved).spec
     assert rebuilt.txt2img.alwayson_scripts == job.spec.txt2img.alwayson_scripts
+
+
+def test_every_image_in_a_spec_is_a_reference_in_the_manifest_and_the_chunk(make_services) -> None:  # type: ignore[no-untyped-def]
+    services = make_services()
+    waiter = Waiter(services.jobs)
+    large = "data:image/png;base64," + base64.b64encode(random_png((256, 256))).decode()
+    small = base64.b64encode(random_png((8, 8))).decode()  # well under 256 characters
+    nested = {"enabled": True, "image": {"image": large, "mask": None}}  # ControlNet's form
+    flat = {"enabled": True, "image": small}
+    spec = JobSpec.model_validate(
+        {
+            "prompt": "a tower",
+            "steps": 2,
+            "width": 64,
+            "height": 64,
+            "txt2img": {"alwayson_scripts": {"controlnet": {"args": [nested, flat]}}},
+        }
+    )
+    job_id = services.jobs.submit_pipeline_run(spec)
+    waiter.wait(EventKind.JOB_COMPLETED, job_id, timeout=60)
+    job = services.jobs.get_job(job_id)
+    manifest = Path(job.result.manifests[0]).read_text()
+    chunk = spec_from_png_chunk(Path(job.result.images[0]))
+    for text in (manifest, chunk):
+        assert large.partition(",")[2][:64] not in text and small not in text
+    assert len(manifest) < 20_000 and len(chunk) < 4_000
+    rebuilt = services.intents.png(Path(job.result.images[0])).spec
+    assert rebuilt.txt2img.alwayson_scripts == spec.txt2img.alwayson_scripts
+
+
+def spec_from_png_chunk(png: Path) -> str:
+    with Image.open(png) as image:
+        return str(image.text["stablenew"])
