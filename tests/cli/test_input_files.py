@@ -46,3 +46,24 @@ def test_a_file_name_that_is_not_utf8_is_kept_readable(tmp_path: Path) -> None:
     assert imported.returncode == 0, imported.stderr
     (spec,) = json.loads(imported.stdout)["specs"]
     assert spec["seed"] == 4242 and spec["metadata"]["imported_from"].endswith("caf\\xe9.png")
+
+
+def test_a_folder_takes_every_image_format_and_names_what_it_skips(tmp_path: Path) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for name in ("a.png", "b.bmp", "t.tiff", "j.jpg"):
+        Image.new("RGB", (64, 64), (90, 20, 200)).save(folder / name)
+    (folder / "notes.txt").write_text("not an image")
+    added = cli(
+        tmp_path / "home",
+        "queue",
+        "add",
+        "--init-image",
+        str(folder),
+        "--stages",
+        "upscale",
+        "--json",
+    )
+    assert added.returncode == 0, added.stderr
+    assert len(json.loads(added.stdout)["ids"]) == 4
+    assert "skipped " in added.stderr and "notes.txt: not an image" in added.stderr

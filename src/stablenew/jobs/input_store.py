@@ -18,7 +18,8 @@ from PIL import Image, UnidentifiedImageError
 from stablenew.errors import InputError
 from stablenew.jobs.spec import InputImage
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
+# What Pillow reads and A1111 takes as an init image (it opens any of them with Pillow).
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jfif", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
 
 @dataclass(frozen=True)
