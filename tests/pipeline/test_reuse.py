@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from stablenew.app import studio
+from stablenew.app.intents import Overrides
 from stablenew.jobs.infotext import spec_from_png
 from stablenew.jobs.spec import JobSpec
 from stablenew.observe.events import EventKind
@@ -106,3 +107,22 @@ def test_every_image_in_a_spec_is_a_reference_in_the_manifest_and_the_chunk(make
 def spec_from_png_chunk(png: Path) -> str:
     with Image.open(png) as image:
         return str(image.text["stablenew"])
+
+
+def test_the_chunk_of_a_one_job_over_many_inputs_stays_small(make_services, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    services = make_services()
+    waiter = Waiter(services.jobs)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(40):
+        Image.new("RGB", (64, 48), (i * 6, 80, 160)).save(folder / f"p{i:02d}.png")
+    (spec,) = services.intents.images(
+        [str(folder)], Overrides(stages=["upscale"], upscaler="Lanczos"), one_job=True
+    )
+    job_id = services.jobs.submit_pipeline_run(spec)
+    waiter.wait(EventKind.JOB_COMPLETED, job_id, timeout=120)
+    job = services.jobs.get_job(job_id)
+    last = Path(job.result.images[-1])
+    assert len(spec_from_png_chunk(last)) < 3_000  # 40 inputs listed made it 6 KB
+    rebuilt = services.intents.png(last).spec
+    assert rebuilt.inputs == [spec.inputs[-1]] and rebuilt.images == 1

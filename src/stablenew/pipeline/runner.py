@@ -296,7 +296,7 @@ class _Run:
                 "image_index": i,
                 "job_id": self.job.id,
                 "seed": made_with,
-                "spec": self.compact_spec,
+                "spec": self._image_spec(i, made_with),
                 "spec_sha256": self.spec_sha256,
                 "stage": stage,
             }
@@ -328,6 +328,14 @@ class _Run:
             ),
             guard=list(request.plan.decisions) if request.plan else [],
         )
+
+    def _image_spec(self, i: int, seed: int) -> dict[str, Any]:
+        """The job that makes image i again, for its PNG: one image, its seed, its own input.
+        The whole job's inputs would make every PNG of a 100-image job carry 100 of them."""
+        spec = {**self.compact_spec, "images": 1, "seed": seed}
+        if self.spec.inputs:
+            spec["inputs"] = [self.compact_spec["inputs"][i - 1]]
+        return spec
 
     def _source(self, stage: Stage, i: int) -> Source | None:
         position = self.chain.index(stage)
