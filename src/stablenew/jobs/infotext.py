@@ -304,17 +304,22 @@ def read_png_metadata(data: bytes, name: str = "the PNG") -> PngMetadata:
         if found is not None:
             texts.setdefault(*found)
     ours: dict[str, Any] | None = None
+    problem = ""  # why our chunk, present, was not used
     if "stablenew" in texts:
         try:
             loaded = json.loads(texts["stablenew"])
         except json.JSONDecodeError as exc:
             loaded = None
-            warnings.append(f"{name}: its stablenew chunk is not JSON ({exc.msg}); not used")
+            problem = f"its stablenew chunk is not valid JSON ({exc})"
         if isinstance(loaded, dict):
             ours = loaded
         elif loaded is not None:
-            warnings.append(f"{name}: its stablenew chunk is not a JSON object; not used")
+            problem = "its stablenew chunk is not a JSON object"
     parameters = texts.get("parameters")
+    if parameters is None and ours is None and problem:
+        raise SpecError(f"{name}: no generation settings in this PNG: {problem}")
+    if problem:
+        warnings.append(f"{name}: {problem}; not used")
     if parameters is None and ours is None:
         found_keys = ", ".join(sorted(texts)) or "none"
         raise SpecError(
