@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from stablenew.app.controllers import JobExecutionController, QueueExport
+from stablenew.app.controllers import JobExecutionController
 from stablenew.app.intents import changed, parse_assignments
+from stablenew.app.queue_export import QueueExport
 from stablenew.app.state import AppState
 from stablenew.errors import InputError, QueueError, SpecError
 from stablenew.jobs.outcome import ErrorEnvelope, JobOutcome

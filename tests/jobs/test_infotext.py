@@ -337,7 +337,10 @@ def test_a_broken_chunk_of_ours_falls_back_to_the_infotext_with_a_warning() -> N
     with pytest.raises(SpecError, match=r"p\.png: its stablenew chunk holds no valid job spec"):
         spec_from_png(png({"stablenew": bad}), "p.png")
     not_json = spec_from_png(png({"parameters": A1111_TXT2IMG, "stablenew": "{"}), "p.png")
-    assert any("not JSON" in w for w in not_json.warnings)
+    assert any("not valid JSON" in w for w in not_json.warnings)
+    with pytest.raises(SpecError, match=r"p\.png: .*its stablenew chunk is not valid JSON") as err:
+        spec_from_png(png({"stablenew": "{"}), "p.png")
+    assert "neither" not in str(err.value)  # it said no stablenew chunk was there
 
 
 def test_an_infotext_that_makes_no_valid_spec_names_the_png_and_field() -> None:

@@ -79,7 +79,8 @@ def test_controlnet_arguments_arrive_byte_for_byte(make_services) -> None:  # ty
     assert len(png.text["stablenew"]) < 4000  # the PNG carries a reference, not the image
     inputs = Path(job.result.run_dir or "") / "inputs"
     rebuilt, missing = restore(chunk["spec"], lambda sha: (inputs / sha).read_bytes())
-    assert missing == [] and JobSpec.model_validate(rebuilt) == job.spec
+    made = job.spec.model_copy(update={"seed": job.result.seeds[0]})  # the image's own seed
+    assert missing == [] and JobSpec.model_validate(rebuilt) == made
 
 
 def test_two_out_of_memory_failures_in_a_row_pause_the_queue(make_services) -> None:  # type: ignore[no-untyped-def]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import unicodedata
 
 import pytest
 from PIL import Image, PngImagePlugin
@@ -146,6 +147,8 @@ def test_seeds_are_consecutive_and_random_only_when_asked() -> None:
 def test_slugs_keep_words_of_every_script() -> None:
     assert slug("A Lighthouse, at dusk!") == "a-lighthouse-at-dusk"
     assert slug("夕暮れの灯台") == "夕暮れの灯台"
+    decomposed = unicodedata.normalize("NFD", "café crème")  # as macOS types it
+    assert slug(decomposed) == slug("café crème") == "café-crème"
     assert slug("Маяк на закате") == "маяк-на-закате"
     assert slug("!!!") == "job"
     assert len(slug("word " * 40)) <= 40

@@ -74,12 +74,15 @@ def test_multi_image_run_upscale_is_serial_and_honors_cancel(make_services) -> N
                 "a lighthouse at dusk\nNegative prompt: blurry"
             )
             provenance = json.loads(image.text["stablenew"])
+        seed = 100 + provenance["image_index"] - 1
         assert provenance == {
             "job_id": job_id,
             "image_index": provenance["image_index"],
+            "seed": seed,
             "spec_sha256": job.spec.sha256(),
             "stage": "upscale",
-            "spec": job.spec.model_dump(mode="json"),  # the PNG rebuilds its job
+            # the PNG rebuilds the job that makes it again
+            "spec": job.spec.model_copy(update={"images": 1, "seed": seed}).model_dump(mode="json"),
         }
         manifest = json.loads(Path(manifest_path).read_text())
         assert [s["stage"] for s in manifest["stages"]] == ["txt2img", "img2img", "upscale"]

@@ -11,14 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from stablenew import redact
+from stablenew.app.queue_export import QueueExport, export_jobs, import_jobs
 from stablenew.app.queue_snapshot import QueueSnapshot
 from stablenew.app.state import AppState, Lifecycle
 from stablenew.errors import BackendStartError
+from stablenew.jobs.input_store import InputStore
 from stablenew.jobs.job import Job
 from stablenew.jobs.outcome import ErrorEnvelope
 from stablenew.jobs.spec import JobSpec
@@ -48,20 +47,6 @@ QUEUE_KINDS = {
     EventKind.JOB_MOVED,
     EventKind.JOBS_REMOVED,
 }
-
-
-class PendingJob(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    spec: JobSpec
-    priority: int = 0
-
-
-class QueueExport(BaseModel):
-    """`queue export` / `queue import`: the pending queue as JSON."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    schema_version: Literal[1] = Field(1, alias="schema")
-    jobs: list[PendingJob]
 
 
 @dataclass(frozen=True)
@@ -98,6 +83,7 @@ class JobExecutionController:
         self.runners: list[JobRunner] = []  # set when this process owns the home
         # The backend's names: specs in its spelling, or an InputError naming the unknown ones.
         self.validate: Callable[[Sequence[JobSpec]], list[JobSpec]] | None = None
+        self.inputs: InputStore | None = None  # the home's input store, where it has one
         self.lifecycle = JobLifecycleLogger(bus)
         self.snapshot = QueueSnapshot(store, state, bus)
         self._draft: list[JobSpec] = []
@@ -235,15 +221,14 @@ class JobExecutionController:
 
     def export_queue(self) -> QueueExport:
         """The pending queue (specs, priorities, order), to import here or elsewhere."""
-        return QueueExport(
-            jobs=[PendingJob(spec=j.spec, priority=j.priority) for j in self.store.pending()]
-        )
+        root = str(self.output_root.absolute()) if self.output_root is not None else None
+        return export_jobs(self.store.pending(), self.inputs, root)
 
     def import_queue(self, exported: QueueExport, source: str = "api") -> list[str]:
-        """Queue what an export holds, in its order; all of it is validated (it is typed)
-        before anything is queued."""
-        specs = [job.spec for job in exported.jobs]
-        return self.submit_many(specs, [job.priority for job in exported.jobs], source)
+        """Queue what an export holds, in its order; all of it is validated (it is typed, and
+        every input image is here or in the export) before anything is queued."""
+        jobs = import_jobs(exported, self.inputs)
+        return self.submit_many([j.spec for j in jobs], [j.priority for j in jobs], source)
 
     # -- the queue -----------------------------------------------------------------------------
 

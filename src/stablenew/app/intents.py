@@ -17,7 +17,7 @@ from typing import Any
 
 from stablenew.errors import InputError
 from stablenew.jobs.infotext import spec_from_png
-from stablenew.jobs.input_store import IMAGE_SUFFIXES, InputStore, read_image
+from stablenew.jobs.input_store import IMAGE_SUFFIXES, InputStore, display_name, read_image
 from stablenew.jobs.packs import Expansion, expand, load_pack, survey
 from stablenew.jobs.prompt_syntax import UNRESOLVED_MODES, Unresolved, render_prompt
 from stablenew.jobs.references import restore
@@ -210,7 +210,7 @@ class Intents:
             data = path.read_bytes()
         except OSError as exc:
             raise InputError(f"{path}: cannot read it: {exc.strerror or exc}") from exc
-        imported = spec_from_png(data, str(path))
+        imported = spec_from_png(data, display_name(path))
         warnings = list(imported.warnings)
         if imported.unparsed:
             keys = ", ".join(sorted(imported.unparsed))
@@ -328,15 +328,29 @@ def changed(spec: JobSpec, changes: dict[str, Any]) -> JobSpec:
 
 def image_files(given: str) -> list[Path]:
     """A file, every image in a folder, or every image a glob matches; sorted."""
+    return scan(given)[0]
+
+
+def skipped_files(paths: Sequence[str]) -> list[str]:
+    """A note for every file a folder or a glob holds that is not taken as an image."""
+    return [note for given in paths for note in scan(given)[1]]
+
+
+def scan(given: str) -> tuple[list[Path], list[str]]:
+    """The image files a path names (sorted), and a note for each other file it holds."""
     path = Path(given).expanduser()
     if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if any(ch in given for ch in "*?["):
-        return sorted(
-            Path(p)
-            for p in glob.glob(given, recursive=True)
-            if Path(p).suffix.lower() in IMAGE_SUFFIXES
-        )
-    if not path.exists():
+        found = sorted(path.iterdir())
+    elif any(ch in given for ch in "*?["):
+        found = sorted(Path(p) for p in glob.glob(given, recursive=True))
+    elif not path.exists():
         raise InputError(f"{given}: no such file or folder")
-    return [path]
+    else:
+        return [path], []
+    files = [p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()]
+    notes = [
+        f"skipped {display_name(p)}: " + ("a folder" if p.is_dir() else "not an image file")
+        for p in found
+        if p not in files
+    ]
+    return files, notes

@@ -139,6 +139,7 @@ class Services:
         self.previews = PreviewBoard()
         self._bus.subscribe(self.previews.on_event)
         self.jobs.validate = self.catalog.check
+        self.jobs.inputs = self.intents.inputs
 
     def _member(self, backend: BackendConfig) -> Member:
         manager = WebUIProcessManager(

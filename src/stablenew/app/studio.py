@@ -19,8 +19,8 @@ from stablenew.app.catalog import Catalog
 from stablenew.app.controllers import BackendController
 from stablenew.app.intents import Intents, image_files
 from stablenew.errors import BackendError, InputError
-from stablenew.jobs.infotext import parse_parameters, read_png_metadata, spec_from_png
-from stablenew.jobs.input_store import read_image
+from stablenew.jobs.infotext import spec_from_png
+from stablenew.jobs.input_store import display_name, read_image
 from stablenew.jobs.job import Job
 from stablenew.jobs.presets import AD_ARGS, merge
 from stablenew.jobs.references import restore
@@ -141,15 +141,10 @@ def reuse_png(path: Path, keep_seed: bool = True) -> Reused:
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"{path}: cannot read it: {exc.strerror or exc}") from exc
-    imported = spec_from_png(data, path.name)
+    imported = spec_from_png(data, display_name(path.name))
     warnings = list(imported.warnings)
     spec = imported.spec
-    seed: int | None = spec.seed if spec.seed >= 0 else None
-    parameters = read_png_metadata(data, path.name).parameters
-    if parameters:
-        found = parse_parameters(parameters).fields.get("seed")
-        if isinstance(found, int) and found >= 0:
-            seed = found
+    seed: int | None = spec.seed if spec.seed >= 0 else None  # the image's own (spec_from_png)
     if imported.source == "stablenew":
         inputs = path.parent / "inputs"
 
@@ -165,8 +160,6 @@ def reuse_png(path: Path, keep_seed: bool = True) -> Reused:
             )
             restored = _without_refs(restored)
         spec = build_spec(restored)
-        if not spec.inputs:
-            spec = spec.model_copy(update={"images": 1})
     if keep_seed and seed is not None:
         spec = spec.model_copy(update={"seed": seed})
     elif not keep_seed:

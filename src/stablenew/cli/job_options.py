@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from stablenew.app.intents import Overrides, changed, parse_size, parse_stages
+from stablenew.app.intents import Overrides, changed, parse_size, parse_stages, skipped_files
 from stablenew.app.services import Services
 from stablenew.errors import InputError
 from stablenew.jobs.presets import load_preset
@@ -303,7 +303,7 @@ def _built(services: Services, job: JobOptions, overrides: Overrides, source: st
         images = services.intents.images(
             job.init_image, overrides, prompt=job.prompt or "", one_job=job.one_job, source=source
         )
-        return Built(images, [])
+        return Built(images, skipped_files(job.init_image))
     if job.pack is not None:
         if job.prompt:
             raise InputError("give a PROMPT or --pack FILE, not both")

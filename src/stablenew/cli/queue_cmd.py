@@ -8,9 +8,9 @@ from typing import Any, Literal
 import typer
 from pydantic import ValidationError
 
-from stablenew.app.controllers import QueueExport
 from stablenew.app.intents import changed, parse_assignments
 from stablenew.app.maintenance import recover_database
+from stablenew.app.queue_export import QueueExport
 from stablenew.app.views import iso_utc, job_record
 from stablenew.cli import listing
 from stablenew.cli.common import (

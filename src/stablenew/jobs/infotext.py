@@ -304,17 +304,22 @@ def read_png_metadata(data: bytes, name: str = "the PNG") -> PngMetadata:
         if found is not None:
             texts.setdefault(*found)
     ours: dict[str, Any] | None = None
+    problem = ""  # why our chunk, present, was not used
     if "stablenew" in texts:
         try:
             loaded = json.loads(texts["stablenew"])
         except json.JSONDecodeError as exc:
             loaded = None
-            warnings.append(f"{name}: its stablenew chunk is not JSON ({exc.msg}); not used")
+            problem = f"its stablenew chunk is not valid JSON ({exc})"
         if isinstance(loaded, dict):
             ours = loaded
         elif loaded is not None:
-            warnings.append(f"{name}: its stablenew chunk is not a JSON object; not used")
+            problem = "its stablenew chunk is not a JSON object"
     parameters = texts.get("parameters")
+    if parameters is None and ours is None and problem:
+        raise SpecError(f"{name}: no generation settings in this PNG: {problem}")
+    if problem:
+        warnings.append(f"{name}: {problem}; not used")
     if parameters is None and ours is None:
         found_keys = ", ".join(sorted(texts)) or "none"
         raise SpecError(
@@ -325,6 +330,26 @@ def read_png_metadata(data: bytes, name: str = "the PNG") -> PngMetadata:
 
 
 # -- a JobSpec from a PNG -------------------------------------------------------------------------
+
+
+def the_image(spec: JobSpec, ours: dict[str, Any], parameters: str | None) -> JobSpec:
+    """Image N of a job as the job that makes it again: one image, its own input, and the seed
+    it was made with (a random-seed job's spec says -1, which would make another image). The
+    seed is the chunk's; a PNG written before the chunk had one gives it in its infotext."""
+    index = ours.get("image_index")
+    if not isinstance(index, int) or not 1 <= index <= spec.images:
+        return spec
+    seed = ours.get("seed")
+    if not isinstance(seed, int) or seed < 0:
+        found = parse_parameters(parameters).fields.get("seed") if parameters else None
+        if isinstance(found, int) and found >= 0:
+            seed = found
+        else:
+            seed = spec.seed + index - 1 if spec.seed >= 0 else -1
+    update: dict[str, Any] = {"images": 1, "seed": seed}
+    if spec.inputs:
+        update["inputs"] = [spec.inputs[index - 1]]
+    return JobSpec.model_validate(spec.model_dump() | update)
 
 
 @dataclass(frozen=True)
@@ -348,6 +373,7 @@ def spec_from_png(data: bytes, name: str) -> ImportedSpec:
                 spec = JobSpec.model_validate_json(raw)
             else:
                 spec = JobSpec.model_validate(raw)
+            spec = the_image(spec, meta.stablenew, meta.parameters)
             return ImportedSpec(spec, "stablenew", {}, warnings, origin)
         except ValidationError as exc:
             why = f"its stablenew chunk holds no valid job spec ({problems(exc)})"

@@ -18,13 +18,20 @@ from PIL import Image, UnidentifiedImageError
 from stablenew.errors import InputError
 from stablenew.jobs.spec import InputImage
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
+# What Pillow reads and A1111 takes as an init image (it opens any of them with Pillow).
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jfif", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
 
 @dataclass(frozen=True)
 class ReadImage:
     data: bytes
     image: InputImage
+
+
+def display_name(path: Path | str) -> str:
+    """A path as text that can be stored and printed: a name in another system's encoding (not
+    UTF-8, as Python holds it with lone surrogates that JSON refuses) gets \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def read_image(path: Path) -> ReadImage:
@@ -42,7 +49,8 @@ def read_image(path: Path) -> ReadImage:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{path}: not an image StableNew can read ({exc})") from exc
     sha = hashlib.sha256(data).hexdigest()
-    return ReadImage(data, InputImage(sha256=sha, name=path.name, size=size, infotext=infotext))
+    name = display_name(path.name)
+    return ReadImage(data, InputImage(sha256=sha, name=name, size=size, infotext=infotext))
 
 
 class InputStore:
@@ -65,6 +73,9 @@ class InputStore:
                 tmp.unlink(missing_ok=True)
                 raise InputError(f"cannot keep an input image in {self.folder}: {exc}") from exc
         return sha
+
+    def has(self, sha256: str) -> bool:
+        return self.path(sha256).is_file()
 
     def get(self, sha256: str) -> bytes | None:
         try:

@@ -18,11 +18,12 @@ from typing import Any
 from stablenew.jobs.spec import JobSpec
 
 REF = "$image"
-MIN_CHARS = 256  # shorter strings are not images worth moving out
-_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"RIFF", b"GIF8")
+MIN_CHARS = 8  # the base64 of an image's magic bytes; any image is longer
+_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"RIFF", b"GIF8", b"II*\x00", b"MM\x00*")
 
 
-def _as_image(value: str) -> bytes | None:
+def image_bytes(value: str) -> bytes | None:
+    """The image a string holds (base64 or a data: URI), of any size; None for other text."""
     if len(value) < MIN_CHARS:
         return None
     text = value.partition(",")[2] if value.startswith("data:") else value
@@ -35,12 +36,15 @@ def _as_image(value: str) -> bytes | None:
 
 def _walk(value: Any, found: dict[str, bytes]) -> Any:
     if isinstance(value, str):
-        data = _as_image(value)
+        data = image_bytes(value)
         if data is None:
             return value
         sha = hashlib.sha256(data).hexdigest()
         found[sha] = data
-        return {REF: {"sha256": sha, "bytes": len(data)}}
+        ref: dict[str, Any] = {"sha256": sha, "bytes": len(data)}
+        if value.startswith("data:"):  # restored as it was sent, a data URI or bare base64
+            ref["uri"] = value.partition(",")[0] + ","
+        return {REF: ref}
     if isinstance(value, dict):
         return {k: _walk(v, found) for k, v in value.items()}
     if isinstance(value, list):
@@ -49,14 +53,12 @@ def _walk(value: Any, found: dict[str, bytes]) -> Any:
 
 
 def compact(spec: JobSpec) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """The spec as JSON data with its extension images by reference, and those images."""
+    """The spec as JSON data with every image in it (an extension's, a settings override's,
+    at any depth) by reference, and those images."""
     data = spec.model_dump(mode="json")
     found: dict[str, bytes] = {}
-    for stage in ("txt2img", "img2img"):
-        scripts = data[stage].get("alwayson_scripts")
-        if scripts:
-            data[stage]["alwayson_scripts"] = _walk(scripts, found)
-    return data, found
+    compacted: dict[str, Any] = {k: _walk(v, found) for k, v in data.items() if k != "inputs"}
+    return {"inputs": data["inputs"], **compacted}, found
 
 
 def restore(
@@ -74,7 +76,7 @@ def restore(
                 if image is None:
                     missing.append(sha)
                     return value
-                return base64.b64encode(image).decode()
+                return str(ref.get("uri", "")) + base64.b64encode(image).decode()
             return {k: back(v) for k, v in value.items()}
         if isinstance(value, list):
             return [back(v) for v in value]

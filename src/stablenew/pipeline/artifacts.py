@@ -10,6 +10,7 @@ import errno
 import io
 import re
 import struct
+import unicodedata
 import zlib
 from datetime import datetime
 from pathlib import Path
@@ -26,8 +27,9 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def slug(text: str, limit: int = 40) -> str:
-    """A folder-name fragment: words of any script (a Japanese prompt keeps its characters)."""
-    words = re.findall(r"[^\W_]+", text.casefold())
+    """A folder-name fragment: words of any script (a Japanese prompt keeps its characters).
+    NFC first: macOS types "é" as e + a combining accent, which is not a word character."""
+    words = re.findall(r"[^\W_]+", unicodedata.normalize("NFC", text).casefold())
     return "-".join(words)[:limit].strip("-") or "job"
 
 

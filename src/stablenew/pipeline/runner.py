@@ -291,11 +291,13 @@ class _Run:
         produced = result.image
         infotext = produced.infotext or (source.infotext if source else "")
         chunks = {} if "parameters" in png_text_keys(produced.data) else {"parameters": infotext}
+        made_with = produced.seed if produced.seed is not None else seed
         chunks["stablenew"] = orjson.dumps(
             {
                 "image_index": i,
                 "job_id": self.job.id,
-                "spec": self.compact_spec,
+                "seed": made_with,
+                "spec": self._image_spec(i, made_with),
                 "spec_sha256": self.spec_sha256,
                 "stage": stage,
             }
@@ -312,7 +314,7 @@ class _Run:
             stage=stage,
             file=str(path),
             size=image_size(out),
-            seed=produced.seed if produced.seed is not None else seed,
+            seed=made_with,
             infotext=infotext,
             duration_s=round(duration, 3),
             attempts=result.attempts,
@@ -327,6 +329,14 @@ class _Run:
             ),
             guard=list(request.plan.decisions) if request.plan else [],
         )
+
+    def _image_spec(self, i: int, seed: int) -> dict[str, Any]:
+        """The job that makes image i again, for its PNG: one image, its seed, its own input.
+        The whole job's inputs would make every PNG of a 100-image job carry 100 of them."""
+        spec = {**self.compact_spec, "images": 1, "seed": seed}
+        if self.spec.inputs:
+            spec["inputs"] = [self.compact_spec["inputs"][i - 1]]
+        return spec
 
     def _source(self, stage: Stage, i: int) -> Source | None:
         position = self.chain.index(stage)
@@ -344,7 +354,8 @@ class _Run:
     def _copy_inputs(self) -> None:
         """The images the job starts from, and those its extensions use, into its run folder
         (once): from then on the job depends on nothing outside it, and a PNG of it that is
-        imported later finds them there."""
+        imported later finds them there. Extension images also go into the input store, as
+        init images did at submit, so a PNG that left its run folder finds them too."""
         if not (self.spec.inputs or self.extension_images):
             return
         store = InputStore(self.settings.inputs_dir) if self.settings.inputs_dir else None
@@ -353,6 +364,8 @@ class _Run:
             target = self.run_dir / "inputs" / sha
             if not target.exists():
                 write_image(target, data)
+            if store is not None:
+                store.put(data)
         for image in self.spec.inputs:
             target = self._input_path(image)
             if target.exists():

@@ -17,6 +17,7 @@ from typing import Any
 
 from stablenew import redact
 from stablenew.jobs.outcome import Cause
+from stablenew.jobs.references import image_bytes
 
 PROMPT_KEYS = {
     "prompt",
@@ -27,7 +28,6 @@ PROMPT_KEYS = {
     "ad_negative_prompt",
 }
 IMAGE_KEYS = {"init_images", "image", "mask", "firstpass_image", "images", "input_image"}
-LONG_TEXT = 256  # a string this long in an extension's args is checked for being an image
 SECRET_KEY = re.compile(r"pass|secret|token|auth|api_key|credential", re.IGNORECASE)
 
 
@@ -36,7 +36,10 @@ def summarize_text(text: str) -> dict[str, object]:
 
 
 def _summarize_image(value: Any) -> Any:
-    """An image (base64) as its size and hash: enough to know which one, nothing to carry."""
+    """An image (base64) as its size and hash: enough to know which one, nothing to carry.
+    ControlNet nests one (`{"image": {"image": ..., "mask": ...}}`): a dict is looked into."""
+    if isinstance(value, dict):
+        return {k: _summarize_image(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_summarize_image(v) for v in value]
     if isinstance(value, str):
@@ -50,10 +53,7 @@ def _summarize_image(value: Any) -> Any:
 
 
 def _looks_like_image(value: str) -> bool:
-    head = value[:16]
-    return len(value) >= LONG_TEXT and (
-        head.startswith(("iVBORw0KGgo", "/9j/", "UklGR", "data:image/"))
-    )
+    return value.startswith("data:image/") or image_bytes(value) is not None
 
 
 def sanitize(value: Any, key: str = "") -> Any:
