@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 from PIL import Image
 
 from stablenew.queue.store import JobStore
@@ -115,6 +117,37 @@ def test_img2img_through_the_a1111_door(serve: Callable[..., Server]) -> None:
     assert job["spec"]["img2img"]["enabled"] and job["spec"]["img2img"]["denoising_strength"] == 0.4
     with Image.open(job["result"]["images"][0]) as made:
         assert made.size == (64, 64)  # resized as A1111 resizes init images
+
+
+def test_a_variation_batch_through_the_a1111_door_makes_a1111s_images(
+    serve: Callable[..., Server],
+) -> None:
+    """With a variation strength A1111 keeps the seed and counts the variation seed up; the
+    door counted the seed up instead, so every image differed from A1111's own."""
+    server = serve()
+    body = {
+        "prompt": "variation test",
+        "steps": 3,
+        "width": 64,
+        "height": 64,
+        "batch_size": 2,
+        "n_iter": 2,
+        "seed": 1234,
+        "subseed": 99,
+        "subseed_strength": 0.3,
+        "sampler_name": "Euler a",
+    }
+    direct = httpx.post(f"{server.backend_url()}/sdapi/v1/txt2img", json=body, timeout=60).json()
+    info = json.loads(direct["info"])
+    assert info["all_seeds"] == [1234] * 4 and info["all_subseeds"] == [99, 100, 101, 102]
+    answer = server.post("/api/v1/a1111/txt2img", body)
+    assert answer.status_code == 201, answer.text
+    (job_id,) = answer.json()["ids"]
+    job = server.wait_status(job_id, "COMPLETED")
+    ours = [Image.open(path) for path in job["result"]["images"]]
+    theirs = [Image.open(io.BytesIO(base64.b64decode(b))) for b in direct["images"]]
+    assert [i.text["parameters"] for i in ours] == [i.text["parameters"] for i in theirs]
+    assert [i.tobytes() for i in ours] == [i.tobytes() for i in theirs]
 
 
 def test_a_bad_submit_is_422_with_the_messages_and_queues_nothing(

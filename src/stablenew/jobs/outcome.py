@@ -157,6 +157,9 @@ class Checkpoint(Stored):
 
     run_dir: str
     seeds: list[int]
+    # With a variation strength, A1111 keeps the seed and counts the variation seed up; empty
+    # without one (the spec's subseed is sent as it is).
+    subseeds: list[int] = Field(default_factory=list)
     stages_done: list[str] = Field(default_factory=list)
 
 

@@ -44,7 +44,7 @@ from stablenew.jobs.outcome import (
     reason_of,
 )
 from stablenew.jobs.references import compact
-from stablenew.jobs.spec import InputImage
+from stablenew.jobs.spec import InputImage, JobSpec
 from stablenew.jobs.status import FailureReason, JobStatus
 from stablenew.observe.events import (
     EventBus,
@@ -90,6 +90,19 @@ def resolve_seeds(seed: int, count: int) -> list[int]:
     """Every image's seed, fixed before the first call: seed, seed+1, ... (random base for -1)."""
     base = seed if seed >= 0 else random.randrange(4294967294 - count)
     return [(base + k) % 4294967295 for k in range(count)]
+
+
+def first_checkpoint(spec: JobSpec, run_dir: Path) -> Checkpoint:
+    """Seeds fixed before the first call, as A1111 numbers a batch (reference §9, seeds): with
+    no variation every image has the next seed; with a variation strength every image keeps
+    the seed and has the next variation seed."""
+    count = spec.images
+    if spec.subseed_strength == 0:
+        return Checkpoint(run_dir=str(run_dir), seeds=resolve_seeds(spec.seed, count))
+    seed = resolve_seeds(spec.seed, 1)[0]
+    return Checkpoint(
+        run_dir=str(run_dir), seeds=[seed] * count, subseeds=resolve_seeds(spec.subseed, count)
+    )
 
 
 class PreviewSink(Protocol):
@@ -147,7 +160,7 @@ class _Run:
         cp = self.job.checkpoint
         if cp is None:
             run_dir = run_dir_for(self.job, self.settings.output_root, utcnow())
-            cp = Checkpoint(run_dir=str(run_dir), seeds=resolve_seeds(self.spec.seed, self.total))
+            cp = first_checkpoint(self.spec, run_dir)
             self.fresh = True
         else:
             self.fresh = False
@@ -219,7 +232,10 @@ class _Run:
     def _run_image(self, stage: Stage, i: int, keep: bool) -> ImageRecord:
         seed = self.checkpoint.seeds[i - 1]
         source = self._source(stage, i)
-        request = stage.prepare(self.spec, self.settings, seed, f"{i}/{self.total}", source)
+        spec = self.spec
+        if self.checkpoint.subseeds:
+            spec = spec.model_copy(update={"subseed": self.checkpoint.subseeds[i - 1]})
+        request = stage.prepare(spec, self.settings, seed, f"{i}/{self.total}", source)
         if request.plan is not None:
             for decision in request.plan.decisions:
                 self._emit(EventKind.GUARD, stage.name, i, decision, GuardData(decision))
@@ -334,6 +350,8 @@ class _Run:
         """The job that makes image i again, for its PNG: one image, its seed, its own input.
         The whole job's inputs would make every PNG of a 100-image job carry 100 of them."""
         spec = {**self.compact_spec, "images": 1, "seed": seed}
+        if self.checkpoint.subseeds:
+            spec["subseed"] = self.checkpoint.subseeds[i - 1]
         if self.spec.inputs:
             spec["inputs"] = [self.compact_spec["inputs"][i - 1]]
         return spec
