@@ -174,7 +174,10 @@ class JobRunner:
                 self._wake.wait(self.poll_interval)
                 self._wake.clear()
                 continue
-            self.run_job(claim)
+            try:
+                self.run_job(claim)
+            except StableNewError as exc:  # a pause the store refused: the loop lives on
+                self.bus.emit(EventKind.WARNING, f"runner: {exc}", source="runner")
 
     def _next(self) -> Claim | None:
         """The next job to run, once the backend can take it; None when there is none now."""
@@ -225,23 +228,51 @@ class JobRunner:
             with self._current_lock:
                 self._current = None
         if outcome.status == JobStatus.CANCELLED and token.reason == STOPPING:
-            self._release(job, "the runner stopped; it resumes at the next start")
+            self._settle(
+                job, lambda: self._release(job, "the runner stopped; it resumes at the next start")
+            )
             return outcome
         if outcome.released:
             error = outcome.error
             why = "it cannot run jobs now"
             if error is not None:
                 why = error.causes[-1].message if error.causes else error.message
-            self._release(job, f"backend {self.name} is in a crash loop")
+            self._settle(job, lambda: self._release(job, f"backend {self.name} is in a crash loop"))
             self._hold(f"backend unavailable: {why}")
             return outcome
-        event = self.store.finish(job.id, self.owner, outcome)
-        if event is not None:
-            self.bus.publish(event)
+        self._settle(job, lambda: self._finish(job, outcome))
         if outcome.status == JobStatus.COMPLETED and self.gate is not None:
             self.gate.job_completed()
         self._after(outcome)
         return outcome
+
+    def _finish(self, job: Job, outcome: JobOutcome) -> None:
+        event = self.store.finish(job.id, self.owner, outcome)
+        if event is not None:
+            self.bus.publish(event)
+
+    def _settle(self, job: Job, record: Callable[[], None]) -> None:
+        """Record a job's end however long the store refuses (a full or read-only disk): the
+        end must not be lost, and this thread must live to run the next job. Stopping while
+        it still refuses leaves the job RUNNING; the next start's recovery re-queues it."""
+        delay, said = self.poll_interval, False
+        while True:
+            try:
+                record()
+                return
+            except StableNewError as exc:
+                if not said:
+                    said = True
+                    self.bus.emit(
+                        EventKind.WARNING,
+                        f"job {job.short_id}: cannot record its end: {exc}; trying again until "
+                        "it can",
+                        job_id=job.id,
+                        source="runner",
+                    )
+            if self._stopping.wait(delay):
+                return
+            delay = min(delay * 2, 5.0)
 
     def _release(self, job: Job, detail: str) -> None:
         event = self.store.release(job.id, self.owner, detail)

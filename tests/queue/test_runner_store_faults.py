@@ -1,0 +1,75 @@
+"""The runner outlives a store that refuses writes (a full or read-only disk under the home):
+a job's end is recorded once writes work again, and the queue goes on in the same process."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from stablenew.errors import StoreError
+from stablenew.jobs.cancel import CancelToken
+from stablenew.jobs.execution import CheckpointSaver
+from stablenew.jobs.job import Job
+from stablenew.jobs.outcome import JobOutcome
+from stablenew.jobs.spec import JobSpec
+from stablenew.jobs.status import JobStatus
+from stablenew.observe.events import EventBus, EventKind, JobLifecycleLogEvent
+from stablenew.queue.runner import JobRunner
+from stablenew.queue.store import JobStore
+
+FULL = "the disk holding jobs.db is full (database or disk is full); free some space and retry"
+
+
+class FullDisk(JobStore):
+    """A real store whose writes of a job's end fail until the disk has room again. (A real
+    full disk is not deterministic: SQLite may reuse WAL space it already holds.)"""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.full = threading.Event()
+        self.refused = 0
+
+    def finish(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self.full.is_set():
+            self.refused += 1
+            raise StoreError(FULL)
+        return super().finish(*args, **kwargs)
+
+
+def done(job: Job, token: CancelToken, saver: CheckpointSaver) -> JobOutcome:
+    return JobOutcome(status=JobStatus.COMPLETED)
+
+
+def test_a_job_end_the_store_refuses_is_recorded_later_and_the_queue_goes_on(
+    tmp_path: Path,
+) -> None:
+    store = FullDisk(tmp_path / "jobs.db")
+    bus = EventBus()
+    warnings: list[str] = []
+    said = threading.Event()
+
+    def hear(event: JobLifecycleLogEvent) -> None:
+        if event.kind == EventKind.WARNING:
+            warnings.append(event.message)
+            said.set()
+
+    bus.subscribe(hear)
+    ids = store.submit_many([JobSpec(prompt=p) for p in ("first", "second", "third")])
+    store.full.set()
+    runner = JobRunner(store, done, bus, max_attempts=3, poll_interval=0.05)
+    runner.start()
+    try:
+        assert said.wait(30), "the runner says it cannot record the job's end"
+        assert store.refused >= 1 and runner.alive  # before the fix the thread died here
+        store.full.clear()  # space freed
+        finished = threading.Event()
+        bus.subscribe(lambda e: finished.set() if e.job_id == ids[-1] and e.status else None)
+        for _ in range(600):
+            if all(store.get(i).status == JobStatus.COMPLETED for i in ids):
+                break
+            finished.wait(0.05)
+        assert [store.get(i).status for i in ids] == [JobStatus.COMPLETED] * 3
+    finally:
+        assert runner.stop(10)
+    assert warnings[0].startswith(f"job {ids[0][:8]}: cannot record its end: {FULL}")
+    assert len([w for w in warnings if "cannot record" in w]) == 1  # said once, not per retry
