@@ -102,6 +102,26 @@ def test_a_backend_that_crashes_every_time_pauses_the_queue_after_one_job(
     assert not starts_after  # nothing starts it again until the user resumes (or the cooldown)
 
 
+def test_a_backend_that_always_answers_garbage_pauses_the_queue_after_one_job(
+    tmp_path: Path,
+) -> None:
+    """Found by a tester: malformed answers (the process lives on, so nothing crashes and no
+    job has to start it) failed two jobs before the breaker opened on the third's restart."""
+    home = tmp_path / "home"
+    write_config(home, backend_config("--fault", "garbage:txt2img:1000:not_json"))
+    queue(home, 5)
+    worker = start_worker(home)
+    try:
+        wait_for(lambda: paused(home), 90, "the queue to pause")
+    finally:
+        worker.proc.send_signal(signal.SIGTERM)
+        worker.proc.wait(30)
+    got = statuses(home)
+    assert got.count(JobStatus.FAILED) == 1 and got.count(JobStatus.QUEUED) == 4, got
+    reason = paused(home) or ""
+    assert "crash loop" in reason and "a restart did not help" in reason, reason
+
+
 def test_after_the_cooldown_one_trial_then_paused_again(tmp_path: Path) -> None:
     home = tmp_path / "home"
     write_config(

@@ -8,6 +8,9 @@ a healthy backend, a Start button):
 - starts: a process that never completes a generation is unproven; `limit` unproven starts in a
   row open it (a backend that dies while loading), and so do more than `max_restarts` restarts
   within `window`.
+- futile restarts: a restart after which the retry failed again did not help; until a generation
+  completes, the next restart would not either (a backend that answers garbage every time
+  lives on, so nothing crashes and no job has to start it), so it opens the breaker.
 
 While open, nothing starts the backend: the job in flight goes back to the queue, which pauses
 with the reason instead of failing job after job. After `cooldown` seconds one trial start is
@@ -57,6 +60,7 @@ class CrashLoopBreaker:
         self._starts: deque[float] = deque()
         self._crashes: deque[float] = deque()  # since the last completed job
         self._unproven = 0  # starts in a row with no completed generation since
+        self._futile = False  # a restart did not cure a failure; nothing completed since
         self._opened_at = 0.0
         self.state = BreakerState.CLOSED
         self.reason = ""
@@ -70,7 +74,12 @@ class CrashLoopBreaker:
             reason = ""
             if self.state != BreakerState.OPEN:
                 limit = 1 if self.state == BreakerState.HALF_OPEN else self.limit
-                if self._unproven >= limit:
+                if self._futile:
+                    reason = (
+                        "a restart did not help the last failed job and the backend has "
+                        "completed no generation since"
+                    )
+                elif self._unproven >= limit:
                     reason = (
                         f"the backend was started {self._unproven} time(s) in a row and never "
                         "completed a generation"
@@ -110,11 +119,18 @@ class CrashLoopBreaker:
         if reason:
             self._tell(self.reason)
 
+    def restart_did_not_help(self) -> None:
+        """The retry after a restart failed again: the next restart opens the breaker, unless
+        a generation completes first."""
+        with self._lock:
+            self._futile = True
+
     def proven(self) -> None:
         """A generation completed: the running process works."""
         changed = False
         with self._lock:
             self._unproven = 0
+            self._futile = False
             if self.state == BreakerState.HALF_OPEN:
                 self.state, self.reason, changed = BreakerState.CLOSED, "", True
         if changed:
@@ -132,7 +148,7 @@ class CrashLoopBreaker:
         with self._lock:
             was = self.state
             self.state, self.reason = BreakerState.CLOSED, ""
-            self._unproven = 0
+            self._unproven, self._futile = 0, False
             self._starts.clear()
             self._crashes.clear()
         if was != BreakerState.CLOSED:
@@ -144,7 +160,7 @@ class CrashLoopBreaker:
             if self.state != BreakerState.OPEN or self._cooldown_left() > 0:
                 return False
             self.state = BreakerState.HALF_OPEN
-            self._unproven = 0  # the trial is judged on its own
+            self._unproven, self._futile = 0, False  # the trial is judged on its own
             self._starts.clear()
             self._crashes.clear()
         self._tell(f"cooldown of {self.cooldown:g}s over: one trial start allowed")

@@ -176,6 +176,10 @@ class WebUIProcessManager:
         """The running process completed a generation: it is healthy (breaker)."""
         self.breaker.proven()
 
+    def restart_did_not_help(self) -> None:
+        """The call failed again after a restart (breaker: the next restart would not help)."""
+        self.breaker.restart_did_not_help()
+
     # -- start ---------------------------------------------------------------------------------
 
     def start(self, timeout: float | None = None) -> str:

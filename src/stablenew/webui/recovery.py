@@ -291,6 +291,8 @@ class RecoveringBackend:
                     tell(RecoveryStep("crash_detected", attempt, str(exc)))
                 artifacts += self._artifacts(request, attempt, exc, mark, tell)
                 if attempt == 2:
+                    if restarts:
+                        self.manager.restart_did_not_help()
                     break
                 if isinstance(exc, BackendStall) and exc.honoured:
                     tell(RecoveryStep("retry", attempt + 1, "the interrupt freed the backend"))
