@@ -4,15 +4,17 @@ recover` keeps what can be read."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from stablenew.jobs.spec import JobSpec
 from stablenew.jobs.status import JobStatus
 from stablenew.queue.store import JobStore
-from tests.hostile.conftest import cli, fill
+from tests.hostile.conftest import cli, fill, statuses
 
 COMMANDS = [
     ("queue", "list"),
@@ -109,6 +111,23 @@ def test_a_full_disk_under_the_home_is_a_readable_error(tmp_path: Path, mount) -
     (home / "ballast").unlink()
     listed = cli(home, "queue", "list")
     assert listed.returncode == 0 and "fits" in listed.stdout
+
+
+def test_a_submit_refused_for_a_full_disk_leaves_no_input_images_behind(
+    tmp_path: Path,
+    mount,  # type: ignore[no-untyped-def]
+) -> None:
+    """Found by a tester: the images copied before the disk filled stayed in <home>/inputs."""
+    home = mount("home", size="3m")
+    folder = tmp_path / "big"
+    folder.mkdir()
+    for n in range(8):  # ~770 KB each, uncompressible: the fourth does not fit
+        noise = Image.frombytes("RGB", (512, 512), os.urandom(512 * 512 * 3))
+        noise.save(folder / f"b{n}.png", compress_level=0)
+    done = cli(home, "queue", "add", "--init-image", str(folder), "--stages", "upscale")
+    assert done.returncode != 0 and "cannot keep an input image" in done.stderr, done.stderr
+    assert [p for p in (home / "inputs").rglob("*") if p.is_file()] == []
+    assert statuses(home) == []
 
 
 def test_doctor_reports_free_space(tmp_path: Path, mount) -> None:  # type: ignore[no-untyped-def]

@@ -263,8 +263,7 @@ class Intents:
         if not files:
             raise InputError(f"no image files in {', '.join(paths)}")
         read = [read_image(file) for file in files]  # all checked before any is stored
-        for image in read:
-            self.inputs.put(image.data)
+        self.inputs.put_all(image.data for image in read)
         groups: list[list[InputImage]] = (
             [[r.image for r in read]] if one_job else [[r.image] for r in read]
         )

@@ -206,8 +206,7 @@ def store_inputs(intents: Intents, paths: Sequence[str]) -> list[InputImage]:
     if not files:
         raise InputError(f"no image files in {', '.join(paths)}")
     read = [read_image(file) for file in files]
-    for image in read:
-        intents.inputs.put(image.data)
+    intents.inputs.put_all(image.data for image in read)
     return [image.image for image in read]
 
 

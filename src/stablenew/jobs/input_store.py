@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +74,24 @@ class InputStore:
                 tmp.unlink(missing_ok=True)
                 raise InputError(f"cannot keep an input image in {self.folder}: {exc}") from exc
         return sha
+
+    def put_all(self, images: Iterable[bytes]) -> list[str]:
+        """Keep several images, or none: when one cannot be written (a full disk), the ones
+        this call added are removed again, so a refused submit leaves nothing behind. (An
+        image that was here before is never removed: another job may use it.)"""
+        added: list[Path] = []
+        shas: list[str] = []
+        try:
+            for data in images:
+                sha = hashlib.sha256(data).hexdigest()
+                if not self.path(sha).exists():
+                    added.append(self.path(sha))
+                shas.append(self.put(data))
+        except InputError:
+            for path in added:
+                path.unlink(missing_ok=True)
+            raise
+        return shas
 
     def has(self, sha256: str) -> bool:
         return self.path(sha256).is_file()

@@ -40,8 +40,7 @@ def queue_request(
     if done.inputs:
         if inputs is None:
             raise InputError("this StableNew has no input store: cannot take init images")
-        for data in done.inputs:
-            inputs.put(data)
+        inputs.put_all(done.inputs)
     job_id = ctx.services.jobs.submit_many([done.spec], priority, source="api")[0]
     return job_id, done.warnings
 
