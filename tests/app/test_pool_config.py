@@ -48,3 +48,13 @@ def test_free_ports_and_different_ports_are_different_backends(tmp_path: Path) -
         '[[backends]]\nname = "d"\nmode = "attached"\nurl = "http://127.0.0.1:22504"\n',
     )
     assert [b.name for b in load_config(tmp_path).backends] == ["a", "b", "c", "d"]
+
+
+def test_a_label_that_is_another_backends_name_is_an_error(tmp_path: Path) -> None:
+    config(
+        tmp_path,
+        '[[backends]]\nname = "a"\nlabels = ["b"]\n\n[[backends]]\nname = "b"\n'
+        'command = ["stablenew", "webui-sim", "--port", "0"]\n',
+    )
+    with pytest.raises(ConfigError, match=r"'a' has the label 'b', the name of another backend"):
+        load_config(tmp_path)

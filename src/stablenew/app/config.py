@@ -192,6 +192,13 @@ class Config(_Section):
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ValueError(f"backends: the name {twice[0]!r} is used twice")
+        for b in self.backends:
+            clash = sorted(set(b.labels) & (set(names) - {b.name}))
+            if clash:
+                raise ValueError(
+                    f"backends: {b.name!r} has the label {clash[0]!r}, the name of another "
+                    f"backend: --on {clash[0]} would mean both; rename the label"
+                )
         listed: dict[tuple[str, int], str] = {}
         for b in self.backends:
             where = b.address()
