@@ -57,3 +57,20 @@ def test_a_pin_holds_in_a_pool_of_one(make_pool, tmp_path: Path) -> None:  # typ
     waiter.wait(EventKind.JOB_COMPLETED, free, timeout=60)
     note_of(services, lost, "no backend named gpu1 in the config")
     assert services.jobs.get_job_status(lost) == JobStatus.QUEUED
+
+
+def test_an_attached_backend_restarted_with_other_models_runs_a_job_for_the_new_one(
+    make_pool, start_sim, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    first = start_sim("--models", "sim-v15-base")
+    port = first.url.rsplit(":", 1)[1]
+    attached = BackendConfig("box", LaunchConfig(url=first.url, startup_timeout=10))
+    services = make_pool([attached])
+    waiter = Waiter(services.jobs)
+    before = services.jobs.submit_pipeline_run(small("old model", "sim-v15-base"))
+    waiter.wait(EventKind.JOB_COMPLETED, before, timeout=60)  # the owner has read its lists
+    first.manager.stop(grace=3)
+    start_sim("--port", port, "--models", "sim-xl-photo")  # the user's restart, other models
+    # Submitted by another process, which checks against the live lists.
+    after = services.jobs.store.submit(small("new model", "sim-xl-photo"))
+    waiter.wait(EventKind.JOB_COMPLETED, after, timeout=60)

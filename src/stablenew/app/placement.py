@@ -134,6 +134,10 @@ class Placement:
     def can_run(self, job: Job, backend: BackendView) -> bool:
         return self._why_not(job, backend) is None
 
+    def lacks(self, job: Job, backend: BackendView) -> bool:
+        """The pin allows `backend`, but its lists lack a name `job` needs."""
+        return pinned_to(job, backend) and self._why_not(job, backend) is not None
+
     def waiting(self, jobs: Sequence[Job], backends: Sequence[BackendView]) -> dict[str, str]:
         """Why each of `jobs` that no healthy backend can run is waiting."""
         healthy = [b for b in backends if b.healthy]

@@ -32,6 +32,7 @@ from stablenew.webui.process import LaunchConfig, WebUIProcessManager
 from stablenew.webui.recovery import RecoveringBackend, RecoveryPolicy
 
 FIRST_PAGE = 16  # a pool of one reads this many queued jobs to find the one to run
+LISTS_MAX_AGE = 5.0  # seconds: how often a backend re-reads its lists while a job waits for them
 
 
 @dataclass
@@ -178,6 +179,11 @@ class BackendPool:
             me = next(v for v in views if v.name == member.name)
             eligible, seen = self._candidates(store, me, pins)
             chosen = self.placement.pick(me, eligible, views)
+            lacking = chosen is None and any(self.placement.lacks(job, me) for job in seen)
+            if lacking and member.recovering is not None and me.healthy:
+                # A job waits for something this backend had not: ask its lists again (at
+                # most every LISTS_MAX_AGE s); the next look uses the new ones.
+                member.recovering.lists(max_age=LISTS_MAX_AGE)
             if self.placement.notes_due(chose=chosen is not None):
                 self._note(store, views, seen)
             return chosen
