@@ -196,7 +196,9 @@ def test_pause_cancel_and_reorder_with_two_backends(make_pool, tmp_path: Path) -
     services.jobs.resume()
 
     def started() -> list[str]:
-        return [e.job_id or "" for e in waiter.events if e.kind == EventKind.JOB_STARTED]
+        """In the order the store recorded the claims (two runners publish them in a race)."""
+        starts = [e for e in waiter.events if e.kind == EventKind.JOB_STARTED]
+        return [e.job_id or "" for e in sorted(starts, key=lambda e: e.store_seq or 0)]
 
     deadline = time.monotonic() + 30
     while len(started()) < 2:

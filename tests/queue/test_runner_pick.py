@@ -28,7 +28,8 @@ def test_a_job_taken_by_a_sibling_runner_makes_the_runner_choose_again_at_once(
     sibling = JobRunner(store, never, EventBus(), max_attempts=3, name="b")
     picks: list[list[str]] = []
 
-    def pick(window: list[Job]) -> Job | None:
+    def pick() -> Job | None:
+        window = store.pending()
         picks.append([j.id for j in window])
         if len(picks) == 1:  # the sibling claims the head between our choice and our claim
             assert store.claim(window[0].id, sibling.owner, "b") is not None
@@ -46,7 +47,8 @@ def test_a_runner_that_loses_to_a_pause_does_not_spin(tmp_path: Path) -> None:
     store.submit(JobSpec(prompt="only"))
     calls = 0
 
-    def pick(window: list[Job]) -> Job | None:
+    def pick() -> Job | None:
+        window = store.pending()
         nonlocal calls
         calls += 1
         store.pause("the user paused")  # between our choice and our claim

@@ -91,6 +91,19 @@ class BackendEntry(BackendSection):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=40)
     labels: list[str] = Field(default_factory=list)
 
+    def address(self) -> tuple[str, int] | None:
+        """(host, port) the backend answers on, when the config says: its url, or a managed
+        command's `--port N`. Names are compared as written: 127.0.0.1 and localhost differ."""
+        if self.url is not None:
+            url = httpx.URL(self.url)
+            return url.host.lower(), url.port or (443 if url.scheme == "https" else 80)
+        command = self.command or []
+        if self.mode == "managed" and "--port" in command[:-1]:
+            port = command[command.index("--port") + 1]
+            if port.isdigit() and int(port) > 0:  # 0: the OS picks a free one
+                return "127.0.0.1", int(port)
+        return None
+
 
 class OutputSection(_Section):
     root: str | None = None  # None: <home>/outputs
@@ -179,6 +192,26 @@ class Config(_Section):
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ValueError(f"backends: the name {twice[0]!r} is used twice")
+        for b in self.backends:
+            clash = sorted(set(b.labels) & (set(names) - {b.name}))
+            if clash:
+                raise ValueError(
+                    f"backends: {b.name!r} has the label {clash[0]!r}, the name of another "
+                    f"backend: --on {clash[0]} would mean both; rename the label"
+                )
+        listed: dict[tuple[str, int], str] = {}
+        for b in self.backends:
+            where = b.address()
+            if where is None:
+                continue
+            if where in listed:
+                # Two runners would call one server at once, and the second managed process
+                # would die on the port while the first one answers for it.
+                raise ValueError(
+                    f"backends: {listed[where]!r} and {b.name!r} are the same backend "
+                    f"({where[0]}:{where[1]}): list each backend once"
+                )
+            listed[where] = b.name
         return self
 
     def pool_entries(self) -> list[BackendEntry]:

@@ -131,17 +131,31 @@ class Placement:
                 return self._took(job, group)
         return None
 
-    def waiting(self, window: Sequence[Job], backends: Sequence[BackendView]) -> dict[str, str]:
-        """Why each job in the window that no healthy backend can run is waiting."""
+    def can_run(self, job: Job, backend: BackendView) -> bool:
+        return self._why_not(job, backend) is None
+
+    def lacks(self, job: Job, backend: BackendView) -> bool:
+        """The pin allows `backend`, but its lists lack a name `job` needs."""
+        return pinned_to(job, backend) and self._why_not(job, backend) is not None
+
+    def waiting(self, jobs: Sequence[Job], backends: Sequence[BackendView]) -> dict[str, str]:
+        """Why each of `jobs` that no healthy backend can run is waiting."""
         healthy = [b for b in backends if b.healthy]
         notes: dict[str, str] = {}
-        for job in window:
+        for job in jobs:
             reasons = [self._why_not(job, b) for b in healthy]
-            if healthy and all(reasons):
+            if job.spec.backend is not None and not _known(job.spec.backend, backends):
+                notes[job.id] = unknown_pin(job.spec.backend)
+            elif healthy and all(reasons):
                 notes[job.id] = _summarize(job, [r for r in reasons if r])
             elif not healthy:
                 notes[job.id] = "no backend is available"
         return notes
+
+    @staticmethod
+    def pin_note(pin: str, backends: Sequence[BackendView]) -> str:
+        """Why a job pinned to `pin` waits when no healthy backend carries that name or label."""
+        return pinned_note(pin) if _known(pin, backends) else unknown_pin(pin)
 
     def notes_due(self, chose: bool) -> bool:
         """Whether to work the waiting notes out now: at once when a backend found nothing to
@@ -180,8 +194,20 @@ class Placement:
         return taken
 
 
+def pinned_note(pin: str) -> str:
+    return f"waiting for backend {pin} (pinned)"
+
+
+def unknown_pin(pin: str) -> str:
+    return f"no backend named {pin} in the config"
+
+
+def _known(pin: str, backends: Sequence[BackendView]) -> bool:
+    return any(pin == b.name or pin in b.labels for b in backends)
+
+
 def _summarize(job: Job, reasons: list[str]) -> str:
     if job.spec.backend is not None and all(r.startswith("pinned") for r in reasons):
-        return f"waiting for backend {job.spec.backend} (pinned)"
+        return pinned_note(job.spec.backend)
     first = next((r for r in reasons if not r.startswith("pinned")), reasons[0])
     return f"no backend can run it: {first}"

@@ -1,8 +1,9 @@
 """The backends one owner drives: each with its process manager, recovery layer, breaker and
 JobRunner, all claiming from the one durable queue, placed by `app.placement`.
 
-A pool of one is what a `[backend]` section makes, and behaves exactly as a single backend
-always has (its runner claims the head of the queue; its crash loop pauses the queue). In a pool
+A pool of one is what a `[backend]` section makes, and behaves as a single backend always has
+(its runner takes the first job it can run; its crash loop pauses the queue), pins and names
+checked as in any pool. In a pool
 of several, a backend whose breaker opens is set aside: its job goes back to the queue and
 resumes on another backend from its checkpoint, it gets one trial after the cooldown, and the
 queue pauses only when no backend of the pool can take jobs.
@@ -29,6 +30,9 @@ from stablenew.queue.store import JobStore
 from stablenew.webui.client import WebUIClient
 from stablenew.webui.process import LaunchConfig, WebUIProcessManager
 from stablenew.webui.recovery import RecoveringBackend, RecoveryPolicy
+
+FIRST_PAGE = 16  # a pool of one reads this many queued jobs to find the one to run
+LISTS_MAX_AGE = 5.0  # seconds: how often a backend re-reads its lists while a job waits for them
 
 
 @dataclass
@@ -150,7 +154,7 @@ class BackendPool:
                 bus,
                 gate=MemberGate(self, member),
                 max_attempts=recovery.max_attempts,
-                pick=None if self.single else self._pick(member, store),
+                pick=self._pick(member, store),
                 name=member.name,
             )
             runners.append(member.runner)
@@ -165,21 +169,64 @@ class BackendPool:
 
         return execute
 
-    def _pick(self, member: Member, store: JobStore) -> Callable[[list[Job]], Job | None]:
-        def pick(window: list[Job]) -> Job | None:
+    def _pick(self, member: Member, store: JobStore) -> Callable[[], Job | None]:
+        pins = (member.name, *member.config.labels)
+
+        def pick() -> Job | None:
             if member.recovering is not None:
                 member.recovering.lists()  # asked once per backend process
             views = [m.view() for m in self.members]
             me = next(v for v in views if v.name == member.name)
-            chosen = self.placement.pick(me, window, views)
+            eligible, seen = self._candidates(store, me, pins)
+            chosen = self.placement.pick(me, eligible, views)
+            lacking = chosen is None and any(self.placement.lacks(job, me) for job in seen)
+            if lacking and member.recovering is not None and me.healthy:
+                # A job waits for something this backend had not: ask its lists again (at
+                # most every LISTS_MAX_AGE s); the next look uses the new ones.
+                member.recovering.lists(max_age=LISTS_MAX_AGE)
             if self.placement.notes_due(chose=chosen is not None):
-                notes = self.placement.waiting(window, views)
-                changed = [j.id for j in window if j.note != notes.get(j.id, "")]
-                if changed:
-                    store.set_notes(notes, changed)
+                self._note(store, views, seen)
             return chosen
 
         return pick
+
+    def _candidates(
+        self, store: JobStore, me: BackendView, pins: tuple[str, ...]
+    ) -> tuple[list[Job], list[Job]]:
+        """The first `[pool] window` queued jobs `me` can run (jobs pinned to other backends
+        skipped by the query, jobs it lacks names for skipped here, however many there are),
+        and every job looked at. A pool of one needs only the first such job."""
+        wanted = 1 if self.single else self.policy.window
+        size = FIRST_PAGE if self.single else self.policy.window
+        eligible: list[Job] = []
+        seen: list[Job] = []
+        after: Job | None = None
+        while len(eligible) < wanted:
+            page = store.pending_after(after, size, pins)
+            seen += page
+            eligible += [job for job in page if self.placement.can_run(job, me)]
+            if len(page) < size:
+                break
+            after, size = page[-1], self.policy.window
+        return eligible[:wanted], seen
+
+    def _note(self, store: JobStore, views: list[BackendView], seen: list[Job]) -> None:
+        """Why queued jobs wait: those this backend looked at, and those pinned to no healthy
+        backend (found through the pin index, wherever they are in the queue)."""
+        healthy = {p for v in views if v.healthy for p in (v.name, *v.labels)}
+        notes = self.placement.waiting(seen, views)
+        away = store.pinned_away(healthy)
+        for job_id, pin in away:
+            notes[job_id] = self.placement.pin_note(pin, views)
+        had = store.notes()
+        # A pin's note goes when its backend is back; other notes only when looked at again
+        # (another backend's look may not reach them).
+        pin_note = self.placement.pin_note
+        back = {i for i, (note, pin) in had.items() if pin and note == pin_note(pin, views)}
+        among = {j.id for j in seen} | {job_id for job_id, _ in away} | back
+        changed = [i for i in among if notes.get(i, "") != had.get(i, ("", None))[0]]
+        if changed:
+            store.set_notes(notes, changed)
 
     def reset(self, why: str) -> None:
         """The user says the cause is fixed: every backend may be started again."""

@@ -105,11 +105,14 @@ def describe_job(job: Job) -> list[tuple[str, Part | list[Part]]]:
         ("images", str(spec.images)),
         ("seed", _seeds(job)),
         ("model", spec.model or "(the backend's current one)"),
+        ("backend", spec.backend or "any"),
         ("size", f"{spec.width}x{spec.height}, {spec.steps} steps, {spec.sampler}"),
         ("prompt", spec.prompt),
         ("negative", spec.negative_prompt or "-"),
         ("output root", spec.output.root or "(the configured one)"),
     ]
+    if job.note and job.status == JobStatus.QUEUED:
+        lines.insert(2, ("waiting", (job.note, "yellow")))
     if job.checkpoint is not None and job.checkpoint.stages_done:
         lines.append(("done", ", ".join(job.checkpoint.stages_done) + " (a resume starts after)"))
     if job.retried_from:

@@ -73,7 +73,7 @@ class _Saver:
         return self.store.image_records(self.job_id)
 
 
-Pick = Callable[[list[Job]], Job | None]  # which of the queue's head this runner takes
+Pick = Callable[[], Job | None]  # which queued job this runner takes (it reads the store)
 
 
 class JobRunner:
@@ -89,7 +89,6 @@ class JobRunner:
         owner: str | None = None,
         pick: Pick | None = None,
         name: str = "default",
-        window: int = 200,
     ) -> None:
         self.store = store
         self.execute = execute
@@ -99,8 +98,7 @@ class JobRunner:
         self.max_attempts = max_attempts
         self.name = name  # the backend this runner drives
         self.owner = owner or new_owner(name)
-        self.pick = pick  # None: the head of the queue (a pool of one)
-        self.window = window
+        self.pick = pick  # None: the head of the queue
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -205,7 +203,7 @@ class JobRunner:
         if self.pick is None:
             return self.store.claim_next(self.owner, self.name)
         while True:
-            chosen = self.pick(self.store.pending(limit=self.window))
+            chosen = self.pick()
             if chosen is None:
                 return None
             claim = self.store.claim(chosen.id, self.owner, self.name)

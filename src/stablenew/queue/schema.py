@@ -152,7 +152,13 @@ def _v4(c: sqlite3.Connection) -> None:
     c.execute("ALTER TABLE jobs ADD COLUMN note TEXT NOT NULL DEFAULT ''")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4]
+def _v5(c: sqlite3.Connection) -> None:
+    # A pool's backends look past jobs pinned to others, and say why those wait, without
+    # parsing every queued spec (queue.store.PIN is this expression).
+    c.execute("CREATE INDEX jobs_pin ON jobs(status, json_extract(spec, '$.backend'))")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
 VERSION = len(MIGRATIONS)
 
 

@@ -76,6 +76,8 @@ def _beyond(key: tuple[tuple[str, bool], ...], after: SortKey) -> tuple[str, lis
     return "WHERE " + " OR ".join(terms), params
 
 
+PIN = "json_extract(spec, '$.backend')"  # a job's pin, as the schema's jobs_pin index has it
+
 FINISHED = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 QUEUED_DATA = orjson.dumps({"status": "QUEUED", "detail": ""}).decode()
 
@@ -542,6 +544,48 @@ class JobStore:
                 (limit,),
             ).fetchall()
         return [_job(r) for r in rows]
+
+    def pending_after(
+        self,
+        after: Job | None,
+        limit: int,
+        pins: Collection[str] | None = None,
+    ) -> list[Job]:
+        """QUEUED jobs in run order that come after `after` (None: from the head). With `pins`,
+        only jobs that are unpinned or pinned to one of them: jobs pinned to another backend
+        cost a backend looking for work nothing but the index walk."""
+        where = "status = 'QUEUED'"
+        params: list[str | int | float] = []
+        if after is not None:
+            where += " AND (priority < ? OR (priority = ? AND position > ?))"
+            params += [after.priority, after.priority, after.position]
+        if pins is not None:
+            where += f" AND ({PIN} IS NULL OR {PIN} IN ({', '.join('?' * len(pins))}))"
+            params += list(pins)
+        with self._read() as db:
+            rows = db.execute(
+                f"SELECT * FROM jobs WHERE {where} ORDER BY priority DESC, position LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+        return [_job(r) for r in rows]
+
+    def pinned_away(self, pins: Collection[str]) -> list[tuple[str, str]]:
+        """(id, pin) of the QUEUED jobs pinned to none of `pins`, through the pin index."""
+        with self._read() as db:
+            rows = db.execute(
+                f"SELECT id, {PIN} AS pin FROM jobs WHERE status = 'QUEUED' AND {PIN} > ''"
+                f" AND {PIN} NOT IN ({', '.join('?' * len(pins))})",
+                list(pins),
+            ).fetchall()
+        return [(r["id"], r["pin"]) for r in rows]
+
+    def notes(self) -> dict[str, tuple[str, str | None]]:
+        """id -> (why it waits, its pin) for the QUEUED jobs that have a note."""
+        with self._read() as db:
+            rows = db.execute(
+                f"SELECT id, note, {PIN} AS pin FROM jobs WHERE status = 'QUEUED' AND note != ''"
+            ).fetchall()
+        return {r["id"]: (r["note"], r["pin"]) for r in rows}
 
     def move(
         self, job_id: str, where: Move | int, source: str = "api"

@@ -346,6 +346,10 @@ class WebUIProcessManager:
         while True:
             health = self._probe(self.url)
             if health is Health.OK:
+                if self._state != BackendState.READY:
+                    # Back after being away: it may be another process with other models, so
+                    # what was asked of the one before (lists, options) is asked again.
+                    self.launches += 1
                 self._set_state(BackendState.READY, self.url)
                 return self.url
             if health is Health.AUTH_REJECTED:

@@ -251,6 +251,7 @@ class RecoveringBackend:
         self._options: dict[str, Any] = {}  # options set on the running process
         self._options_for = -1  # ... which process (the manager's launch count then)
         self._lists: tuple[int, BackendLists] | None = None
+        self._lists_at = 0.0  # when they were asked (monotonic)
         self._loaded: tuple[int, str | None] | None = None
 
     @property
@@ -405,10 +406,14 @@ class RecoveringBackend:
             self.client.set_options(missing)
             self._options.update(missing)
 
-    def lists(self) -> BackendLists:
-        """What the running backend has (models, samplers, ...), asked once per process."""
-        if self._lists is None or self._lists[0] != self.manager.launches:
+    def lists(self, max_age: float | None = None) -> BackendLists:
+        """What the running backend has (models, samplers, ...), asked once per process, or
+        again when the answer is older than `max_age` seconds (an attached backend's owner
+        may have changed its models without our seeing it go away)."""
+        stale = max_age is not None and time.monotonic() - self._lists_at >= max_age
+        if self._lists is None or self._lists[0] != self.manager.launches or stale:
             self._lists = (self.manager.launches, fetch_lists(self.client))
+            self._lists_at = time.monotonic()
             try:
                 loaded = self.client.get_options().get("sd_model_checkpoint")
             except BackendError:
