@@ -75,9 +75,15 @@ class CrashLoopBreaker:
             if self.state != BreakerState.OPEN:
                 limit = 1 if self.state == BreakerState.HALF_OPEN else self.limit
                 if self._futile:
+                    crashed = (
+                        f"the backend crashed {len(self._crashes)} time(s) within "
+                        f"{self.window:g}s and "
+                        if self._crashes
+                        else ""
+                    )
                     reason = (
-                        "a restart did not help the last failed job and the backend has "
-                        "completed no generation since"
+                        f"{crashed}a restart did not help the last failed job; the backend "
+                        "has completed no generation since"
                     )
                 elif self._unproven >= limit:
                     reason = (
