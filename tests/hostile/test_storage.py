@@ -5,6 +5,7 @@ recover` keeps what can be read."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,50 @@ def test_doctor_reports_free_space(tmp_path: Path, mount) -> None:  # type: igno
     home = mount("home", size="4m")
     done = cli(home, "doctor")
     assert "FAIL home disk" in done.stdout  # 4 MB is far below what images need
+
+
+def test_a_new_database_appears_whole_to_a_process_that_looks_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two commands started together on a new home: the one that looks while the other is
+    creating jobs.db finds no file or a whole database, never an empty one it must refuse,
+    and the database it makes meanwhile is not overwritten."""
+    home = tmp_path / "home"
+    home.mkdir()
+    other: list[subprocess.CompletedProcess[str]] = []
+    connect = sqlite3.connect
+
+    def looking_meanwhile(*args: object, **kwargs: object) -> sqlite3.Connection:
+        if not other:  # the moment between creating the file and SQLite writing to it
+            other.append(cli(home, "queue", "add", "queued by the other process"))
+        return connect(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite3, "connect", looking_meanwhile)
+    store = JobStore(home / "jobs.db")
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    try:
+        assert other[0].returncode == 0, other[0].stderr
+        assert [j.spec.prompt for j in store.list_jobs()] == ["queued by the other process"]
+    finally:
+        store.close()
+    assert not [p for p in home.iterdir() if p.name.endswith(".new")]  # no temporary left
+    assert (home / "jobs.db").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_database_that_could_not_be_made_on_a_full_disk_leaves_nothing(
+    tmp_path: Path, mount
+) -> None:  # type: ignore[no-untyped-def]
+    disk = mount("disk", size="256k")
+    home = disk / "fresh"
+    home.mkdir()
+    (home / "config.toml").write_text(
+        '[backend]\nmode = "attached"\nurl = "http://127.0.0.1:22699"\n'
+    )
+    fill(disk)
+    done = cli(home, "queue", "list")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "full" in done.stderr and "free" in done.stderr, done.stderr
+    assert sorted(p.name for p in home.iterdir() if p.name != "logs") == ["config.toml"]
+    (disk / "ballast").unlink()
+    listed = cli(home, "queue", "list")
+    assert listed.returncode == 0, listed.stderr
