@@ -163,3 +163,25 @@ def test_a_database_that_could_not_be_made_on_a_full_disk_leaves_nothing(
     (disk / "ballast").unlink()
     listed = cli(home, "queue", "list")
     assert listed.returncode == 0, listed.stderr
+
+
+def test_doctor_on_a_full_home_disk_says_it_is_full_and_goes_on(
+    tmp_path: Path, mount, sim_url: str
+) -> None:  # type: ignore[no-untyped-def]
+    """SQLite says "disk I/O error" when the home's disk is full: the message names the full
+    disk and its free space (not the folder's permissions), and doctor still checks the
+    disks and the backend."""
+    home = mount("home", size="2m")
+    (home / "config.toml").write_text(f'[backend]\nmode = "attached"\nurl = "{sim_url}"\n')
+    assert cli(home, "queue", "add", "fits").returncode == 0
+    fill(home)
+    done = cli(home, "doctor")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    lines = done.stdout.splitlines()
+    database = next(line for line in lines if line.startswith("FAIL database"))
+    assert "is full" in database and "free" in database and "writable" not in database
+    assert any(line.startswith("FAIL home disk") for line in lines), done.stdout
+    assert any(line.startswith("ok   backend") for line in lines), done.stdout
+    listed = cli(home, "queue", "list")
+    assert listed.returncode == 1 and "is full" in listed.stderr, listed.stderr
+    assert "writable" not in listed.stderr

@@ -23,7 +23,9 @@ def store_error(path: Path, exc: sqlite3.Error) -> StoreError:
     """A SQLite failure as something a user can act on."""
     text = str(exc)
     lowered = text.lower()
-    if "full" in lowered:
+    # SQLite says "disk I/O error" when a write fails for want of room (WAL, -shm, journal):
+    # on a (nearly) full disk that is the cause to name, not the folder's permissions.
+    if "full" in lowered or ("disk i/o" in lowered and diskspace.nearly_full(path.parent)):
         return _full(path, text)
     if "not a database" in lowered or "malformed" in lowered or "corrupt" in lowered:
         return StoreError(
