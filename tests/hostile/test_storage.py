@@ -185,3 +185,52 @@ def test_doctor_on_a_full_home_disk_says_it_is_full_and_goes_on(
     listed = cli(home, "queue", "list")
     assert listed.returncode == 1 and "is full" in listed.stderr, listed.stderr
     assert "writable" not in listed.stderr
+
+
+def _damage(db: Path, *names: str, leaf: int = 0) -> None:
+    """Overwrite one page of each named table or index (its `leaf`-th, or its only one)."""
+    with sqlite3.connect(db) as c:
+        c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = c.execute("PRAGMA page_size").fetchone()[0]
+        pages = []
+        for name in names:
+            found = [
+                r[0]
+                for r in c.execute(
+                    "SELECT pageno FROM dbstat WHERE name = ? AND pagetype = 'leaf'"
+                    " ORDER BY pageno",
+                    (name,),
+                )
+            ]
+            pages.append(found[min(leaf, len(found) - 1)])
+    data = bytearray(db.read_bytes())
+    for page in pages:
+        start = (page - 1) * page_size
+        data[start : start + page_size] = b"\xa5" * page_size
+    db.write_bytes(bytes(data))
+
+
+def _paused_queue(home: Path, reason: str) -> None:
+    store = JobStore(home / "jobs.db")
+    store.submit_many([JobSpec(prompt=f"held {i}") for i in range(300)])
+    store.pause(reason)
+    store.close()
+
+
+def test_queue_recover_keeps_the_queue_paused(tmp_path: Path) -> None:
+    _paused_queue(tmp_path, "hold")
+    _damage(tmp_path / "jobs.db", "jobs", leaf=1)
+    done = cli(tmp_path, "queue", "recover")
+    assert done.returncode == 0 and "the queue is paused: hold" in done.stdout, done.stdout
+    listed = cli(tmp_path, "queue", "list")
+    assert listed.returncode == 0 and listed.stdout.splitlines()[0] == "queue paused: hold"
+
+
+def test_queue_recover_pauses_when_the_pause_cannot_be_read(tmp_path: Path) -> None:
+    _paused_queue(tmp_path, "hold")
+    _damage(tmp_path / "jobs.db", "meta", "sqlite_autoindex_meta_1")
+    done = cli(tmp_path, "queue", "recover")
+    assert done.returncode == 0 and "kept 300 job(s)" in done.stdout, done.stdout
+    assert "the queue is paused: paused by `queue recover`" in done.stdout, done.stdout
+    first = cli(tmp_path, "queue", "list").stdout.splitlines()[0]
+    assert first.startswith("queue paused: paused by `queue recover`") and "resume" in first
