@@ -14,7 +14,7 @@ import sqlite3
 import uuid
 from pathlib import Path
 
-from stablenew import diskspace
+from stablenew import diskspace, private_files
 from stablenew.errors import StoreError
 from stablenew.queue.schema import migrate
 
@@ -51,7 +51,7 @@ def create_database(path: Path) -> None:
     if path.exists():
         return
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_files.make_folder(path.parent)
     except OSError as exc:
         raise _os_error(path, exc) from exc
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.new")
