@@ -5,16 +5,24 @@ StableNew writes and in nothing it prints, after runs that crash, hang and fail.
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from stablenew.api.app import create_app
-from stablenew.api.security import Security
+from stablenew.api.security import Security, load_or_create_token
+from stablenew.app import settings_file
 from stablenew.app.config import load_config, service_config
 from stablenew.app.services import Services
+from stablenew.app.studio import save_preset
+from stablenew.gui.prefs import Prefs
+from stablenew.jobs.spec import JobSpec
+from stablenew.queue.home import HomeLock
 from tests.conftest import SimFactory
 from tests.helpers import start_worker
 from tests.hostile.conftest import cli, sim_command, write_config
@@ -124,13 +132,69 @@ def test_a_password_in_an_attached_backends_url_is_in_no_file_and_no_answer(
     assert leaks(home) == []
 
 
-def test_files_that_hold_prompts_or_secrets_are_owner_only(tmp_path: Path) -> None:
+@pytest.mark.parametrize("made_by", ["stablenew", "the user (0755)"])
+def test_files_that_hold_prompts_or_secrets_are_owner_only(
+    tmp_path: Path, made_by: str, sim_url: str
+) -> None:
+    """Whoever made the home, every file StableNew writes into it is 0600 and every folder it
+    makes 0700: the database, logs, inputs, the GUI's prefs (the last prompt), the API token,
+    owner.json, the webhook cursor, exports, presets, config.toml and its backup."""
     home = tmp_path / "home"
-    done = cli(home, "run", "a private prompt")
+    if made_by != "stablenew":
+        home.mkdir(mode=0o755)
+        os.chmod(home, 0o755)  # whatever the umask
+    picture = tmp_path / "start.png"
+    Image.new("RGB", (64, 64)).save(picture)
+    done = cli(home, "run", "a private prompt", "--init-image", str(picture), "--stages", "img2img")
     assert done.returncode == 0, done.stderr
-    assert stat.S_IMODE(home.stat().st_mode) == 0o700
-    for name in ("jobs.db", "logs/events.jsonl"):
-        assert stat.S_IMODE((home / name).stat().st_mode) == 0o600, name
-    assert stat.S_IMODE((home / "logs").stat().st_mode) == 0o700
-    for log in (home / "logs").glob("webui_*.log"):
-        assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    hooked = (
+        f'[backend]\nmode = "attached"\nurl = "{sim_url}"\n'
+        '[[webhooks]]\nurl = "http://127.0.0.1:22601/hook"\nsecret = "0123456789abcdef"\n'
+    )
+    write_config(home, hooked)  # the user's own file: its mode is theirs
+    os.chmod(home / "config.toml", 0o644)
+    assert cli(home, "run", "another private prompt").returncode == 0
+    assert cli(home, "queue", "add", "a queued prompt").returncode == 0
+    assert cli(home, "queue", "export", str(home / "queue.json")).returncode == 0
+    prefs = Prefs(home / "gui.json")
+    prefs.set("prompt", "the last prompt")
+    prefs.save()
+    load_or_create_token(home / "api_token")
+    save_preset(home / "mine.json", JobSpec(prompt="a preset prompt"))
+    write_config(home, f'[backend]\nmode = "attached"\nurl = "{sim_url}"\n')
+    settings_file.write(home, load_config(home))  # as the settings dialog saves it (twice:
+    settings_file.write(home, load_config(home))  # the second keeps the first as .bak)
+    lock = HomeLock(home)
+    assert lock.try_acquire()
+    try:
+        written = {
+            str(p.relative_to(home)): stat.S_IMODE(p.stat().st_mode)
+            for p in home.rglob("*")
+            if "outputs" not in p.relative_to(home).parts  # the images, meant to be shared
+        }
+    finally:
+        lock.release()
+    expected = {
+        "jobs.db",
+        "logs/events.jsonl",
+        "gui.json",
+        "api_token",
+        "owner.json",
+        "webhooks.seq",
+        "queue.json",
+        "mine.json",
+        "config.toml",
+        "config.toml.bak",
+        "inputs",
+    }
+    assert expected <= set(written), sorted(written)
+    assert any(n.startswith("inputs/") and (home / n).is_file() for n in written)
+    assert any(n.startswith("logs/webui_") for n in written), sorted(written)  # the managed run
+    wrong = {
+        name: oct(mode)
+        for name, mode in written.items()
+        if mode != (0o700 if (home / name).is_dir() else 0o600)
+    }
+    assert wrong == {}
+    if made_by == "stablenew":
+        assert stat.S_IMODE(home.stat().st_mode) == 0o700

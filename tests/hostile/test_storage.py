@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,121 @@ def test_doctor_reports_free_space(tmp_path: Path, mount) -> None:  # type: igno
     home = mount("home", size="4m")
     done = cli(home, "doctor")
     assert "FAIL home disk" in done.stdout  # 4 MB is far below what images need
+
+
+def test_a_new_database_appears_whole_to_a_process_that_looks_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two commands started together on a new home: the one that looks while the other is
+    creating jobs.db finds no file or a whole database, never an empty one it must refuse,
+    and the database it makes meanwhile is not overwritten."""
+    home = tmp_path / "home"
+    home.mkdir()
+    other: list[subprocess.CompletedProcess[str]] = []
+    connect = sqlite3.connect
+
+    def looking_meanwhile(*args: object, **kwargs: object) -> sqlite3.Connection:
+        if not other:  # the moment between creating the file and SQLite writing to it
+            other.append(cli(home, "queue", "add", "queued by the other process"))
+        return connect(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite3, "connect", looking_meanwhile)
+    store = JobStore(home / "jobs.db")
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    try:
+        assert other[0].returncode == 0, other[0].stderr
+        assert [j.spec.prompt for j in store.list_jobs()] == ["queued by the other process"]
+    finally:
+        store.close()
+    assert not [p for p in home.iterdir() if p.name.endswith(".new")]  # no temporary left
+    assert (home / "jobs.db").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_database_that_could_not_be_made_on_a_full_disk_leaves_nothing(
+    tmp_path: Path, mount
+) -> None:  # type: ignore[no-untyped-def]
+    disk = mount("disk", size="256k")
+    home = disk / "fresh"
+    home.mkdir()
+    (home / "config.toml").write_text(
+        '[backend]\nmode = "attached"\nurl = "http://127.0.0.1:22699"\n'
+    )
+    fill(disk)
+    done = cli(home, "queue", "list")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "full" in done.stderr and "free" in done.stderr, done.stderr
+    assert sorted(p.name for p in home.iterdir() if p.name != "logs") == ["config.toml"]
+    (disk / "ballast").unlink()
+    listed = cli(home, "queue", "list")
+    assert listed.returncode == 0, listed.stderr
+
+
+def test_doctor_on_a_full_home_disk_says_it_is_full_and_goes_on(
+    tmp_path: Path, mount, sim_url: str
+) -> None:  # type: ignore[no-untyped-def]
+    """SQLite says "disk I/O error" when the home's disk is full: the message names the full
+    disk and its free space (not the folder's permissions), and doctor still checks the
+    disks and the backend."""
+    home = mount("home", size="2m")
+    (home / "config.toml").write_text(f'[backend]\nmode = "attached"\nurl = "{sim_url}"\n')
+    assert cli(home, "queue", "add", "fits").returncode == 0
+    fill(home)
+    done = cli(home, "doctor")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    lines = done.stdout.splitlines()
+    database = next(line for line in lines if line.startswith("FAIL database"))
+    assert "is full" in database and "free" in database and "writable" not in database
+    assert any(line.startswith("FAIL home disk") for line in lines), done.stdout
+    assert any(line.startswith("ok   backend") for line in lines), done.stdout
+    listed = cli(home, "queue", "list")
+    assert listed.returncode == 1 and "is full" in listed.stderr, listed.stderr
+    assert "writable" not in listed.stderr
+
+
+def _damage(db: Path, *names: str, leaf: int = 0) -> None:
+    """Overwrite one page of each named table or index (its `leaf`-th, or its only one)."""
+    with sqlite3.connect(db) as c:
+        c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = c.execute("PRAGMA page_size").fetchone()[0]
+        pages = []
+        for name in names:
+            found = [
+                r[0]
+                for r in c.execute(
+                    "SELECT pageno FROM dbstat WHERE name = ? AND pagetype = 'leaf'"
+                    " ORDER BY pageno",
+                    (name,),
+                )
+            ]
+            pages.append(found[min(leaf, len(found) - 1)])
+    data = bytearray(db.read_bytes())
+    for page in pages:
+        start = (page - 1) * page_size
+        data[start : start + page_size] = b"\xa5" * page_size
+    db.write_bytes(bytes(data))
+
+
+def _paused_queue(home: Path, reason: str) -> None:
+    store = JobStore(home / "jobs.db")
+    store.submit_many([JobSpec(prompt=f"held {i}") for i in range(300)])
+    store.pause(reason)
+    store.close()
+
+
+def test_queue_recover_keeps_the_queue_paused(tmp_path: Path) -> None:
+    _paused_queue(tmp_path, "hold")
+    _damage(tmp_path / "jobs.db", "jobs", leaf=1)
+    done = cli(tmp_path, "queue", "recover")
+    assert done.returncode == 0 and "the queue is paused: hold" in done.stdout, done.stdout
+    listed = cli(tmp_path, "queue", "list")
+    assert listed.returncode == 0 and listed.stdout.splitlines()[0] == "queue paused: hold"
+
+
+def test_queue_recover_pauses_when_the_pause_cannot_be_read(tmp_path: Path) -> None:
+    _paused_queue(tmp_path, "hold")
+    _damage(tmp_path / "jobs.db", "meta", "sqlite_autoindex_meta_1")
+    done = cli(tmp_path, "queue", "recover")
+    assert done.returncode == 0 and "kept 300 job(s)" in done.stdout, done.stdout
+    assert "the queue is paused: paused by `queue recover`" in done.stdout, done.stdout
+    first = cli(tmp_path, "queue", "list").stdout.splitlines()[0]
+    assert first.startswith("queue paused: paused by `queue recover`") and "resume" in first

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import os
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -34,6 +33,8 @@ import orjson
 from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from stablenew import private_files
 
 COOKIE = "stablenew_token"
 MAX_BODY = 256 * 2**20  # bytes: packs and base64 init images fit; a runaway client does not
@@ -70,13 +71,8 @@ def load_or_create_token(path: Path) -> str:
             return token
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     token = secrets.token_urlsafe(32)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    tmp.replace(path)
+    private_files.write(path, (token + "\n").encode())
     return token
 
 

@@ -7,7 +7,9 @@ the home for the moment it needs to start a managed backend, without running any
 
 from __future__ import annotations
 
-import shutil
+import contextlib
+import dataclasses
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +17,7 @@ from pathlib import Path
 from stablenew import redact
 from stablenew.app.config import Config, output_root, service_config
 from stablenew.app.services import Services
+from stablenew.diskspace import free_mb
 from stablenew.errors import BackendError, StoreError
 from stablenew.queue.store import JobStore
 from stablenew.webui.client import Timeouts, WebUIClient
@@ -39,23 +42,35 @@ def diagnose(
     """The checks, one at a time (a slow backend start shows the earlier verdicts first)."""
     yield Check("config", True, f"{home / 'config.toml'} (defaults where absent)")
     database = home / "jobs.db"
+    usable = True
     try:
         store = JobStore(database)
         integrity = store.integrity()
         store.close()
         yield Check("database", integrity == "ok", f"{database}: integrity {integrity}")
     except StoreError as exc:
+        usable = False
         yield Check("database", False, str(exc))
-        return
+    # A database failure is often the disk's: the checks below say what else is wrong too.
     for name, folder in (("home disk", home), ("output disk", output_root(home, config))):
         free = free_mb(folder)
         if free is not None:
             yield Check(name, free >= LOW_DISK_MB, f"{free:,} MB free under {folder}")
-    services = Services(service_config(home, config, backend_url=backend_url))
-    try:
-        yield from _backend(services, backend_url, timeout)
-    finally:
-        services.close()
+    wiring = service_config(home, config, backend_url=backend_url)
+    with contextlib.ExitStack() as scratch:
+        if not usable:
+            # Doctor runs no job, so a throwaway queue lets it check the backend all the same.
+            folder = Path(scratch.enter_context(tempfile.TemporaryDirectory(prefix="doctor-")))
+            wiring = dataclasses.replace(wiring, database=folder / "jobs.db")
+        try:
+            services = Services(wiring)
+        except StoreError as exc:
+            yield Check("backend", False, f"not checked: {exc}")
+        else:
+            try:
+                yield from _backend(services, backend_url, timeout)
+            finally:
+                services.close()
     lim = config.limits
     yield Check(
         "limits",
@@ -133,13 +148,3 @@ def _lists(client: WebUIClient, url: str, which: str = "") -> Iterator[Check]:
     yield Check(
         f"adetailer{which}", True, "installed" if has_ad else "not installed (stage unavailable)"
     )
-
-
-def free_mb(folder: Path) -> int | None:
-    probe = folder
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    try:
-        return shutil.disk_usage(probe).free // 2**20
-    except OSError:
-        return None

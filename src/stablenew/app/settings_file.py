@@ -11,15 +11,14 @@ started with; the new one applies at the next start.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from stablenew import private_files
 from stablenew.app.config import Config, load_config
 from stablenew.errors import ConfigError
 from stablenew.jobs.spec import problems
@@ -89,29 +88,12 @@ def write(home: Path, config: Config) -> Path:
     path = config_path(home)
     text = dumps(config)
     try:
-        home.mkdir(parents=True, exist_ok=True, mode=0o700)
         if path.is_file():
-            _write_private(path.with_name(FILE_NAME + ".bak"), path.read_bytes())
-        _write_private(path, text.encode("utf-8"))
+            private_files.write(path.with_name(FILE_NAME + ".bak"), path.read_bytes(), durable=True)
+        private_files.write(path, text.encode("utf-8"), durable=True)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot write it: {exc.strerror or exc}") from exc
     return path
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)  # O_CREAT's mode does not apply to a leftover temp file
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 def _key(key: str) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from stablenew import private_files
 from stablenew.app.catalog import Catalog
 from stablenew.app.controllers import BackendController
 from stablenew.app.intents import Intents, image_files
@@ -300,7 +301,8 @@ def save_preset(path: Path, spec: JobSpec) -> Path:
     if path.suffix != ".json":
         path = path.with_suffix(".json")
     try:
-        path.write_text(json.dumps(preset_data(spec, path.stem), indent=2) + "\n", "utf-8")
+        text = json.dumps(preset_data(spec, path.stem), indent=2) + "\n"
+        private_files.write(path, text.encode("utf-8"))  # its prompts
     except OSError as exc:
         raise InputError(f"{path}: cannot write it: {exc.strerror or exc}") from exc
     return path

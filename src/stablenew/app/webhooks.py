@@ -29,7 +29,6 @@ import hashlib
 import hmac
 import logging
 import mimetypes
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -41,6 +40,7 @@ from typing import Any
 import httpx
 import orjson
 
+from stablenew import private_files
 from stablenew.app.controllers import JobExecutionController
 from stablenew.app.views import iso_utc
 from stablenew.errors import StableNewError
@@ -209,9 +209,7 @@ class WebhookDispatcher:
         return cursor
 
     def _save_cursor(self, seq: int) -> None:
-        tmp = self.cursor_file.with_name(self.cursor_file.name + f".{os.getpid()}.tmp")
-        tmp.write_text(f"{self._log_id} {seq}")
-        tmp.replace(self.cursor_file)
+        private_files.write(self.cursor_file, f"{self._log_id} {seq}".encode())
         self._cursor = seq
 
     # -- producing: the event log -> the outbox ------------------------------------------------

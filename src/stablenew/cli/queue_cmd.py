@@ -8,6 +8,7 @@ from typing import Any, Literal
 import typer
 from pydantic import ValidationError
 
+from stablenew import private_files
 from stablenew.app.intents import changed, parse_assignments
 from stablenew.app.maintenance import recover_database
 from stablenew.app.queue_export import QueueExport
@@ -254,7 +255,7 @@ def export(
         out.stdout.write(text + "\n")
         return
     try:
-        target.write_text(text + "\n", encoding="utf-8")
+        private_files.write(target, (text + "\n").encode("utf-8"))  # every queued prompt
     except OSError as exc:
         fail(f"{target}: cannot write it: {exc.strerror or exc}", 1)
     out.line(f"exported {len(exported.jobs)} queued job(s) to {target}")

@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from stablenew import private_files
+
 log = logging.getLogger("stablenew.gui")
 
 
@@ -26,7 +28,7 @@ class Prefs:
 
     def save(self) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps(self.data, indent=2), encoding="utf-8")
+            # It keeps the last prompt: owner-only, whoever made the home.
+            private_files.write(self.path, json.dumps(self.data, indent=2).encode("utf-8"))
         except OSError as exc:  # losing preferences must never block closing the window
             log.warning("could not save GUI preferences to %s: %s", self.path, exc)

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import click
 from PIL import Image
 
+from stablenew import private_files
 from stablenew.app import discovery, studio
 from stablenew.app.controllers import Page
 from stablenew.app.events import (
@@ -930,7 +931,7 @@ class MainWindow:
 
     def open_logs(self) -> None:
         folder = self.services.config.log_dir
-        folder.mkdir(parents=True, exist_ok=True)
+        private_files.make_folder(folder)
         self.open_folder(str(folder))
 
     # -- the backend ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from stablenew import private_files
 from stablenew.errors import InputError
 from stablenew.jobs.spec import InputImage
 
@@ -65,13 +66,9 @@ class InputStore:
         sha = hashlib.sha256(data).hexdigest()
         target = self.path(sha)
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            tmp = target.with_name(f"{sha}.{os.getpid()}.tmp")
             try:
-                tmp.write_bytes(data)
-                tmp.replace(target)
+                private_files.write(target, data)
             except OSError as exc:
-                tmp.unlink(missing_ok=True)
                 raise InputError(f"cannot keep an input image in {self.folder}: {exc}") from exc
         return sha
 

@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import BinaryIO
 
-from stablenew import redact
+from stablenew import private_files, redact
 from stablenew.observe.events import JobLifecycleLogEvent
 
 
@@ -65,7 +65,7 @@ class JsonlSink:
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, self.mode)
         except FileNotFoundError:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_files.make_folder(self.path.parent)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, self.mode)
         self._file = os.fdopen(fd, "ab")
         self._size = os.fstat(fd).st_size

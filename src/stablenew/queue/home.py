@@ -20,7 +20,7 @@ from pathlib import Path
 
 import filelock
 
-from stablenew import redact
+from stablenew import private_files, redact
 from stablenew.jobs.job import utcnow
 
 
@@ -56,7 +56,7 @@ class HomeLock:
         """Become the owner if nobody is; never waits."""
         if self.held:
             return True
-        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_files.make_folder(self.home)
         try:
             self._lock.acquire()
         except filelock.Timeout:
@@ -105,14 +105,8 @@ class HomeLock:
         return None
 
     def _write(self) -> None:
-        tmp = self.info_path.with_suffix(".tmp")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(self._info, f)
-            tmp.replace(self.info_path)
-        except OSError:
-            pass  # the lock is what counts; the note is for people
+        with contextlib.suppress(OSError):  # the lock is what counts; the note is for people
+            private_files.write(self.info_path, json.dumps(self._info).encode("utf-8"))
 
 
 def _owner(info: dict[str, object]) -> Owner:

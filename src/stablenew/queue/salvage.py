@@ -3,7 +3,9 @@
 The damaged file (and its -wal/-shm) is moved aside, never deleted; every job row that can
 still be read, row by row, is copied into a fresh database of the current schema, with the
 finished images of running jobs so they resume where they were. A job that was RUNNING is
-queued again (its runner is gone). Only a process that can take the home lock may do this: the
+queued again (its runner is gone). A paused queue stays paused, with its reason; when the pause
+cannot be read the recovered queue is paused (running every job the user may have held back is
+the worse mistake). Only a process that can take the home lock may do this: the
 owner has the database open.
 """
 
@@ -26,6 +28,12 @@ JOB_COLUMNS = (
 )
 
 
+PAUSE_UNREADABLE = (
+    "paused by `queue recover`: the damaged database did not say whether the queue was paused;"
+    " check the jobs, then resume"
+)
+
+
 @dataclass(frozen=True)
 class SalvageReport:
     database: Path
@@ -33,6 +41,7 @@ class SalvageReport:
     unreadable: int
     aside: Path | None
     problem: str | None
+    paused: str | None = None  # why the recovered queue is paused, or None when it runs
 
     @property
     def ok(self) -> bool:
@@ -46,6 +55,8 @@ class SalvageReport:
             lines.append(f"{self.unreadable} row(s) could not be read and were left behind")
         if self.aside is not None:
             lines.append(f"the damaged file is kept as {self.aside}")
+        if self.paused:
+            lines.append(f"the queue is paused: {self.paused} (`stablenew queue resume` runs it)")
         if self.problem:
             lines.append(f"problem: {self.problem}")
         return "\n".join(lines)
@@ -68,13 +79,31 @@ def salvage(path: Path, home: Path) -> SalvageReport:
             if source.exists():
                 source.replace(Path(f"{aside}{suffix}"))
         rows, images, unreadable = _read(aside)
-        JobStore(path).close()  # a fresh database of the current schema
+        paused = _pause(aside)
+        if paused is None and rows:
+            paused = PAUSE_UNREADABLE
+        fresh = JobStore(path)  # a fresh database of the current schema
+        try:
+            if paused:
+                fresh.pause(paused, source="recover")
+        finally:
+            fresh.close()
         kept = _write(path, rows, images)
-        return SalvageReport(path, kept, unreadable + len(rows) - kept, aside, None)
+        return SalvageReport(path, kept, unreadable + len(rows) - kept, aside, None, paused or None)
     except (OSError, sqlite3.Error, StoreError) as exc:
         return SalvageReport(path, 0, 0, None, str(exc))
     finally:
         lock.release()
+
+
+def _pause(path: Path) -> str | None:
+    """The damaged queue's pause reason; "" when it ran; None when that cannot be read."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'paused'").fetchone()
+    except sqlite3.Error:
+        return None
+    return str(row[0]) if row else ""
 
 
 def _healthy(path: Path) -> bool:

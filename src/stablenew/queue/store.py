@@ -15,7 +15,6 @@ StoreError that says what to do (a damaged file, a full disk, a busy database).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import os
@@ -42,6 +41,7 @@ from stablenew.jobs.spec import JobSpec
 from stablenew.jobs.status import JobStatus
 from stablenew.observe import lifecycle
 from stablenew.observe.events import EventKind, JobLifecycleLogEvent, data_from_fields
+from stablenew.queue.dbfile import create_database, store_error
 from stablenew.queue.schema import migrate
 
 Move = Literal["up", "down", "front", "back"]
@@ -126,34 +126,6 @@ def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def store_error(path: Path, exc: sqlite3.Error) -> StoreError:
-    """A SQLite failure as something a user can act on."""
-    text = str(exc)
-    lowered = text.lower()
-    if "full" in lowered:
-        return StoreError(f"the disk holding {path} is full ({text}); free some space and retry")
-    if "not a database" in lowered or "malformed" in lowered or "corrupt" in lowered:
-        return StoreError(
-            f"{path} is damaged ({text}). `stablenew doctor` checks it; `stablenew queue "
-            "recover` keeps every job that can still be read and sets the damaged file aside"
-        )
-    if "locked" in lowered or "busy" in lowered:
-        return StoreError(f"{path} stayed busy (another process holds it): {text}")
-    if "readonly" in lowered or "unable to open" in lowered or "disk i/o" in lowered:
-        return StoreError(f"cannot use {path}: {text} (is its folder writable?)")
-    return StoreError(f"{path}: {text}")
-
-
-def _create_private(path: Path) -> None:
-    """jobs.db holds every prompt: owner-only from its first byte (SQLite gives its -wal and
-    -shm files the database's own permissions)."""
-    if not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if not path.exists():
-        with contextlib.suppress(FileExistsError):  # made by another process meanwhile
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-
-
 class JobStore:
     def __init__(self, path: Path | str, *, lease_seconds: float = 30.0) -> None:
         self.path = Path(path).absolute()
@@ -165,8 +137,8 @@ class JobStore:
             )
         self._lock = threading.RLock()
         self._read_lock = threading.Lock()
+        create_database(self.path)
         try:
-            _create_private(self.path)
             self._db = self._connect()
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -175,8 +147,6 @@ class JobStore:
             self._reader = self._connect()
         except sqlite3.Error as exc:
             raise store_error(self.path, exc) from exc
-        except OSError as exc:
-            raise StoreError(f"cannot create {self.path}: {exc}") from exc
         with self._tx() as c:
             migrate(c)
 

@@ -25,7 +25,7 @@ from typing import IO
 
 import psutil
 
-from stablenew import redact
+from stablenew import private_files, redact
 from stablenew.errors import BackendAuthRejected, BackendCrashLoop, BackendStartError
 from stablenew.jobs.status import BackendState
 from stablenew.webui.breaker import BreakerListener, BreakerState, CrashLoopBreaker
@@ -248,7 +248,7 @@ class WebUIProcessManager:
         if self.config.pidfile is not None:
             with contextlib.suppress(psutil.Error, OSError):  # it may be gone already
                 created = psutil.Process(self._proc.pid).create_time()
-                self.config.pidfile.write_text(f"{self._proc.pid} {created}\n")
+                private_files.write(self.config.pidfile, f"{self._proc.pid} {created}\n".encode())
         self._pumps = [
             threading.Thread(
                 target=self._pump,
@@ -267,7 +267,7 @@ class WebUIProcessManager:
         if log_dir is None or self._log_file is not None:
             return
         try:
-            log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_files.make_folder(log_dir)
             name = self.config.log_name
             old = sorted(log_dir.glob(f"{name}_*.log"), reverse=True)[KEEP_LOGS - 1 :]
             for path in old:  # pruned, so an afternoon of restarts does not fill the folder
