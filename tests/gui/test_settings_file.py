@@ -35,6 +35,22 @@ def test_written_settings_read_back_the_same_owner_only_with_a_backup(tmp_path: 
     assert "password" not in path.read_text(encoding="utf-8")  # defaults are not written
 
 
+def test_a_pool_and_webhooks_are_written_as_arrays_of_tables(tmp_path: Path) -> None:
+    """Found by a tester: saving a config with [[webhooks]] raised AttributeError."""
+    (tmp_path / "config.toml").write_text(
+        '[[backends]]\nname = "gpu0"\nurl = "http://127.0.0.1:7861"\nlabels = ["sdxl"]\n'
+        '[backends.env]\nCUDA_VISIBLE_DEVICES = "0"\n'
+        '[[backends]]\nname = "box2"\nmode = "attached"\nurl = "http://192.0.2.5:7860"\n'
+        '[[webhooks]]\nurl = "http://127.0.0.1:9/hook"\nevents = ["job_completed"]\n'
+        'secret = "a-secret-of-sixteen+"\n'
+    )
+    config = load_config(tmp_path)
+    settings_file.write(tmp_path, config)
+    assert load_config(tmp_path) == config
+    text = (tmp_path / "config.toml").read_text()
+    assert text.count("[[backends]]") == 2 and "[backends.env]" in text
+
+
 @pytest.mark.parametrize(
     ("section", "key", "value", "named"),
     [

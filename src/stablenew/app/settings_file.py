@@ -63,12 +63,9 @@ def dumps(config: Config) -> str:
     data = config.model_dump(mode="json", exclude_defaults=True)
     blocks: list[str] = []
     for section, values in data.items():
-        scalars = {k: v for k, v in values.items() if not isinstance(v, dict) and v is not None}
-        tables = {k: v for k, v in values.items() if isinstance(v, dict) and v}
-        if scalars:
-            blocks.append(_table(section, scalars))
-        for name, table in tables.items():
-            blocks.append(_table(f"{section}.{_key(name)}", table))
+        # [[backends]] and [[webhooks]] are arrays of tables: one [[section]] per entry
+        for entry in values if isinstance(values, list) else [values]:
+            blocks += _section(section, entry, array=isinstance(values, list))
     text = HEADER + "\n".join(blocks)
     try:
         faithful = Config.model_validate(tomllib.loads(text)) == config
@@ -79,8 +76,18 @@ def dumps(config: Config) -> str:
     return text
 
 
-def _table(name: str, values: dict[str, Any]) -> str:
-    return f"[{name}]\n" + "".join(f"{_key(k)} = {_value(v)}\n" for k, v in values.items())
+def _section(name: str, values: dict[str, Any], array: bool) -> list[str]:
+    """A table and its sub-tables ([backends.env] belongs to the [[backends]] just above)."""
+    scalars = {k: v for k, v in values.items() if not isinstance(v, dict) and v is not None}
+    tables = {k: v for k, v in values.items() if isinstance(v, dict) and v}
+    header = f"[[{name}]]" if array else f"[{name}]"
+    blocks = [_table(header, scalars)] if scalars or array else []
+    blocks += [_table(f"[{name}.{_key(key)}]", table) for key, table in tables.items()]
+    return blocks
+
+
+def _table(header: str, values: dict[str, Any]) -> str:
+    return f"{header}\n" + "".join(f"{_key(k)} = {_value(v)}\n" for k, v in values.items())
 
 
 def write(home: Path, config: Config) -> Path:
