@@ -74,6 +74,13 @@ def test_a_moved_png_finds_its_controlnet_image_in_the_input_store(
 
     rebuilt = services.intents.png(moved).spec
     assert rebuilt.txt2img.alwayson_scripts == job.spec.txt2img.alwayson_scripts
+    # The desktop app's and the web UI's "load this PNG" find it too (they left it out).
+    for reused in (
+        studio.reuse_png(moved, store=services.jobs.inputs),
+        studio.reuse_png_data(moved.read_bytes(), "tower.png", store=services.jobs.inputs),
+    ):
+        assert reused.spec.txt2img.alwayson_scripts == job.spec.txt2img.alwayson_scripts
+        assert reused.warnings == []
 
 
 def test_every_image_in_a_spec_is_a_reference_in_the_manifest_and_the_chunk(make_services) -> None:  # type: ignore[no-untyped-def]

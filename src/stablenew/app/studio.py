@@ -10,7 +10,7 @@ imports a UI toolkit.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -21,7 +21,7 @@ from stablenew.app.controllers import BackendController
 from stablenew.app.intents import Intents, image_files
 from stablenew.errors import BackendError, InputError
 from stablenew.jobs.infotext import spec_from_png
-from stablenew.jobs.input_store import display_name, read_image
+from stablenew.jobs.input_store import InputStore, display_name, read_image
 from stablenew.jobs.job import Job
 from stablenew.jobs.presets import AD_ARGS, merge
 from stablenew.jobs.references import restore
@@ -114,6 +114,7 @@ class Reused:
     seed: int | None = None  # the seed the image (or the job's first image) was made with
     warnings: list[str] = field(default_factory=list)
     unparsed: dict[str, str] = field(default_factory=dict)  # infotext keys with no field
+    origin: dict[str, Any] = field(default_factory=dict)  # job_id, stage, image_index (ours)
 
     def describe(self) -> str:
         if self.source == "job":
@@ -134,33 +135,50 @@ def reuse_job(job: Job, keep_seed: bool = True) -> Reused:
     return Reused(spec, "job", job.id, seed)
 
 
-def reuse_png(path: Path, keep_seed: bool = True) -> Reused:
-    """The job that made a PNG (ours exactly, with extension images found again in its run
-    folder's inputs/; an A1111, Forge or SD.Next image from its infotext). An image of ours
-    becomes a job for that one image: its own seed, one image."""
+def reuse_png(path: Path, keep_seed: bool = True, store: InputStore | None = None) -> Reused:
+    """The job that made a PNG file (see `reuse_png_data`); its run folder's inputs/ is looked
+    in first for the images it referenced."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"{path}: cannot read it: {exc.strerror or exc}") from exc
-    imported = spec_from_png(data, display_name(path.name))
+    return reuse_png_data(data, display_name(path.name), path.parent / "inputs", store, keep_seed)
+
+
+def reuse_png_data(
+    data: bytes,
+    name: str,
+    beside: Path | None = None,
+    store: InputStore | None = None,
+    keep_seed: bool = True,
+) -> Reused:
+    """The job that made a PNG (ours exactly; an A1111, Forge or SD.Next image from its
+    infotext), to compose from. An image of ours becomes a job for that one image: its own
+    seed, one image; the images it referenced (extension images) come from `beside` (its run
+    folder's inputs/) or the home's input store, and one found in neither is left out with a
+    warning. The desktop app and the web UI both load PNGs through here."""
+    imported = spec_from_png(data, name)
     warnings = list(imported.warnings)
     spec = imported.spec
     seed: int | None = spec.seed if spec.seed >= 0 else None  # the image's own (spec_from_png)
     if imported.source == "stablenew":
-        inputs = path.parent / "inputs"
 
         def lookup(sha: str) -> bytes | None:
-            file = inputs / sha
-            return file.read_bytes() if file.is_file() else None
+            file = beside / sha if beside is not None else None
+            if file is not None and file.is_file():
+                return file.read_bytes()
+            return store.get(sha) if store is not None else None
 
         restored, missing = restore(spec.model_dump(mode="json"), lookup)
         if missing:
             warnings.append(
-                f"{path.name}: {len(missing)} extension image(s) not found in {inputs}: "
-                "those arguments are left out"
+                f"{name}: {len(missing)} extension image(s) not found in its run folder nor "
+                "in the input store: those arguments are left out"
             )
             restored = _without_refs(restored)
         spec = build_spec(restored)
+        if store is not None:
+            _keep_inputs(spec, store, lookup)
     if keep_seed and seed is not None:
         spec = spec.model_copy(update={"seed": seed})
     elif not keep_seed:
@@ -173,7 +191,16 @@ def reuse_png(path: Path, keep_seed: bool = True) -> Reused:
         seed,
         warnings,
         dict(imported.unparsed),
+        dict(imported.origin),
     )
+
+
+def _keep_inputs(spec: JobSpec, store: InputStore, lookup: Callable[[str], bytes | None]) -> None:
+    """A job's input images live in the store: put back there those found beside the PNG."""
+    for image in spec.inputs:
+        found = None if store.has(image.sha256) else lookup(image.sha256)
+        if found is not None:
+            store.put(found)
 
 
 def _without_refs(value: Any) -> Any:

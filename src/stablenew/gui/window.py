@@ -626,7 +626,7 @@ class MainWindow:
         def failed(error: BaseException) -> None:
             self.say(f"{path.name}: {error}")
 
-        self.ui.run(lambda: studio.reuse_png(path, keep_seed), done, failed)
+        self.ui.run(lambda: studio.reuse_png(path, keep_seed, self.jobs.inputs), done, failed)
 
     def import_png(self) -> None:
         path = filedialog.askopenfilename(

@@ -31,8 +31,8 @@ from PIL import Image, UnidentifiedImageError
 from stablenew.api.context import ApiContext, Ctx
 from stablenew.api.models import FileUpload, ImportedPng, PresetFields, PresetUpload
 from stablenew.api.strict_json import StrictJSONRoute
+from stablenew.app import studio
 from stablenew.errors import InputError, PackError, SpecError
-from stablenew.jobs.infotext import spec_from_png
 from stablenew.jobs.input_store import InputStore
 from stablenew.jobs.presets import load_preset
 from stablenew.jobs.spec import InputImage, JobSpec
@@ -131,13 +131,13 @@ def import_png(body: FileUpload, ctx: Ctx) -> ImportedPng:
     """The job that made this PNG, to compose from (nothing is queued): StableNew's own
     images give their spec exactly, others are read from their A1111 infotext."""
     name = Path(body.name).name or "the PNG"
-    imported = spec_from_png(decode(body), name)
+    reused = studio.reuse_png_data(decode(body), name, store=ctx.services.jobs.inputs)
     return ImportedPng(
-        spec=imported.spec,
-        source=imported.source,
-        warnings=imported.warnings,
-        unparsed=imported.unparsed,
-        origin=imported.origin,
+        spec=reused.spec,
+        source="infotext" if reused.source == "infotext" else "stablenew",
+        warnings=reused.warnings,
+        unparsed=reused.unparsed,
+        origin=reused.origin,
     )
 
 
