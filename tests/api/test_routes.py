@@ -244,3 +244,30 @@ def test_metrics_in_prometheus_text(local_app: TestClient) -> None:
         "stablenew_event_stream_clients",
     ):
         assert f"# TYPE {name}" in text, name
+
+
+def test_an_imported_img2img_task_keeps_its_init_image(
+    local_app: TestClient, local_services: Services
+) -> None:
+    """Found reading the code: agent-scheduler's /import queued img2img tasks whose init
+    images were never kept, so the jobs failed when they started."""
+    import base64
+    import io
+    import json
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), "teal").save(buffer, format="PNG")
+    task = {
+        "type": "img2img",
+        "params": {
+            "prompt": "again",
+            "init_images": [base64.b64encode(buffer.getvalue()).decode()],
+        },
+    }
+    answer = local_app.post("/agent-scheduler/v1/import", json={"content": json.dumps([task])})
+    assert answer.json()["success"], answer.text
+    (job,) = local_services.jobs.pending()
+    (image,) = job.spec.inputs
+    assert local_services.jobs.inputs is not None and local_services.jobs.inputs.has(image.sha256)

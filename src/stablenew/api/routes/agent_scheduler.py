@@ -482,20 +482,25 @@ def import_queue(body: ImportBody, ctx: Ctx) -> Any:
         tasks = orjson.loads(body.content)
         if not isinstance(tasks, list):
             raise ValueError("not a list")
-        specs = []
+        specs, images = [], []
         for task in tasks:
             params = dict(task.get("params") or {})
             checkpoint = params.pop("checkpoint", None)
             endpoint: Endpoint = "img2img" if task.get("type") == "img2img" else "txt2img"
             door = {"checkpoint": checkpoint, "name": task.get("name")}
-            specs.append(
-                translate(
-                    endpoint,
-                    params,
-                    extra_metadata={"agent_scheduler": {k: v for k, v in door.items() if v}},
-                    model=checkpoint if isinstance(checkpoint, str) else None,
-                ).spec
+            done = translate(
+                endpoint,
+                params,
+                extra_metadata={"agent_scheduler": {k: v for k, v in door.items() if v}},
+                model=checkpoint if isinstance(checkpoint, str) else None,
             )
+            specs.append(done.spec)
+            images += done.inputs
+        if images:  # an img2img task's init images, kept as a submit keeps them
+            inputs = ctx.services.intents.inputs
+            if inputs is None:
+                raise InputError("this StableNew has no input store: cannot take init images")
+            inputs.put_all(images)
         ctx.services.jobs.submit_many(specs, source="api")
     except (ValueError, TypeError, AttributeError, StableNewError) as exc:
         return JSONResponse(_no(f"Import Failed: {exc}"))
