@@ -131,6 +131,7 @@ class _Resolver:
         lists = self.lists
         return p.model_copy(
             update={
+                "model": self.name(f"{field}.model", p.model, lists.ad_models),
                 "prompt": self.text(f"{field}.prompt", p.prompt),
                 "negative_prompt": self.text(f"{field}.negative_prompt", p.negative_prompt),
                 "checkpoint": self.optional(

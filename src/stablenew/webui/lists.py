@@ -39,6 +39,7 @@ class BackendLists:
     latent_modes: frozenset[str] | None = None  # hires fix upscales in latent space too
     loras: frozenset[str] | None = None  # names and aliases
     embeddings: frozenset[str] | None = None
+    ad_models: frozenset[str] | None = None  # ADetailer's detection models (the extension's)
 
     def title(self, model: str | None) -> str | None:
         """A model as the backend names it when loaded (its title), from any spelling."""
@@ -108,4 +109,5 @@ def fetch_lists(client: WebUIClient) -> BackendLists:
         embeddings=attempt(
             lambda: frozenset(str(k) for k in client.embeddings().get("loaded", {}))
         ),
+        ad_models=attempt(lambda: frozenset(client.adetailer_models())),
     )
