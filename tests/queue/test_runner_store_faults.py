@@ -3,6 +3,9 @@ a job's end is recorded once writes work again, and the queue goes on in the sam
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -73,3 +76,30 @@ def test_a_job_end_the_store_refuses_is_recorded_later_and_the_queue_goes_on(
         assert runner.stop(10)
     assert warnings[0].startswith(f"job {ids[0][:8]}: cannot record its end: {FULL}")
     assert len([w for w in warnings if "cannot record" in w]) == 1  # said once, not per retry
+
+
+def test_a_job_whose_owner_dies_after_the_takeover_is_recovered_without_a_restart(
+    tmp_path: Path,
+) -> None:
+    """Found by a tester: recovery ran once, at start; the killed owner still held its job
+    then (a zombie, its lease alive), and nothing looked again: RUNNING for good."""
+    store = JobStore(tmp_path / "jobs.db")
+    owner_process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    owner = f"{socket.gethostname()}:{owner_process.pid}:old:default"
+    (job_id,) = store.submit_many([JobSpec(prompt="left running")])
+    assert store.claim(job_id, owner, "default") is not None
+    bus = EventBus()
+    ended = threading.Event()
+    bus.subscribe(
+        lambda e: ended.set() if e.job_id == job_id and e.kind == EventKind.JOB_COMPLETED else None
+    )
+    runner = JobRunner(store, done, bus, max_attempts=3, poll_interval=0.05, recover_every=0.2)
+    runner.start()  # its first recovery sees a live owner and leaves the job alone
+    try:
+        assert store.get(job_id).status == JobStatus.RUNNING
+        owner_process.kill()  # not reaped: a zombie until wait()
+        assert ended.wait(30), "the job was recovered and run by the new owner"
+    finally:
+        assert runner.stop(10)
+        owner_process.wait()
+    assert store.get(job_id).attempts == 2

@@ -6,11 +6,15 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import socket
 import sqlite3
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from stablenew.errors import QueueError, StoreError
@@ -250,6 +254,33 @@ def test_recovery_requeues_then_quarantines(tmp_path: Path) -> None:
     assert failed.status == JobStatus.FAILED and failed.error is not None
     assert "crashed the runner 3 times" in failed.error.message
     assert store.integrity_ok()
+
+
+def test_a_zombie_owner_is_dead_and_a_cancel_asked_of_a_dead_runners_job_holds(
+    tmp_path: Path,
+) -> None:
+    """Found by a tester: a killed worker not yet reaped (a zombie) counted as alive, so its
+    job stayed RUNNING after a takeover; and a cancel asked meanwhile was lost (the job was
+    re-queued and ran to the end)."""
+    store = JobStore(tmp_path / "jobs.db")  # leases of 30 s: only a dead owner frees a job
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while psutil.Process(dead.pid).status() != psutil.STATUS_ZOMBIE:  # exited, not reaped
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    owner = f"{socket.gethostname()}:{dead.pid}:runner"
+    kept, cancelled = store.submit_many([spec("kept"), spec("cancelled")])
+    for job_id in (kept, cancelled):
+        assert store.claim(job_id, owner, "default") is not None
+    assert store.cancel(cancelled)[0] == JobStatus.RUNNING  # asked; its runner never saw it
+    events = store.recover(max_attempts=3)
+    assert {(e.kind, e.job_id) for e in events} == {
+        (EventKind.JOB_RECOVERED, kept),
+        (EventKind.JOB_CANCELLED, cancelled),
+    }
+    assert store.get(kept).status == JobStatus.QUEUED
+    assert store.get(cancelled).status == JobStatus.CANCELLED
+    dead.wait()
 
 
 def test_live_leases_are_not_recovered(store: JobStore) -> None:

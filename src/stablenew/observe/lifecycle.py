@@ -76,6 +76,16 @@ def job_cancelled_while_queued(job_id: str, source: str) -> JobLifecycleLogEvent
     )
 
 
+def job_cancelled_after_its_runner_died(job_id: str) -> JobLifecycleLogEvent:
+    return JobLifecycleLogEvent(
+        EventKind.JOB_CANCELLED,
+        "Cancelled: its runner died after the cancel was asked, before it could stop the job.",
+        source="runner",
+        job_id=job_id,
+        data=JobFinishedData(JobStatus.CANCELLED),
+    )
+
+
 def job_requeued(job_id: str, detail: str, source: str = "runner") -> JobLifecycleLogEvent:
     return JobLifecycleLogEvent(
         EventKind.JOB_RECOVERED,

@@ -12,6 +12,7 @@ the queue, or, for a crash loop, with one trial after the breaker's cooldown.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -89,6 +90,7 @@ class JobRunner:
         owner: str | None = None,
         pick: Pick | None = None,
         name: str = "default",
+        recover_every: float = 5.0,
     ) -> None:
         self.store = store
         self.execute = execute
@@ -99,6 +101,10 @@ class JobRunner:
         self.name = name  # the backend this runner drives
         self.owner = owner or new_owner(name)
         self.pick = pick  # None: the head of the queue
+        # Not only at start: a process that took over from a killed owner may have looked
+        # while the dead one still held its lease (or was not reaped yet).
+        self.recover_every = recover_every
+        self._recovered_at = 0.0
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -110,6 +116,7 @@ class JobRunner:
         self._last_reason: FailureReason | None = None  # the previous job's environmental reason
 
     def recover(self) -> None:
+        self._recovered_at = time.monotonic()
         for event in self.store.recover(self.max_attempts):
             self.bus.publish(event)
 
@@ -164,6 +171,8 @@ class JobRunner:
     def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
+                if time.monotonic() - self._recovered_at >= self.recover_every:
+                    self.recover()
                 claim = self._next()
             except StableNewError as exc:  # a busy or damaged store: say so, try again later
                 self.bus.emit(EventKind.WARNING, f"runner: {exc}", source="runner")

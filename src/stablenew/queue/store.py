@@ -119,7 +119,10 @@ def _owner_is_dead(owner: str | None) -> bool:
     pid = rest.partition(":")[0]
     if host != socket.gethostname() or not pid.isdigit():
         return False
-    return not psutil.pid_exists(int(pid))
+    try:  # a killed process its parent has not reaped yet is a zombie: gone all the same
+        return psutil.Process(int(pid)).status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:  # NoSuchProcess; AccessDenied would mean alive, but not ours
+        return not psutil.pid_exists(int(pid))
 
 
 def _dt(value: str | None) -> datetime | None:
@@ -411,14 +414,23 @@ class JobStore:
         recorded: list[JobLifecycleLogEvent] = []
         with self._tx() as c:
             rows = c.execute(
-                "SELECT id, owner, lease_until, attempts FROM jobs WHERE status = 'RUNNING'"
+                "SELECT id, owner, lease_until, attempts, cancel_requested FROM jobs"
+                " WHERE status = 'RUNNING'"
             ).fetchall()
             now = time.time()
             for row in rows:
                 expired = row["lease_until"] is None or row["lease_until"] < now
                 if not (expired or _owner_is_dead(row["owner"])):
                     continue
-                if row["attempts"] >= max_attempts:
+                if row["cancel_requested"]:  # asked before its runner died: the user's word
+                    c.execute(
+                        "UPDATE jobs SET status = 'CANCELLED', finished_at = ?, owner = NULL,"
+                        " lease_until = NULL WHERE id = ?",
+                        (utcnow().isoformat(), row["id"]),
+                    )
+                    event = lifecycle.job_cancelled_after_its_runner_died(row["id"])
+                    recorded.append(self._record(c, event))
+                elif row["attempts"] >= max_attempts:
                     reason = (
                         f"quarantined: crashed the runner {row['attempts']} times; "
                         "not retried automatically"
