@@ -11,11 +11,13 @@ from pathlib import Path
 
 import psutil
 
+from stablenew.app.config import load_config, service_config
+from stablenew.app.services import Services
 from stablenew.jobs.spec import JobSpec
 from stablenew.jobs.status import JobStatus
 from stablenew.observe.events import EventKind
 from stablenew.queue.store import JobStore
-from tests.helpers import start_worker
+from tests.helpers import Waiter, start_worker
 from tests.hostile.conftest import (
     backend_config,
     cli,
@@ -220,3 +222,24 @@ def test_a_store_submit_races_a_running_owner_without_loss(tmp_path: Path) -> No
     finally:
         worker.proc.send_signal(signal.SIGTERM)
         worker.proc.wait(30)
+
+
+def test_the_owner_hears_what_its_clients_do_to_the_queue(tmp_path: Path) -> None:
+    """Found by a tester: the desktop app owning the home showed nothing of a `queue pause`,
+    `queue add` or `queue cancel` from a shell (only its own events reached its views)."""
+    write_config(tmp_path, backend_config())
+    owner = Services(service_config(tmp_path, load_config(tmp_path)))
+    heard = Waiter(owner.jobs)
+    owner.start()
+    try:
+        assert cli(tmp_path, "queue", "pause", "--reason", "from a shell").returncode == 0
+        paused = heard.wait(EventKind.QUEUE_PAUSED)
+        assert paused.pid != os.getpid()
+        added = cli(tmp_path, "queue", "add", "from a shell", "--json")
+        (job_id,) = json.loads(added.stdout)["ids"]
+        heard.wait(EventKind.ADD_TO_QUEUE, where=lambda e: e.pid != os.getpid())
+        assert cli(tmp_path, "queue", "cancel", job_id).returncode == 0
+        heard.wait(EventKind.JOB_CANCELLED, job_id)
+        assert owner.jobs.paused() == "from a shell"
+    finally:
+        owner.close(grace=3)

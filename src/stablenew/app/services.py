@@ -357,6 +357,15 @@ class Services:
         self.jobs.runners = runners
         for runner in runners:
             runner.start()
+        # The owner hears its clients too: a `queue add`, `cancel` or `move` from a shell
+        # reaches this process's views (the desktop app's queue) as its own events do.
+        self._follower = threading.Thread(
+            target=self._follow,
+            args=(self._store.last_seq(), False),
+            name="clients-follower",
+            daemon=True,
+        )
+        self._follower.start()
         self.jobs.refresh_queue()
         if (self.config.webhooks or self.config.callbacks) and self.webhooks is None:
             self.webhooks = WebhookDispatcher(
@@ -409,18 +418,26 @@ class Services:
             for event in trail[started[-1] if started else 0 :]:
                 self._bus.publish(event)
 
-    def _follow(self, seen: int) -> None:
+    def _follow(self, seen: int, take_over: bool = True) -> None:
+        """Publish here what other processes record in the home's log (the owner's, for a
+        client; its clients', for the owner); a client takes over when the owner is gone."""
+        said = ""
         while not self._closing.wait(FOLLOW_INTERVAL):
             try:
                 for event in self._store.events_since(seen, limit=1000):
                     seen = event.store_seq or seen
                     if event.pid != PID:
                         self._bus.publish(event)
-                if self._home.try_acquire():
+                if take_over and self._home.try_acquire():
                     self._take_over()
                     return
+                said = ""
             except Exception as exc:  # a busy store: the next turn tries again
-                self._bus.emit(EventKind.WARNING, f"following the owner: {exc}", source="app")
+                if str(exc) != said:  # once, not ten times a second
+                    said = str(exc)
+                    self._bus.emit(
+                        EventKind.WARNING, f"reading the home's event log: {exc}", source="app"
+                    )
 
     def _take_over(self) -> None:
         self._bus.emit(
