@@ -84,9 +84,16 @@ def test_input_images_as_base64_in_json(local_app: TestClient, local_services: S
     not_image = local_app.post("/api/v1/inputs", json={"name": "notes.png", "data": b64(b"hi")})
     assert not_image.status_code == 422
     assert not_image.json()["detail"][0].startswith("notes.png: not an image")
+    assert "BytesIO" not in not_image.json()["detail"][0]  # no Python internals in the words
     # A job that starts from it
     spec = {"inputs": [image], "images": 1, "upscale": {"enabled": True}}
     assert local_app.post("/api/v1/jobs", json={"spec": spec}).status_code == 201
+    # Hires fix on a job from images would be dropped without a word: refused, as by the CLI
+    hires = {**spec, "txt2img": {"enable_hr": True, "hr_scale": 2.0}}
+    for path in ("/api/v1/jobs/check", "/api/v1/jobs"):
+        refused = local_app.post(path, json={"spec": hires})
+        assert refused.status_code == 422, refused.text
+        assert "hires fix needs txt2img" in refused.json()["detail"][0]
 
 
 def test_a_pngs_settings_and_a_presets_fields(local_app: TestClient) -> None:

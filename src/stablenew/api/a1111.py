@@ -21,6 +21,7 @@ from typing import Any, Literal
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from stablenew.errors import InputError
+from stablenew.jobs.input_store import why_not
 from stablenew.jobs.spec import JobSpec, build_spec
 
 Endpoint = Literal["txt2img", "img2img"]
@@ -420,7 +421,7 @@ def _resized(data: bytes, size: tuple[int, int], crop: bool) -> bytes:
             image.load()
             picture = image.convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"init_images: not an image StableNew can read ({exc})") from exc
+        raise InputError(f"init_images: not an image StableNew can read ({why_not(exc)})") from exc
     if picture.size != size:
         if crop:
             picture = ImageOps.fit(picture, size, Image.Resampling.LANCZOS)

@@ -16,7 +16,7 @@ from stablenew import redact
 from stablenew.app.queue_export import QueueExport, export_jobs, import_jobs
 from stablenew.app.queue_snapshot import QueueSnapshot
 from stablenew.app.state import AppState, Lifecycle
-from stablenew.errors import BackendStartError
+from stablenew.errors import BackendStartError, InputError
 from stablenew.jobs.input_store import InputStore
 from stablenew.jobs.job import Job
 from stablenew.jobs.outcome import ErrorEnvelope
@@ -147,7 +147,11 @@ class JobExecutionController:
 
     def check(self, specs: Sequence[JobSpec]) -> list[JobSpec]:
         """What every way of queueing or changing a job goes through: the specs with their
-        names as the backend spells them, or an InputError naming the ones it does not have."""
+        names as the backend spells them, or an InputError naming the ones it does not have
+        (or a setting the job's chain would ignore)."""
+        ignored = list(dict.fromkeys(p for spec in specs for p in spec.ignored()))
+        if ignored:
+            raise InputError("; ".join(ignored) + "; it would be ignored, so nothing was queued")
         return list(specs) if self.validate is None else self.validate(specs)
 
     def _rooted(self, spec: JobSpec) -> JobSpec:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,22 +37,38 @@ def display_name(path: Path | str) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+def why_not(exc: Exception) -> str:
+    """Pillow's reason an image did not open, in words for a user (it names a BytesIO)."""
+    if isinstance(exc, UnidentifiedImageError):
+        return "not PNG, JPEG, WebP, BMP, TIFF or GIF data"
+    said = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-f]+>", " the data", str(exc))
+    return said or type(exc).__name__
+
+
 def read_image(path: Path) -> ReadImage:
     """An image file as a job input; a file that is not an image is an error naming it."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"{path}: cannot read it: {exc.strerror or exc}") from exc
+    return image_input(data, display_name(path.name), shown=str(path))
+
+
+def image_input(data: bytes, name: str, shown: str | None = None) -> ReadImage:
+    """Image bytes as a job input (a file's, an upload's), checked the same way whichever door
+    they came through; an error names them (`shown`, else `name`)."""
+    shown = shown or name
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.verify()
         with Image.open(io.BytesIO(data)) as image:
             size = image.size
             infotext = str(image.info.get("parameters", "")) if image.format == "PNG" else ""
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"{shown}: too large an image ({exc})") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{path}: not an image StableNew can read ({exc})") from exc
+        raise InputError(f"{shown}: not an image StableNew can read ({why_not(exc)})") from exc
     sha = hashlib.sha256(data).hexdigest()
-    name = display_name(path.name)
     return ReadImage(data, InputImage(sha256=sha, name=name, size=size, infotext=infotext))
 
 

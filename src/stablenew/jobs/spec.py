@@ -237,6 +237,13 @@ class JobSpec(_Frozen):
         }
         return [stage for stage in STAGES if enabled[stage]]
 
+    def ignored(self) -> list[str]:
+        """Settings turned on that this job's chain would drop without a word (checked when a
+        job is queued or changed, not when a stored one is read back)."""
+        if self.txt2img.enable_hr and "txt2img" not in self.stages():
+            return ["txt2img.enable_hr: hires fix needs txt2img (a job from images has none)"]
+        return []
+
     def to_json(self) -> str:
         return self.model_dump_json()
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import io
 import os
 import re
 import tempfile
@@ -26,14 +24,13 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, HTTPException, Response
-from PIL import Image, UnidentifiedImageError
 
 from stablenew.api.context import ApiContext, Ctx
 from stablenew.api.models import FileUpload, ImportedPng, PresetFields, PresetUpload
 from stablenew.api.strict_json import StrictJSONRoute
 from stablenew.app import studio
 from stablenew.errors import InputError, PackError, SpecError
-from stablenew.jobs.input_store import InputStore
+from stablenew.jobs.input_store import InputStore, image_input
 from stablenew.jobs.presets import load_preset
 from stablenew.jobs.spec import InputImage, JobSpec
 from stablenew.jobs.status import REASON_TEXT
@@ -59,20 +56,11 @@ def decode(upload: FileUpload, field: str = "data") -> bytes:
 
 def read_input(data: bytes, name: str) -> InputImage:
     """An uploaded image as a job input, checked as `stablenew run --image` checks a file."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.verify()
-        with Image.open(io.BytesIO(data)) as image:
-            size = image.size
-            infotext = str(image.info.get("parameters", "")) if image.format == "PNG" else ""
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{name}: not an image StableNew can read ({exc})") from exc
-    except Image.DecompressionBombError as exc:
-        raise InputError(f"{name}: too large an image ({exc})") from exc
-    if size[0] * size[1] > MAX_PIXELS:
-        raise InputError(f"{name}: {size[0]}x{size[1]} is too large an image to start from")
-    sha = hashlib.sha256(data).hexdigest()
-    return InputImage(sha256=sha, name=name, size=size, infotext=infotext)
+    image = image_input(data, name).image
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise InputError(f"{name}: {width}x{height} is too large an image to start from")
+    return image
 
 
 def _store(ctx: ApiContext) -> InputStore:
