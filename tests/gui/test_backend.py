@@ -296,3 +296,14 @@ def test_sigterm_stops_the_backend_while_the_tk_loop_is_busy(make_gui, tmp_path:
     assert not backend.is_running() or backend.status() == psutil.STATUS_ZOMBIE
     assert not (tmp_path / "owner.json").exists()
     window._destroy()  # what the leaving process does not need: this test process goes on
+
+
+def test_start_and_restart_say_when_the_backend_answers(make_gui) -> None:  # type: ignore[no-untyped-def]
+    gui: Gui = make_gui()
+    window = gui.window
+    gui.click_tab(window.tabs, "Backend")
+    for button, said in (("Restart", "Backend restarted"), ("Start", "Backend started")):
+        gui.click(button, within=window.backend)
+        gui.pump_until(lambda said=said: said in window.message.full_text, 60, said)
+        assert window.services.backend.shown_url in window.message.full_text
+        gui.pump_until(lambda: window.indicator.state == "READY", 60, "backend READY")
