@@ -8,7 +8,9 @@ catch up: `pump_until` turns the Tk loop until a condition holds, within a gener
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import json
 import os
 import shutil
 import subprocess
@@ -18,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from tkinter import ttk
 
+import psutil
 import pytest
 from devtools.xvfb import start_xvfb
 
@@ -63,6 +66,32 @@ def no_a1111_nearby(monkeypatch: pytest.MonkeyPatch) -> None:
     """The first-start look for an A1111 probes no real port unless a test gives it some:
     what listens on this machine's 7860/7861 is not the suite's business."""
     monkeypatch.setattr(discovery, "PORTS", ())
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
+    """For a condition in another process: ask again until it holds (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def owner(home: Path) -> dict[str, object] | None:
+    """The home's owner, once its backend is up (what a window writes when it is ready)."""
+    try:
+        info = json.loads((home / "owner.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and info.get("backend_url") else None
+
+
+def stop_backend(home: Path) -> None:
+    """After a test that may have killed a window: its managed backend must not outlive it."""
+    with contextlib.suppress(OSError, ValueError, psutil.Error):
+        psutil.Process(int((home / "backend.pid").read_text().split()[0])).kill()
 
 
 class Gui:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -25,27 +25,17 @@ import pytest
 from stablenew.app import discovery
 from stablenew.app.config import load_config
 from stablenew.gui.settings_dialog import SettingsDialog
+from stablenew.gui.stopping import Terminator
 from stablenew.jobs.status import JobStatus
 from stablenew.queue.store import JobStore
 from stablenew.webui.process import reference_backend_command
-from tests.gui.conftest import Gui
+from tests.gui.conftest import Gui, owner, wait_for
 from tests.helpers import ROOT, start_worker
 
 pytestmark = pytest.mark.integration
 
 FAST_JOB = {"steps": "4", "width": "64", "height": "64", "images": "1", "seed": "5"}
 REFERENCE = "reference backend (simulated images)"
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
-    """For a condition in another process: ask again until it holds (bounded)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 class FakeA1111(BaseHTTPRequestHandler):
@@ -155,15 +145,7 @@ def test_sigterm_closes_the_window_like_its_close_button(display: str, tmp_path:
         text=True,
     )
     try:
-
-        def owner() -> dict[str, object] | None:
-            try:
-                info = json.loads((tmp_path / "owner.json").read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                return None
-            return info if info.get("backend_url") else None
-
-        info = wait_for(owner, 60, "the window to own the home and its backend")
+        info = wait_for(lambda: owner(tmp_path), 60, "the window to own the home and its backend")
         assert isinstance(info, dict) and info["pid"] == gui.pid
         url = str(info["backend_url"])
         hang = {"hang": {"stage": "txt2img", "mode": "honour_interrupt"}}
@@ -291,3 +273,37 @@ def test_settings_test_connection_names_the_reference_backend(make_gui) -> None:
     gui.click("Test connection", within=dialog)
     gui.pump_until(lambda: str(dialog.test_result.cget("text")).startswith("✗"), 30)
     assert "'no-such-program' is not found" in str(dialog.test_result.cget("text"))
+
+
+def test_sigterm_stops_the_backend_while_the_tk_loop_is_busy(make_gui, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The Tk loop does not turn here (as when it is stuck in Tk's own C code): the signal is
+    still heard on a thread, the runner and the backend are stopped, and the process leaves."""
+    gui: Gui = make_gui()
+    window = gui.window
+    backend = psutil.Process(int((tmp_path / "backend.pid").read_text().split()[0]))
+    left = threading.Event()
+    terminator = Terminator(window, leave=left.set, grace=0.5)
+    previous = signal.signal(signal.SIGTERM, lambda _s, _f: None)  # a handler that never runs
+    undo = terminator.listen()
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert left.wait(60), "the process did not leave"
+    finally:
+        undo()
+        signal.signal(signal.SIGTERM, previous)
+    assert terminator.signals == [signal.SIGTERM]
+    psutil.wait_procs([backend], timeout=10)
+    assert not backend.is_running() or backend.status() == psutil.STATUS_ZOMBIE
+    assert not (tmp_path / "owner.json").exists()
+    window._destroy()  # what the leaving process does not need: this test process goes on
+
+
+def test_start_and_restart_say_when_the_backend_answers(make_gui) -> None:  # type: ignore[no-untyped-def]
+    gui: Gui = make_gui()
+    window = gui.window
+    gui.click_tab(window.tabs, "Backend")
+    for button, said in (("Restart", "Backend restarted"), ("Start", "Backend started")):
+        gui.click(button, within=window.backend)
+        gui.pump_until(lambda said=said: said in window.message.full_text, 60, said)
+        assert window.services.backend.shown_url in window.message.full_text
+        gui.pump_until(lambda: window.indicator.state == "READY", 60, "backend READY")

@@ -8,17 +8,25 @@ drop-down fits its longest choice. Run with content that is long on purpose."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import tkinter as tk
 import tkinter.font as tkfont
 from collections.abc import Iterator
+from pathlib import Path
 from tkinter import ttk
 
 import httpx
 import pytest
 
+from stablenew.gui.compose import SECTIONS
 from stablenew.gui.widgets import FitLabel, FitTree
 from stablenew.jobs.status import JobStatus
-from tests.gui.conftest import HIDPI_SCREEN, Gui, walk
+from tests.gui.conftest import HIDPI_SCREEN, Gui, owner, stop_backend, wait_for, walk
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -204,3 +212,49 @@ def test_nothing_is_clipped(make_gui, hidpi_display: str, scale: str) -> None:  
     settings = gui.toplevels()[-1]
     gui.settle()
     assert not list(problems(settings)), "\n".join(problems(settings))
+
+
+def test_the_app_at_2x_with_a_saved_form_and_dividers_saved_at_1x_starts_and_answers(
+    hidpi_display: str, tmp_path: Path
+) -> None:
+    """The tester's gui.json: written at 1x (the left divider at its 1x minimum), then scaling
+    2 chosen. Placing that divider below the 2x minimum, again at every <Configure>, kept Tk's
+    layout from ever settling: a half-drawn window that ignored clicks and SIGTERM."""
+    (tmp_path / "config.toml").write_text("[backend]\ndiscover = false\n", encoding="utf-8")
+    form: dict[str, object] = {**FAST_JOB, "prompt": LONG, "negative_prompt": "blurry"}
+    form |= {"txt2img.enable_hr": True, "adetailer.enabled": True, "upscale.enabled": True}
+    form["open"] = [title for title, _opened in SECTIONS]  # the form at its tallest
+    saved = {
+        "scale": "2",
+        "geometry": "1366x740+0+0",
+        "panes": {"h": 451, "v": 177},
+        "compose": form,
+    }
+    (tmp_path / "gui.json").write_text(json.dumps(saved), encoding="utf-8")
+    env = {**os.environ, "DISPLAY": hidpi_display, "PYTHONUNBUFFERED": "1"}
+    gui = subprocess.Popen(
+        [sys.executable, "-m", "stablenew", "--home", str(tmp_path), "gui"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: owner(tmp_path), 60, "the window to own the home and its backend")
+        # The Tk loop answers: SIGTERM closes the window its own way, which saves the form and
+        # the dividers where the 2x layout put them (a stuck loop never gets to that).
+        gui.send_signal(signal.SIGTERM)
+        code = gui.wait(60)
+        stderr = gui.stderr.read() if gui.stderr else ""
+        assert code == 143, stderr
+        assert "does not answer" not in stderr
+        again = json.loads((tmp_path / "gui.json").read_text(encoding="utf-8"))
+        assert again["compose"]["prompt"] == LONG
+        assert again["compose"]["steps"] == FAST_JOB["steps"]
+        assert again["panes"]["h"] > saved["panes"]["h"]  # the 2x form's minimum, not 451
+    finally:
+        if gui.poll() is None:
+            gui.kill()
+            gui.wait(10)
+        stop_backend(tmp_path)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from stablenew.cli.common import EXIT_TERMINATED, fail, on_stop_signals
@@ -17,6 +19,7 @@ def gui(
     import tkinter as tk
 
     from stablenew.gui.prefs import Prefs
+    from stablenew.gui.stopping import Terminator
     from stablenew.gui.theme import dpi_aware
     from stablenew.gui.window import MainWindow
 
@@ -33,18 +36,14 @@ def gui(
         home=ctx.obj.home,
         discover=backend is None,  # a backend named on the command line is the user's choice
     )
-    stopped: list[int] = []
-
-    def stop(signum: int) -> None:
-        # A signal handler may run between any two bytecodes of the Tk thread: it only queues
-        # the close (the same as the window's close button) for the Tk loop to run.
-        stopped.append(signum)
-        window.ui.post(window.close)
-
+    # The close button's way, or (the Tk loop too busy to get to it) stopped from a thread.
+    stop = Terminator(window, leave=lambda: os._exit(EXIT_TERMINATED))
     restore = on_stop_signals(stop)
+    unlisten = stop.listen()
     try:
         window.run()
     finally:
+        unlisten()
         restore()
-    if stopped:
+    if stop.signals:
         raise typer.Exit(EXIT_TERMINATED)

@@ -104,15 +104,27 @@ class BackendActions:
         if self.w.services.role == Role.CLIENT:
             self.w.say("The backend belongs to the home's owner: this window does not start it.")
             return
-        self.w.say("Starting the backend…")
-        self.w.ui.run(self.w.services.backend.start, failed=self.w.failed("Backend start"))
+        self.w.say(STARTING)
+        self.w.ui.run(
+            self.w.services.backend.start,
+            lambda _url: self._answering("started"),
+            self.w.failed("Backend start"),
+        )
 
     def restart_backend(self) -> None:
         if self.w.services.role == Role.CLIENT:
             self.w.say("The backend belongs to the home's owner: this window does not restart it.")
             return
         self.w.say("Restarting the backend…")
-        self.w.ui.run(self.w.services.backend.restart, failed=self.w.failed("Backend restart"))
+        self.w.ui.run(
+            self.w.services.backend.restart,
+            lambda _url: self._answering("restarted"),
+            self.w.failed("Backend restart"),
+        )
+
+    def _answering(self, how: str) -> None:
+        """The end of a Start or Restart click: its "…" line must not stay for good."""
+        self.w.say(f"Backend {how}: it answers at {self.w.services.backend.shown_url}.")
 
     def refresh_tail(self) -> None:
         if self.w.services.role == Role.CLIENT:

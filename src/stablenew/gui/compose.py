@@ -265,7 +265,6 @@ class ComposePanel(ttk.Frame):
         self.actions: dict[str, Callable[[], None]] = {}  # set by the window: presets, inputs
         self._cells: list[tuple[ttk.Frame, int, int, tk.Widget]] = []
         self._loading = False
-        self._refresh_pending = False
         self._pass_rows: dict[str, list[tk.Widget]] = {w: [] for w in PASSES}
         self.columnconfigure(0, weight=1)
         self.rowconfigure(6, weight=1)
@@ -499,13 +498,7 @@ class ComposePanel(ttk.Frame):
         self.actions[name]()
 
     def _toggled(self) -> None:
-        if not self._refresh_pending:
-            self._refresh_pending = True
-            self.after_idle(self._refresh_scroll)
-
-    def _refresh_scroll(self) -> None:
-        self._refresh_pending = False
-        self.scroll.refresh()
+        self.scroll.refresh()  # coalesced there: opening every group costs one
 
     def _flip(self, section: Section) -> None:
         section.flip()

@@ -16,6 +16,7 @@ import contextlib
 import gc
 import io
 import queue
+import threading
 import tkinter as tk
 from dataclasses import dataclass, field
 from functools import partial
@@ -118,6 +119,7 @@ class MainWindow:
         )
         self.ui = UiDispatcher(self.root)
         self.closing = False
+        self.close_begun = threading.Event()  # set when the Tk thread begins to close
         self.destroyed = False
         self.facts = BackendFacts()
         self.backend_actions = BackendActions(self)
@@ -303,27 +305,48 @@ class MainWindow:
         self.left = left
 
     def _restore_panes(self, saved: Any) -> None:
-        """The dividers where the user left them, once the window has its size (the panes'
-        minimums still hold)."""
+        """The dividers where the user left them, once the window has its size, as far as the
+        panes' minimums allow (a position saved at another scaling may be below them)."""
         if not isinstance(saved, dict):
             return
         wanted = {k: v for k, v in saved.items() if k in ("h", "v") and isinstance(v, int)}
         self._panes_wanted = wanted
+        tried: set[tuple[int, int]] = set()
 
         def place(_event: object = None) -> None:
             if not self._panes_wanted:
                 return
+            size = (self.panes.winfo_width(), self.right_panes.winfo_height())
+            if size in tried or min(size) <= 1:
+                return  # once per size: placing a sash makes the panes lay out again
+            tried.add(size)
+            # A divider saved at 1x lies below the 2x minimum: placed there it never sticks,
+            # and placing it again at each <Configure> it caused kept the layout from settling.
+            target = {k: self._sash_range(k, v) for k, v in wanted.items()}
             with contextlib.suppress(tk.TclError):
-                if "h" in wanted:
-                    self.panes.sash_place(0, wanted["h"], 1)
-                if "v" in wanted:
-                    self.right_panes.sash_place(0, 1, wanted["v"])
-                if self.pane_positions() == {**self.pane_positions(), **wanted}:
+                if "h" in target:
+                    self.panes.sash_place(0, target["h"], 1)
+                if "v" in target:
+                    self.right_panes.sash_place(0, 1, target["v"])
+                placed = self.pane_positions() == {**self.pane_positions(), **target}
+                # Held back by the other side's minimum: the window may not have its size yet.
+                if placed and all(target[k] >= v for k, v in wanted.items()):
                     self._panes_wanted = {}  # placed: the user moves them from now on
 
         self.panes.bind("<Configure>", place, add="+")
         self.right_panes.bind("<Configure>", place, add="+")
         self.root.after_idle(place)
+
+    def _sash_range(self, which: str, wanted: int) -> int:
+        """`wanted` moved into where the divider may be: each side keeps its pane's minimum."""
+        panes = self.panes if which == "h" else self.right_panes
+        first, second = (
+            int(panes.tk.call(str(panes), "panecget", name, "-minsize"))
+            for name in panes.tk.splitlist(panes.tk.call(str(panes), "panes"))
+        )
+        room = panes.winfo_width() if which == "h" else panes.winfo_height()
+        high = room - int(panes.cget("sashwidth")) - second
+        return max(first, min(wanted, high))
 
     def pane_positions(self) -> dict[str, int]:
         return {
@@ -1151,6 +1174,7 @@ class MainWindow:
         if self.closing:
             return
         self.closing = True
+        self.close_begun.set()
         self.say("Closing: stopping the runner and the backend…")
         self.prefs.set("geometry", self.root.geometry())
         self.prefs.set("compose", self.compose.settings())
