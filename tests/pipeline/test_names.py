@@ -4,14 +4,12 @@ it is queued: A1111 matches names exactly and silently generates with something 
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import pytest
 
 from stablenew.errors import InputError
 from stablenew.jobs.spec import JobSpec
-from stablenew.jobs.status import JobStatus
 from stablenew.observe.events import EventKind
 from tests.helpers import Waiter
 
@@ -81,22 +79,21 @@ def test_unknown_model_and_vae_overrides_are_refused_at_submit(make_services) ->
     assert stored["sd_model_checkpoint"] == "sim-xl-photo"
 
 
-def test_model_overrides_queued_while_the_backend_was_away_never_reach_it(
+def test_model_overrides_queued_while_the_backend_was_away_fail_before_the_first_call(
     make_services,
 ) -> None:  # type: ignore[no-untyped-def]
-    """Queued unchecked (the backend could not be asked), the job waits with the reason, as a
-    job no backend of a pool can run does; nothing is sent with a model A1111 would drop."""
+    """With one backend nothing else could ever run it: it fails at setup, saying which name,
+    before anything is sent (in a pool it waits for a backend that has it)."""
     services = make_services()
+    waiter = Waiter(services.jobs)
     services.jobs.validate = None  # as when the backend could not be asked at submit time
     job_id = services.jobs.submit_pipeline_run(
         spec(txt2img={"override_settings": {"sd_model_checkpoint": "no-such-model"}})
     )
-    said = "sd_model_checkpoint: the backend has no 'no-such-model'"
-    deadline = time.monotonic() + 60
-    while said not in (services.jobs.get_job(job_id).note or ""):
-        assert time.monotonic() < deadline, "the job to say why it waits"
-        time.sleep(0.05)
-    assert services.jobs.get_job(job_id).status == JobStatus.QUEUED
+    waiter.wait(EventKind.JOB_FAILED, job_id, timeout=60)
+    error = services.jobs.get_job(job_id).error
+    assert error is not None and error.stage == "setup"
+    assert "sd_model_checkpoint: the backend has no 'no-such-model'" in error.message
     assert sent(services.backend.url, "/sdapi/v1/txt2img") == []
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from stablenew.app.controllers import BackendController, BackendRuntime
-from stablenew.app.placement import BackendView, Placement, PoolPolicy
+from stablenew.app.placement import BackendView, Placement, PoolPolicy, pinned_to
 from stablenew.jobs.cancel import CancelToken
 from stablenew.jobs.execution import CheckpointSaver
 from stablenew.jobs.job import Job
@@ -178,7 +178,10 @@ class BackendPool:
             views = [m.view() for m in self.members]
             me = next(v for v in views if v.name == member.name)
             eligible, seen = self._candidates(store, me, pins)
-            chosen = self.placement.pick(me, eligible, views)
+            if self.single:  # no other backend to prefer: the first job it may run
+                chosen = eligible[0] if eligible else None
+            else:
+                chosen = self.placement.pick(me, eligible, views)
             lacking = chosen is None and any(self.placement.lacks(job, me) for job in seen)
             if lacking and member.recovering is not None and me.healthy:
                 # A job waits for something this backend had not: ask its lists again (at
@@ -195,16 +198,19 @@ class BackendPool:
     ) -> tuple[list[Job], list[Job]]:
         """The first `[pool] window` queued jobs `me` can run (jobs pinned to other backends
         skipped by the query, jobs it lacks names for skipped here, however many there are),
-        and every job looked at. A pool of one needs only the first such job."""
+        and every job looked at. A pool of one needs only the first such job, and takes a job
+        it lacks a name for too: no other backend could ever run it, so it fails before its
+        first call, saying which name, instead of waiting for good."""
         wanted = 1 if self.single else self.policy.window
         size = FIRST_PAGE if self.single else self.policy.window
+        fits = pinned_to if self.single else self.placement.can_run
         eligible: list[Job] = []
         seen: list[Job] = []
         after: Job | None = None
         while len(eligible) < wanted:
             page = store.pending_after(after, size, pins)
             seen += page
-            eligible += [job for job in page if self.placement.can_run(job, me)]
+            eligible += [job for job in page if fits(job, me)]
             if len(page) < size:
                 break
             after, size = page[-1], self.policy.window
