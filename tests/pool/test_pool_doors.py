@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.cli.clitools import cli, popen
+from tests.conftest import SimFactory
+from tests.helpers import start_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -113,3 +116,56 @@ def test_the_api_shows_each_backend_and_restarts_one_by_name(make_pool, tmp_path
         assert missing.status_code == 404 and "gpu0, gpu1" in missing.json()["detail"]
         metrics = api.get("/metrics").text
         assert 'stablenew_backend_restarts_total{backend="gpu1"} 1.0' in metrics
+
+
+def test_backend_list_from_another_process_shows_what_the_owner_knows(
+    tmp_path: Path, start_sim: SimFactory
+) -> None:
+    """Found by a tester: a client probed each URL itself, so `held` was always empty and
+    restarts 0, and an attached backend with `user:pass@` in its URL showed FAILED (the client
+    probed the masked URL the owner published and got 401)."""
+    secret = "pool-doors-Pw-1234"
+    attached = start_sim(
+        "--api-auth", f"ann:{secret}", "--models", "sim-xl-photo", auth=("ann", secret)
+    )
+    url = attached.url.replace("://", f"://ann:{secret}@")
+    (tmp_path / "config.toml").write_text(
+        f"""
+[recovery]
+breaker_cooldown = 3600
+
+[[backends]]
+name = "steady"
+command = {sim("--models", "sim-v15-base")}
+
+[[backends]]
+name = "fragile"
+command = {sim("--models", "sim-v15-base", "--fault", "crash:txt2img:1")}
+crash_loop_limit = 2
+
+[[backends]]
+name = "att"
+mode = "attached"
+url = "{url}"
+"""
+    )
+    worker = start_worker(tmp_path)
+    try:
+        queued = cli(tmp_path, "queue", "add", "crash it", "--on", "fragile", "--stages", "txt2img")
+        assert queued.returncode == 0, queued.stderr
+        deadline = time.monotonic() + 90
+        while True:  # the owner publishes what changed at most every half second
+            listed = cli(tmp_path, "backend", "list", "--json")
+            assert listed.returncode == 0, listed.stderr
+            backends = {b["name"]: b for b in json.loads(listed.stdout)["backends"]}
+            if backends["fragile"]["held"]:
+                break
+            assert time.monotonic() < deadline, f"fragile was never shown set aside: {backends}"
+        assert backends["fragile"]["restarts"] >= 1, backends["fragile"]
+        assert backends["att"]["state"] == "READY", backends["att"]
+        assert backends["att"]["loaded_model"].startswith("sim-xl-photo"), backends["att"]
+        assert backends["steady"]["state"] == "READY", backends["steady"]
+        assert secret not in listed.stdout
+    finally:
+        worker.proc.terminate()
+        worker.proc.wait(timeout=30)
