@@ -19,7 +19,13 @@ from stablenew.app.services import Services
 from stablenew.errors import InputError
 from stablenew.jobs.spec import JobSpec
 from stablenew.jobs.status import BackendState, JobStatus
-from stablenew.observe.events import EventKind, JobStartedData, RecoveryData
+from stablenew.observe.events import (
+    BackendData,
+    EventKind,
+    JobLifecycleLogEvent,
+    JobStartedData,
+    RecoveryData,
+)
 from stablenew.webui.process import LaunchConfig
 from tests.helpers import Waiter
 from tests.pool.conftest import backend
@@ -281,3 +287,34 @@ def test_restarting_a_set_aside_backend_puts_it_back_in_the_pool(make_pool, tmp_
     assert fragile.status().held is None
     waiter.wait(EventKind.JOB_COMPLETED, first, timeout=60)  # pinned: only fragile can run it
     assert started_on(waiter)[first][-1] == "fragile"
+
+
+def test_another_backends_crash_is_not_written_into_a_jobs_events(
+    make_pool, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Found by a tester: killing the idle backend a while a job ran on b wrote a's
+    backend_crashed/starting/ready into the b job's run-folder events.jsonl, with its job_id."""
+    services = make_pool(
+        [
+            backend(tmp_path, "a", "--step-ms", "100"),
+            backend(tmp_path, "b", "--step-ms", "100"),
+        ]
+    )
+    waiter = Waiter(services.jobs)
+    job_id = services.jobs.submit_pipeline_run(
+        small("on b", images=4, steps=20).model_copy(update={"backend": "b"})
+    )
+    waiter.wait(EventKind.STAGE_STARTED, job_id, timeout=60)
+    os.kill(int((tmp_path / "backend-a.pid").read_text().split()[0]), signal.SIGKILL)
+
+    def of_a(event: JobLifecycleLogEvent) -> bool:
+        return isinstance(event.data, BackendData) and event.data.backend == "a"
+
+    waiter.wait(EventKind.BACKEND_CRASHED, timeout=60, where=of_a)
+    assert services.jobs.get_job_status(job_id) == JobStatus.RUNNING  # a died while b worked
+    waiter.wait(EventKind.BACKEND_READY, timeout=60, where=of_a)
+    waiter.wait(EventKind.JOB_COMPLETED, job_id, timeout=120)
+    a_events = [e for e in waiter.events if of_a(e)]
+    assert a_events and all(e.job_id is None for e in a_events), a_events
+    run_log = Path(services.jobs.get_job(job_id).result.run_dir or "") / "events.jsonl"
+    assert "backend a" not in run_log.read_text(encoding="utf-8")

@@ -201,13 +201,13 @@ class Services:
     def _on_backend_state(self, backend: BackendConfig, state: BackendState, detail: str) -> None:
         which = "" if self._pool_of_one else f" {backend.name}"
         message = f"backend{which} {state.value.lower()}" + (f": {detail}" if detail else "")
-        active = self.state.active
+        job_id, stage = self._job_on(backend)
         self._bus.emit(
             BACKEND_KIND[state],
             message,
             source="backend",
-            job_id=active.job_id if active else None,
-            stage=active.stage if active else None,
+            job_id=job_id,
+            stage=stage,
             data=BackendData(state, detail, backend.name),
         )
         if state == BackendState.READY:
@@ -218,16 +218,29 @@ class Services:
             self.catalog.invalidate(backend.name)
 
     def _on_breaker(self, backend: BackendConfig, state: BreakerState, detail: str) -> None:
-        active = self.state.active
+        job_id, stage = self._job_on(backend, last=state == BreakerState.OPEN)
         which = "" if self._pool_of_one else f" of backend {backend.name}"
         self._bus.emit(
             EventKind.RECOVERY,
             f"crash-loop breaker{which} {state.value.replace('_', '-')}: {detail}",
             source="backend",
-            job_id=active.job_id if active else None,
-            stage=active.stage if active else None,
+            job_id=job_id,
+            stage=stage,
             data=RecoveryData(f"breaker_{state.value}", cause=detail, backend=backend.name),
         )
+
+    def _job_on(self, backend: BackendConfig, last: bool = False) -> tuple[str | None, str | None]:
+        """The job (and its stage) a backend's state change belongs to: the one its own runner
+        runs (the app's active job may run on another backend of the pool); `last`: else the
+        one it ran last (a breaker opens at the start after the job whose crashes it counted)."""
+        member = next(m for m in self._pool.members if m.name == backend.name)
+        runner = member.runner
+        job_id = runner.current_job if runner is not None else None
+        if job_id is None and last and runner is not None:
+            job_id = runner.last_job
+        active = self.state.active
+        stage = active.stage if active is not None and active.job_id == job_id else None
+        return job_id, stage
 
     @property
     def _pool_of_one(self) -> bool:
