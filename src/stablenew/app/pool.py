@@ -86,6 +86,7 @@ class Member:
             lists=backend.known_lists() if backend is not None else None,
             loaded=backend.loaded_model if backend is not None else None,
             healthy=self.held is None and self.manager.state == BackendState.READY,
+            held=self.held,
         )
 
 
