@@ -318,3 +318,24 @@ def test_another_backends_crash_is_not_written_into_a_jobs_events(
     assert a_events and all(e.job_id is None for e in a_events), a_events
     run_log = Path(services.jobs.get_job(job_id).result.run_dir or "") / "events.jsonl"
     assert "backend a" not in run_log.read_text(encoding="utf-8")
+
+
+def test_a_name_no_backend_has_is_refused_with_what_the_pool_has(make_pool, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Found by a tester: the refusal listed only the first backend's models ("the backend has
+    no 'nope' (it has sim-v15-base) (on any of the 2 backends)")."""
+    services = make_pool(
+        [
+            backend(tmp_path, "a", "--models", MODELS[0]),
+            backend(tmp_path, "b", "--models", MODELS[1]),
+        ]
+    )
+    for name in ("a", "b"):
+        deadline = time.monotonic() + 30
+        while services.catalog.lists(backend=name) is None:
+            assert time.monotonic() < deadline, f"backend {name} never answered"
+            time.sleep(0.05)
+    with pytest.raises(InputError) as refused:
+        services.jobs.submit_pipeline_run(small("nowhere", "nope"))
+    assert "model: the pool (2 backends) has no 'nope'" in str(refused.value), refused.value
+    assert MODELS[0] in str(refused.value) and MODELS[1] in str(refused.value), refused.value
+    assert services.jobs.list_jobs() == []
