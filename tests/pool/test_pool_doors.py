@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.cli.clitools import cli, popen
+from tests.cli.clitools import Lines, cli, popen
 from tests.conftest import SimFactory
 from tests.helpers import start_worker
 
@@ -169,3 +171,23 @@ url = "{url}"
     finally:
         worker.proc.terminate()
         worker.proc.wait(timeout=30)
+
+
+def test_worker_lines_name_the_backend_of_a_pool(tmp_path: Path) -> None:
+    """Found by a tester: a pool's worker wrote "backend CRASHED: process exited with code -9",
+    "backend STARTING: restarting", naming no backend."""
+    pool_config(tmp_path)
+    (tmp_path / "config.toml").write_text(
+        (tmp_path / "config.toml").read_text().split('[[backends]]\nname = "box2"')[0]
+    )
+    worker = popen(tmp_path, "worker")
+    lines = Lines(worker.stdout)
+    try:
+        lines.expect("  backend gpu1: http://")  # the banner: both are up
+        os.kill(int((tmp_path / "backend-gpu1.pid").read_text().split()[0]), signal.SIGKILL)
+        crashed = lines.expect(lambda line: "CRASHED" in line)
+        assert "backend gpu1 CRASHED: " in crashed, crashed
+        lines.expect(lambda line: "backend gpu1 READY: http://" in line)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)

@@ -169,7 +169,7 @@ class CliRun:
             return QuietView()
         if out.tty:
             return LiveView(self, self._images_of)
-        return LineView(self, self._images_of)
+        return LineView(self, self._images_of, pool=len(self.services.backends) > 1)
 
     def _images_of(self, job_id: str) -> int | None:
         try:
