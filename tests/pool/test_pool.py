@@ -339,3 +339,22 @@ def test_a_name_no_backend_has_is_refused_with_what_the_pool_has(make_pool, tmp_
     assert "model: the pool (2 backends) has no 'nope'" in str(refused.value), refused.value
     assert MODELS[0] in str(refused.value) and MODELS[1] in str(refused.value), refused.value
     assert services.jobs.list_jobs() == []
+
+
+def test_failure_artifacts_are_named_by_backend(make_pool, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Found by a tester: a pool's failure artifacts were in failures/txt2img_image1_attempt1,
+    named by no backend (and a job resumed on another backend has an attempt 1 there too)."""
+    services = make_pool(
+        [
+            backend(tmp_path, "flaky", "--fault", "http_error:txt2img:1"),
+            backend(tmp_path, "steady"),
+        ]
+    )
+    waiter = Waiter(services.jobs)
+    job_id = services.jobs.submit_pipeline_run(
+        small("a 500 each time").model_copy(update={"backend": "flaky"})
+    )
+    waiter.wait(EventKind.JOB_FAILED, job_id, timeout=60)  # each new process answers 500 once
+    failures = Path(services.jobs.get_job(job_id).result.run_dir or "") / "failures"
+    assert [p.name for p in failures.iterdir()] == ["flaky"]
+    assert (failures / "flaky" / "txt2img_image1_attempt1" / "stage_failure_payload.json").is_file()

@@ -147,7 +147,12 @@ class BackendPool:
             client = member.controller.client()
             member.recovering = RecoveringBackend(client, member.manager, recovery)
             member.pipeline = PipelineRunner(
-                member.recovering, bus, settings, previews=previews, backend_name=member.name
+                member.recovering,
+                bus,
+                settings,
+                previews=previews,
+                backend_name=member.name,
+                pooled=not self.single,
             )
             member.runner = JobRunner(
                 store,
