@@ -191,3 +191,34 @@ def test_worker_lines_name_the_backend_of_a_pool(tmp_path: Path) -> None:
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+
+
+def test_serve_and_run_show_every_backend_of_the_pool(tmp_path: Path) -> None:
+    """Found by a tester: `serve` printed "backend: None" when the first backend was down, and
+    `run` printed only the first backend's URL."""
+    (tmp_path / "config.toml").write_text(
+        f"""
+[[backends]]
+name = "away"
+mode = "attached"
+url = "http://127.0.0.1:9"
+startup_timeout = 1
+
+[[backends]]
+name = "up"
+command = {sim("--step-ms", "2")}
+"""
+    )
+    ran = cli(tmp_path, "run", "a cat", "--on", "up", "--steps", "2")
+    assert ran.returncode == 0, ran.stderr
+    notes = [line for line in ran.stderr.splitlines() if "backends: " in line]
+    assert notes and "away did not start" in notes[0], ran.stderr
+    assert "up http://127.0.0.1:" in notes[0], ran.stderr
+    server = popen(tmp_path, "serve", "--port", "0")
+    errors = Lines(server.stderr)
+    try:
+        docs = errors.expect("docs: http://")
+        assert "backends: away did not start" in docs and ", up http://127.0.0.1:" in docs, docs
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
