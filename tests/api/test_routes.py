@@ -51,6 +51,22 @@ def test_exactly_one_way_to_submit(local_app: TestClient) -> None:
     assert typo.status_code == 422 and "stepz" in " ".join(typo.json()["detail"])
 
 
+def test_a_prompt_takes_the_clis_pin(local_app: TestClient) -> None:
+    """Found by a tester: a prompt's `on` (the CLI's --on) and `backend` (JobSpec's name) were
+    both refused with 422 "Extra inputs are not permitted"."""
+    for key in ("on", "backend"):
+        answer = local_app.post("/api/v1/jobs", json={"prompt": "pinned", key: "default"})
+        assert answer.status_code == 201, answer.text
+        job = local_app.get(f"/api/v1/jobs/{answer.json()['ids'][0]}").json()
+        assert job["spec"]["backend"] == "default"
+    nowhere = local_app.post("/api/v1/jobs", json={"prompt": "pinned", "on": "gpu9"})
+    assert nowhere.status_code == 422 and "gpu9" in str(nowhere.json()["detail"]), nowhere.text
+    both = local_app.post(
+        "/api/v1/jobs", json={"prompt": "pinned", "on": "default", "backend": "gpu9"}
+    )
+    assert both.status_code == 422 and "on" in str(both.json()["detail"]), both.text
+
+
 def test_cursor_pagination_walks_every_job_once(local_app: TestClient) -> None:
     ids = submit(local_app, 7)
     seen: list[str] = []

@@ -19,7 +19,13 @@ from stablenew.app.services import Services
 from stablenew.errors import InputError
 from stablenew.jobs.spec import JobSpec
 from stablenew.jobs.status import BackendState, JobStatus
-from stablenew.observe.events import EventKind, JobStartedData, RecoveryData
+from stablenew.observe.events import (
+    BackendData,
+    EventKind,
+    JobLifecycleLogEvent,
+    JobStartedData,
+    RecoveryData,
+)
 from stablenew.webui.process import LaunchConfig
 from tests.helpers import Waiter
 from tests.pool.conftest import backend
@@ -281,3 +287,74 @@ def test_restarting_a_set_aside_backend_puts_it_back_in_the_pool(make_pool, tmp_
     assert fragile.status().held is None
     waiter.wait(EventKind.JOB_COMPLETED, first, timeout=60)  # pinned: only fragile can run it
     assert started_on(waiter)[first][-1] == "fragile"
+
+
+def test_another_backends_crash_is_not_written_into_a_jobs_events(
+    make_pool, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Found by a tester: killing the idle backend a while a job ran on b wrote a's
+    backend_crashed/starting/ready into the b job's run-folder events.jsonl, with its job_id."""
+    services = make_pool(
+        [
+            backend(tmp_path, "a", "--step-ms", "100"),
+            backend(tmp_path, "b", "--step-ms", "100"),
+        ]
+    )
+    waiter = Waiter(services.jobs)
+    job_id = services.jobs.submit_pipeline_run(
+        small("on b", images=4, steps=20).model_copy(update={"backend": "b"})
+    )
+    waiter.wait(EventKind.STAGE_STARTED, job_id, timeout=60)
+    os.kill(int((tmp_path / "backend-a.pid").read_text().split()[0]), signal.SIGKILL)
+
+    def of_a(event: JobLifecycleLogEvent) -> bool:
+        return isinstance(event.data, BackendData) and event.data.backend == "a"
+
+    waiter.wait(EventKind.BACKEND_CRASHED, timeout=60, where=of_a)
+    assert services.jobs.get_job_status(job_id) == JobStatus.RUNNING  # a died while b worked
+    waiter.wait(EventKind.BACKEND_READY, timeout=60, where=of_a)
+    waiter.wait(EventKind.JOB_COMPLETED, job_id, timeout=120)
+    a_events = [e for e in waiter.events if of_a(e)]
+    assert a_events and all(e.job_id is None for e in a_events), a_events
+    run_log = Path(services.jobs.get_job(job_id).result.run_dir or "") / "events.jsonl"
+    assert "backend a" not in run_log.read_text(encoding="utf-8")
+
+
+def test_a_name_no_backend_has_is_refused_with_what_the_pool_has(make_pool, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Found by a tester: the refusal listed only the first backend's models ("the backend has
+    no 'nope' (it has sim-v15-base) (on any of the 2 backends)")."""
+    services = make_pool(
+        [
+            backend(tmp_path, "a", "--models", MODELS[0]),
+            backend(tmp_path, "b", "--models", MODELS[1]),
+        ]
+    )
+    for name in ("a", "b"):
+        deadline = time.monotonic() + 30
+        while services.catalog.lists(backend=name) is None:
+            assert time.monotonic() < deadline, f"backend {name} never answered"
+            time.sleep(0.05)
+    with pytest.raises(InputError) as refused:
+        services.jobs.submit_pipeline_run(small("nowhere", "nope"))
+    assert "model: the pool (2 backends) has no 'nope'" in str(refused.value), refused.value
+    assert MODELS[0] in str(refused.value) and MODELS[1] in str(refused.value), refused.value
+    assert services.jobs.list_jobs() == []
+
+
+def test_failure_artifacts_are_named_by_backend(make_pool, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Found by a tester: a pool's failure artifacts were in failures/txt2img_image1_attempt1,
+    named by no backend (and a job resumed on another backend has an attempt 1 there too)."""
+    services = make_pool(
+        [
+            backend(tmp_path, "flaky", "--fault", "http_error:txt2img:1"),
+            backend(tmp_path, "steady"),
+        ]
+    )
+    waiter = Waiter(services.jobs)
+    job_id = services.jobs.submit_pipeline_run(
+        small("a 500 each time").model_copy(update={"backend": "flaky"})
+    )
+    waiter.wait(EventKind.JOB_FAILED, job_id, timeout=60)  # each new process answers 500 once
+    failures = Path(services.jobs.get_job(job_id).result.run_dir or "") / "failures"
+    assert [p.name for p in failures.iterdir()] == ["flaky"]
+    assert (failures / "flaky" / "txt2img_image1_attempt1" / "stage_failure_payload.json").is_file()

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.cli.clitools import cli, popen
+from tests.cli.clitools import Lines, cli, popen
+from tests.conftest import SimFactory
+from tests.helpers import start_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -113,3 +118,107 @@ def test_the_api_shows_each_backend_and_restarts_one_by_name(make_pool, tmp_path
         assert missing.status_code == 404 and "gpu0, gpu1" in missing.json()["detail"]
         metrics = api.get("/metrics").text
         assert 'stablenew_backend_restarts_total{backend="gpu1"} 1.0' in metrics
+
+
+def test_backend_list_from_another_process_shows_what_the_owner_knows(
+    tmp_path: Path, start_sim: SimFactory
+) -> None:
+    """Found by a tester: a client probed each URL itself, so `held` was always empty and
+    restarts 0, and an attached backend with `user:pass@` in its URL showed FAILED (the client
+    probed the masked URL the owner published and got 401)."""
+    secret = "pool-doors-Pw-1234"
+    attached = start_sim(
+        "--api-auth", f"ann:{secret}", "--models", "sim-xl-photo", auth=("ann", secret)
+    )
+    url = attached.url.replace("://", f"://ann:{secret}@")
+    (tmp_path / "config.toml").write_text(
+        f"""
+[recovery]
+breaker_cooldown = 3600
+
+[[backends]]
+name = "steady"
+command = {sim("--models", "sim-v15-base")}
+
+[[backends]]
+name = "fragile"
+command = {sim("--models", "sim-v15-base", "--fault", "crash:txt2img:1")}
+crash_loop_limit = 2
+
+[[backends]]
+name = "att"
+mode = "attached"
+url = "{url}"
+"""
+    )
+    worker = start_worker(tmp_path)
+    try:
+        queued = cli(tmp_path, "queue", "add", "crash it", "--on", "fragile", "--stages", "txt2img")
+        assert queued.returncode == 0, queued.stderr
+        deadline = time.monotonic() + 90
+        while True:  # the owner publishes what changed at most every half second
+            listed = cli(tmp_path, "backend", "list", "--json")
+            assert listed.returncode == 0, listed.stderr
+            backends = {b["name"]: b for b in json.loads(listed.stdout)["backends"]}
+            if backends["fragile"]["held"]:
+                break
+            assert time.monotonic() < deadline, f"fragile was never shown set aside: {backends}"
+        assert backends["fragile"]["restarts"] >= 1, backends["fragile"]
+        assert backends["att"]["state"] == "READY", backends["att"]
+        assert backends["att"]["loaded_model"].startswith("sim-xl-photo"), backends["att"]
+        assert backends["steady"]["state"] == "READY", backends["steady"]
+        assert secret not in listed.stdout
+    finally:
+        worker.proc.terminate()
+        worker.proc.wait(timeout=30)
+
+
+def test_worker_lines_name_the_backend_of_a_pool(tmp_path: Path) -> None:
+    """Found by a tester: a pool's worker wrote "backend CRASHED: process exited with code -9",
+    "backend STARTING: restarting", naming no backend."""
+    pool_config(tmp_path)
+    (tmp_path / "config.toml").write_text(
+        (tmp_path / "config.toml").read_text().split('[[backends]]\nname = "box2"')[0]
+    )
+    worker = popen(tmp_path, "worker")
+    lines = Lines(worker.stdout)
+    try:
+        lines.expect("  backend gpu1: http://")  # the banner: both are up
+        os.kill(int((tmp_path / "backend-gpu1.pid").read_text().split()[0]), signal.SIGKILL)
+        crashed = lines.expect(lambda line: "CRASHED" in line)
+        assert "backend gpu1 CRASHED: " in crashed, crashed
+        lines.expect(lambda line: "backend gpu1 READY: http://" in line)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+
+
+def test_serve_and_run_show_every_backend_of_the_pool(tmp_path: Path) -> None:
+    """Found by a tester: `serve` printed "backend: None" when the first backend was down, and
+    `run` printed only the first backend's URL."""
+    (tmp_path / "config.toml").write_text(
+        f"""
+[[backends]]
+name = "away"
+mode = "attached"
+url = "http://127.0.0.1:9"
+startup_timeout = 1
+
+[[backends]]
+name = "up"
+command = {sim("--step-ms", "2")}
+"""
+    )
+    ran = cli(tmp_path, "run", "a cat", "--on", "up", "--steps", "2")
+    assert ran.returncode == 0, ran.stderr
+    notes = [line for line in ran.stderr.splitlines() if "backends: " in line]
+    assert notes and "away did not start" in notes[0], ran.stderr
+    assert "up http://127.0.0.1:" in notes[0], ran.stderr
+    server = popen(tmp_path, "serve", "--port", "0")
+    errors = Lines(server.stderr)
+    try:
+        docs = errors.expect("docs: http://")
+        assert "backends: away did not start" in docs and ", up http://127.0.0.1:" in docs, docs
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -74,3 +74,31 @@ def test_an_attached_backend_restarted_with_other_models_runs_a_job_for_the_new_
     # Submitted by another process, which checks against the live lists.
     after = services.jobs.store.submit(small("new model", "sim-xl-photo"))
     waiter.wait(EventKind.JOB_COMPLETED, after, timeout=60)
+
+
+def test_a_job_whose_only_backend_is_set_aside_says_so(make_pool, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Found by a tester: the note blamed the healthy backend's lists ("the backend has no
+    'sim-xl-photo' (did you mean ...)") instead of the backend that has it being set aside."""
+    services = make_pool(
+        [
+            backend(
+                tmp_path,
+                "xl",
+                "--models",
+                "sim-xl-photo",
+                "--fault",
+                "crash:txt2img:1",
+                crash_loop_limit=1,
+                breaker_cooldown=3600,
+            ),
+            backend(tmp_path, "base", "--models", "sim-v15-base"),
+        ]
+    )
+    job_id = services.jobs.submit_pipeline_run(small("for xl", "sim-xl-photo"))
+    deadline = time.monotonic() + 60
+    while not (note := services.jobs.get_job(job_id).note).startswith("waiting for backend xl"):
+        assert time.monotonic() < deadline, note
+        time.sleep(0.05)
+    assert note.startswith("waiting for backend xl, the one that can run it: set aside ("), note
+    assert "crash" in note
+    assert services.jobs.get_job_status(job_id) == JobStatus.QUEUED

@@ -59,6 +59,8 @@ class SubmitBody(_Body):
     hires_denoise: float | None = None
     denoise: float | None = None
     upscaler: str | None = None
+    on: str | None = Field(None, description="Run only on this backend (a name or a label)")
+    backend: str | None = Field(None, description="The same as `on` (JobSpec's name for it)")
 
 
 OVERRIDE_NAMES = (

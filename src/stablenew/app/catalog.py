@@ -17,7 +17,7 @@ from stablenew.errors import BackendError, InputError
 from stablenew.jobs.spec import JobSpec
 from stablenew.pipeline.names import Resolved, resolve
 from stablenew.webui.client import Health, WebUIClient
-from stablenew.webui.lists import BackendLists, fetch_lists
+from stablenew.webui.lists import BackendLists, fetch_lists, merged
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,7 @@ class Catalog:
             known = ", ".join(sorted(self._members))
             return Resolved(spec, [f"no backend is named or labelled {pin!r} (backends: {known})"])
         first: list[str] | None = None
+        each: list[BackendLists] = []
         for name in names:
             lists = self.lists(backend=name)
             if lists is None:
@@ -79,10 +80,14 @@ class Catalog:
             resolved = resolve(spec, lists)
             if not resolved.problems:
                 return resolved
+            each.append(lists)
             if first is None:
                 first = resolved.problems
         if first is not None and len(names) > 1:
-            first = [f"{p} (on any of the {len(names)} backends)" for p in first]
+            # Name what the pool has between them, not only what the first backend has.
+            which = "the pool" if pin is None else repr(pin)
+            pooled = resolve(spec, merged(each), f"{which} ({len(names)} backends)").problems
+            first = pooled or [f"{p} (on any of the {len(names)} backends)" for p in first]
         return Resolved(spec, first or [])
 
     def problems(self, spec: JobSpec) -> list[str]:

@@ -46,6 +46,7 @@ class BackendView:
     lists: BackendLists | None  # None: not asked yet (it can take anything then)
     loaded: str | None  # the loaded checkpoint's title
     healthy: bool  # running and not set aside by its breaker
+    held: str | None = None  # set aside by its breaker: why
 
 
 def pinned_to(job: Job, backend: BackendView) -> bool:
@@ -147,7 +148,12 @@ class Placement:
             if job.spec.backend is not None and not _known(job.spec.backend, backends):
                 notes[job.id] = unknown_pin(job.spec.backend)
             elif healthy and all(reasons):
-                notes[job.id] = _summarize(job, [r for r in reasons if r])
+                # A backend that could run it but is away is the reason, not the healthy
+                # backends' missing names.
+                away = [b for b in backends if not b.healthy and self._why_not(job, b) is None]
+                notes[job.id] = (
+                    away_note(away[0]) if away else _summarize(job, [r for r in reasons if r])
+                )
             elif not healthy:
                 notes[job.id] = "no backend is available"
         return notes
@@ -196,6 +202,11 @@ class Placement:
 
 def pinned_note(pin: str) -> str:
     return f"waiting for backend {pin} (pinned)"
+
+
+def away_note(backend: BackendView) -> str:
+    why = f"set aside ({backend.held})" if backend.held else "it is not ready"
+    return f"waiting for backend {backend.name}, the one that can run it: {why}"
 
 
 def unknown_pin(pin: str) -> str:

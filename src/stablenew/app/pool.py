@@ -86,6 +86,7 @@ class Member:
             lists=backend.known_lists() if backend is not None else None,
             loaded=backend.loaded_model if backend is not None else None,
             healthy=self.held is None and self.manager.state == BackendState.READY,
+            held=self.held,
         )
 
 
@@ -146,7 +147,12 @@ class BackendPool:
             client = member.controller.client()
             member.recovering = RecoveringBackend(client, member.manager, recovery)
             member.pipeline = PipelineRunner(
-                member.recovering, bus, settings, previews=previews, backend_name=member.name
+                member.recovering,
+                bus,
+                settings,
+                previews=previews,
+                backend_name=member.name,
+                pooled=not self.single,
             )
             member.runner = JobRunner(
                 store,

@@ -33,7 +33,7 @@ from stablenew.app.pool import BackendConfig, BackendPool, Member
 from stablenew.app.previews import PreviewBoard
 from stablenew.app.state import AppState
 from stablenew.app.webhooks import Hook, WebhookDispatcher
-from stablenew.errors import BackendError, BackendStartError, HomeOwnedError
+from stablenew.errors import BackendError, BackendStartError, HomeOwnedError, StableNewError
 from stablenew.jobs.status import BackendState, JobStatus
 from stablenew.observe.events import (
     BACKEND_KIND,
@@ -42,13 +42,12 @@ from stablenew.observe.events import (
     EventBus,
     EventKind,
     JobLifecycleLogEvent,
-    JobStartedData,
     RecoveryData,
 )
 from stablenew.observe.jsonl import JsonlSink
 from stablenew.pipeline.settings import PipelineSettings
 from stablenew.queue.home import HomeLock, Owner
-from stablenew.queue.store import JobStore
+from stablenew.queue.store import BackendReport, JobStore
 from stablenew.webui.breaker import BreakerState
 from stablenew.webui.client import Health, Timeouts, WebUIClient
 from stablenew.webui.process import LaunchConfig, WebUIProcessManager
@@ -62,6 +61,7 @@ LOCAL_ONLY = {
     EventKind.ADD_TO_JOB_NOOP,
 }
 FOLLOW_INTERVAL = 0.1  # seconds between reads of the owner's event log
+PUBLISH_INTERVAL = 0.5  # seconds: the owner writes its backends' states at most this often
 WEBHOOK_DRAIN = 2.0  # seconds a closing owner gives the deliveries its last jobs made due
 
 
@@ -115,6 +115,7 @@ class Services:
         self._home = HomeLock(config.home)
         self._probes: dict[str, WebUIClient] = {}
         self._follower: threading.Thread | None = None
+        self._publisher: threading.Thread | None = None
         self._closing = threading.Event()
         self._role_lock = threading.Lock()
         self._publishing = threading.Lock()
@@ -200,13 +201,13 @@ class Services:
     def _on_backend_state(self, backend: BackendConfig, state: BackendState, detail: str) -> None:
         which = "" if self._pool_of_one else f" {backend.name}"
         message = f"backend{which} {state.value.lower()}" + (f": {detail}" if detail else "")
-        active = self.state.active
+        job_id, stage = self._job_on(backend)
         self._bus.emit(
             BACKEND_KIND[state],
             message,
             source="backend",
-            job_id=active.job_id if active else None,
-            stage=active.stage if active else None,
+            job_id=job_id,
+            stage=stage,
             data=BackendData(state, detail, backend.name),
         )
         if state == BackendState.READY:
@@ -217,16 +218,29 @@ class Services:
             self.catalog.invalidate(backend.name)
 
     def _on_breaker(self, backend: BackendConfig, state: BreakerState, detail: str) -> None:
-        active = self.state.active
+        job_id, stage = self._job_on(backend, last=state == BreakerState.OPEN)
         which = "" if self._pool_of_one else f" of backend {backend.name}"
         self._bus.emit(
             EventKind.RECOVERY,
             f"crash-loop breaker{which} {state.value.replace('_', '-')}: {detail}",
             source="backend",
-            job_id=active.job_id if active else None,
-            stage=active.stage if active else None,
+            job_id=job_id,
+            stage=stage,
             data=RecoveryData(f"breaker_{state.value}", cause=detail, backend=backend.name),
         )
+
+    def _job_on(self, backend: BackendConfig, last: bool = False) -> tuple[str | None, str | None]:
+        """The job (and its stage) a backend's state change belongs to: the one its own runner
+        runs (the app's active job may run on another backend of the pool); `last`: else the
+        one it ran last (a breaker opens at the start after the job whose crashes it counted)."""
+        member = next(m for m in self._pool.members if m.name == backend.name)
+        runner = member.runner
+        job_id = runner.current_job if runner is not None else None
+        if job_id is None and last and runner is not None:
+            job_id = runner.last_job
+        active = self.state.active
+        stage = active.stage if active is not None and active.job_id == job_id else None
+        return job_id, stage
 
     @property
     def _pool_of_one(self) -> bool:
@@ -236,11 +250,13 @@ class Services:
         """A client for a backend: ours when we own the home, else at the owner's URL for it."""
         if member.client is None:
             url: str | None = member.manager.url if self.role == Role.OWNER else None
+            if url is None and not member.manager.managed:
+                # Attached: its URL is the configured one, credentials and all (the owner
+                # publishes it masked).
+                url = member.manager.known_url
             if url is None:
                 owner = self._home.owner()
                 url = owner.backend_urls.get(member.name) if owner is not None else None
-            if url is None and not member.manager.managed:
-                url = member.manager.known_url  # attached: its URL is the configured one
             if url is None:
                 raise BackendStartError("the home's owner has not published its backend's URL yet")
             member.client = WebUIClient(url, auth=member.config.auth, timeouts=self.config.timeouts)
@@ -251,50 +267,104 @@ class Services:
         return next(m.config.auth for m in self._pool.members if m.name == backend)
 
     def backend_statuses(self) -> list[BackendStatus]:
-        """Every backend of the pool: as this process drives it (owner), or as the owner's
-        backends answer and the store says (a client: read-only, nothing is started)."""
+        """Every backend of the pool: as this process drives it (owner), as the owner last
+        published it (a client), or, when no owner runs, as its URL answers (read-only:
+        nothing is started)."""
         if self.role == Role.OWNER:
             return [b.status() for b in self.backends]
-        running = {}
-        for job in self._store.list_jobs([JobStatus.RUNNING], limit=100):
-            started = [
-                e.data
-                for e in self._store.events_since(0, job_id=job.id)
-                if isinstance(e.data, JobStartedData)
-            ]
-            if started:
-                running[started[-1].backend] = job.id
         owner = self._home.owner()
+        reports = self._store.backend_reports() if owner is not None else {}
         statuses = []
         for controller, member in zip(self.backends, self._pool.members, strict=True):
-            url = owner.backend_urls.get(member.name) if owner is not None else None
-            state, loaded = BackendState.STOPPED, None
-            if url is not None:
-                probe = WebUIClient(url, auth=member.config.auth, timeouts=Timeouts(probe=3))
-                try:
-                    if probe.health() is Health.OK:
-                        state = BackendState.READY
-                        loaded = str(probe.get_options().get("sd_model_checkpoint") or "") or None
-                    else:
-                        state = BackendState.FAILED
-                except BackendError:
-                    state = BackendState.FAILED
-                finally:
-                    probe.close()
+            report = reports.get(member.name)
+            if report is None:
+                statuses.append(self._probed(member, controller.managed, owner))
+                continue
             statuses.append(
                 BackendStatus(
                     name=member.name,
                     labels=sorted(member.config.labels),
-                    state=state,
-                    url=url,
+                    state=report.state,
+                    url=report.url,
                     managed=controller.managed,
-                    loaded_model=loaded,
-                    current_job=running.get(member.name),
-                    held=None,
-                    restarts=0,
+                    loaded_model=report.loaded_model,
+                    current_job=report.current_job,
+                    held=report.held,
+                    restarts=report.restarts,
                 )
             )
         return statuses
+
+    def _probed(self, member: Member, managed: bool, owner: Owner | None) -> BackendStatus:
+        """A backend no owner reports on: asked at its URL (an attached one's is in the config,
+        with its credentials; the owner's published one is masked)."""
+        url = member.manager.known_url if not managed else None
+        if url is None and owner is not None:
+            url = owner.backend_urls.get(member.name)
+        state, loaded = BackendState.STOPPED, None
+        if url is not None:
+            probe = WebUIClient(url, auth=member.config.auth, timeouts=Timeouts(probe=3))
+            try:
+                if probe.health() is Health.OK:
+                    state = BackendState.READY
+                    loaded = str(probe.get_options().get("sd_model_checkpoint") or "") or None
+                else:
+                    state = BackendState.FAILED
+            except BackendError:
+                state = BackendState.FAILED
+            finally:
+                probe.close()
+        return BackendStatus(
+            name=member.name,
+            labels=sorted(member.config.labels),
+            state=state,
+            url=url,
+            managed=managed,
+            loaded_model=loaded,
+            current_job=None,
+            held=None,
+            restarts=0,
+        )
+
+    def _publish(self) -> None:
+        """The owner's side of `backend_statuses`: what it knows of its backends, in the store
+        for clients, written when it changes and at most every PUBLISH_INTERVAL."""
+        last: list[BackendReport] | None = None
+        failed = ""
+        while True:
+            reports = [
+                BackendReport(
+                    name=s.name,
+                    state=s.state,
+                    url=s.url,
+                    loaded_model=s.loaded_model,
+                    current_job=s.current_job,
+                    held=s.held,
+                    restarts=s.restarts,
+                )
+                for s in (b.status() for b in self.backends)
+            ]
+            if reports != last:
+                try:
+                    self._store.publish_backends(reports)
+                    last, failed = reports, ""
+                except StableNewError as exc:  # a busy or full store: said once, tried again
+                    if str(exc) != failed:
+                        failed = str(exc)
+                        self._bus.emit(
+                            EventKind.WARNING,
+                            f"the backends' states are not published to clients: {exc}",
+                            source="app",
+                        )
+            if self._closing.wait(PUBLISH_INTERVAL):
+                return
+
+    def _start_publishing(self) -> None:
+        if self._publisher is None:
+            self._publisher = threading.Thread(
+                target=self._publish, name="backend-publisher", daemon=True
+            )
+            self._publisher.start()
 
     # -- owning the home -----------------------------------------------------------------------
 
@@ -313,6 +383,7 @@ class Services:
                 who = owner.describe() if owner else "another process"
                 raise HomeOwnedError(f"this home ({self.config.home}) is owned by {who}")
             self.role = Role.OWNER
+        self._start_publishing()
         self._start_backends(timeout)
         if run_queue:
             self._run_queue()
@@ -449,6 +520,7 @@ class Services:
             self.role = Role.OWNER
             for member in self._pool.members:
                 member.client = None  # the owner's clients: ours now
+        self._start_publishing()
         try:
             self._start_backends()
         except BackendStartError as exc:
@@ -464,6 +536,8 @@ class Services:
             runner.stop(timeout=self.config.policy.cancel_grace + grace + 10)
         if self._follower is not None:
             self._follower.join(timeout=5)
+        if self._publisher is not None:
+            self._publisher.join(timeout=5)
         if self.webhooks is not None:  # what is not sent by then stays in the outbox
             self.webhooks.close(drain=WEBHOOK_DRAIN)
         self.jobs.close()

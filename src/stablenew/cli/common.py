@@ -163,3 +163,16 @@ def on_stop_signals(handler: Callable[[int], None]) -> Callable[[], None]:
             signal.signal(s, h)
 
     return restore
+
+
+def backends_note(services: Services) -> str:
+    """Where the backends answer, for a banner: 'backend: URL' for one, every backend of a pool
+    by name with its URL or why it is not up (URLs masked: a `user:pass@` stays out of logs)."""
+    if len(services.backends) == 1:
+        return f"backend: {services.backend.shown_url or services.backend.state.value.lower()}"
+    shown = []
+    for b in services.backends:
+        failed = services.start_failures.get(b.name, "").splitlines()
+        where = b.shown_url or ("did not start: " + failed[0] if failed else b.state.value.lower())
+        shown.append(f"{b.name} {where}")
+    return "backends: " + ", ".join(shown)

@@ -25,6 +25,7 @@ from stablenew.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
     backend_option,
+    backends_note,
     give_up_starting,
     json_option,
     on_stop_signals,
@@ -169,7 +170,7 @@ class CliRun:
             return QuietView()
         if out.tty:
             return LiveView(self, self._images_of)
-        return LineView(self, self._images_of)
+        return LineView(self, self._images_of, pool=len(self.services.backends) > 1)
 
     def _images_of(self, job_id: str) -> int | None:
         try:
@@ -188,8 +189,11 @@ class CliRun:
         out.note(f"this home is run by {who}: the jobs join its queue{on}{note}")
 
     def _say_backend(self) -> None:
+        if len(self.services.backends) > 1:
+            out.note(backends_note(self.services))
+            return
         kind = backend_kind(self.services.backend) or "backend"
-        out.note(f"backend: {kind} at {self.services.backend.url}")
+        out.note(f"backend: {kind} at {self.services.backend.shown_url}")
 
     def _say_queued(self) -> None:
         if out.json:

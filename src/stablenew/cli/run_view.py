@@ -65,9 +65,10 @@ class EventsView(QuietView):
 class LineView:
     """A pipe or a file: one plain line per job start and end and per stage of an image."""
 
-    def __init__(self, tally: Tally, images_of: ImagesOf) -> None:
+    def __init__(self, tally: Tally, images_of: ImagesOf, pool: bool = False) -> None:
         self.tally = tally
         self.images_of = images_of
+        self.pool = pool  # several backends: a backend's line names it
 
     @contextmanager
     def showing(self) -> Iterator[None]:
@@ -79,7 +80,7 @@ class LineView:
             EventKind.QUEUE_RESUMED,
         ):
             return  # the backend's own states are for `worker` and `doctor`
-        parts = describe(event, self.images_of, self.tally.tag(event.job_id))
+        parts = describe(event, self.images_of, self.tally.tag(event.job_id), self.pool)
         if parts is not None:
             out.line(*parts)
 

@@ -27,7 +27,13 @@ from fastapi import FastAPI
 from stablenew.api.app import context_of, create_app
 from stablenew.api.security import Security, is_loopback, load_or_create_token
 from stablenew.app.metrics import Metrics
-from stablenew.cli.common import EXIT_INPUT, fail, give_up_starting, on_stop_signals
+from stablenew.cli.common import (
+    EXIT_INPUT,
+    backends_note,
+    fail,
+    give_up_starting,
+    on_stop_signals,
+)
 from stablenew.cli.output import out
 
 STARTED_TIMEOUT = 30.0  # seconds for uvicorn to start serving on a socket it already has
@@ -106,7 +112,7 @@ def serve(
             f"API token: {token_file}"
             + ("" if security.token_required else " (not needed on loopback)")
         )
-        out.note(f"docs: http://{shown}:{bound}/docs; backend: {services.backend.url}")
+        out.note(f"docs: http://{shown}:{bound}/docs; {backends_note(services)}")
         stop.wait()
     finally:
         if server is not None and app is not None:

@@ -55,9 +55,12 @@ def status_part(status: JobStatus) -> Part:
     return (status.value, STATUS_STYLE.get(status, ""))
 
 
-def describe(event: JobLifecycleLogEvent, images_of: ImagesOf, tag: str = "") -> list[Part] | None:
+def describe(
+    event: JobLifecycleLogEvent, images_of: ImagesOf, tag: str = "", pool: bool = False
+) -> list[Part] | None:
     """The event as one line, or None when it is not one worth a line. `tag` follows the job
-    id (e.g. " (ahead of yours)")."""
+    id (e.g. " (ahead of yours)"); `pool`: there are several backends, so a backend's line
+    names it."""
     job = f"job {event.job_id[:8]}{tag}" if event.job_id else ""
     data = event.data
     if event.kind == EventKind.JOB_STARTED and event.job_id:
@@ -85,7 +88,8 @@ def describe(event: JobLifecycleLogEvent, images_of: ImagesOf, tag: str = "") ->
     if isinstance(data, BackendData):
         style = "green" if data.state.value == "READY" else "yellow"
         detail = f": {data.detail}" if data.detail else ""
-        return [("backend " + data.state.value, style), detail]
+        which = f"backend {data.backend} " if pool else "backend "
+        return [(which + data.state.value, style), detail]
     about = f" {job}" if job else ""
     if isinstance(data, RecoveryData):
         return [(f"recovery {data.step}", "yellow"), about, ": ", event.message]

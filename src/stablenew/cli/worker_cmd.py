@@ -131,7 +131,7 @@ class ServiceLog:
                     extra["job"] = job
             out.ndjson("event", EventView.of(event).model_dump(mode="json"), **extra)
             return
-        parts = describe(event, self._images)
+        parts = describe(event, self._images, pool=len(self.services.backends) > 1)
         if parts is not None:
             out.line(*stamped(event, parts))
 

@@ -52,19 +52,20 @@ def _exact(value: str, pool: Iterable[str]) -> str | None:
     return min((name for name in names if name.casefold() == lowered), default=None)
 
 
-def _problem(field: str, value: str, pool: Iterable[str]) -> str:
+def _problem(field: str, value: str, pool: Iterable[str], owner: str = "the backend") -> str:
     names = sorted(n for n in set(pool) if not HASH_OR_TITLE.search(n))
     close = difflib.get_close_matches(value, names, n=3, cutoff=0.4)
     if close:
         hint = f"did you mean {', '.join(repr(c) for c in close)}?"
     else:
         hint = f"it has {', '.join(names[:8])}{', ...' if len(names) > 8 else ''}"
-    return f"{field}: the backend has no {value!r} ({hint})"
+    return f"{field}: {owner} has no {value!r} ({hint})"
 
 
 class _Resolver:
-    def __init__(self, lists: BackendLists) -> None:
+    def __init__(self, lists: BackendLists, owner: str) -> None:
         self.lists = lists
+        self.owner = owner
         self.problems: list[str] = []
 
     def name(
@@ -74,7 +75,7 @@ class _Resolver:
             return value  # the backend does not list these: nothing to check against
         exact = _exact(value, pool | extra)
         if exact is None:
-            self.problems.append(_problem(field, value, pool | extra))
+            self.problems.append(_problem(field, value, pool | extra, self.owner))
             return value
         return exact
 
@@ -148,10 +149,11 @@ class _Resolver:
         )
 
 
-def resolve(spec: JobSpec, lists: BackendLists) -> Resolved:
+def resolve(spec: JobSpec, lists: BackendLists, owner: str = "the backend") -> Resolved:
     """`spec` with every name it gives the backend in the backend's spelling, and one line per
-    name the backend does not know (empty: all known, or not checkable)."""
-    r = _Resolver(lists)
+    name the backend does not know (empty: all known, or not checkable); `owner` names whose
+    lists they are in those lines."""
+    r = _Resolver(lists, owner)
     stages = spec.stages()
     update: dict[str, Any] = {
         "model": r.optional("model", spec.model, lists.models),

@@ -121,12 +121,16 @@ class PipelineRunner:
         settings: PipelineSettings,
         previews: PreviewSink | None = None,
         backend_name: str = "default",
+        pooled: bool = False,
     ) -> None:
         self.backend = backend
         self.bus = bus
         self.settings = settings
         self.previews = previews
         self.backend_name = backend_name
+        # One of several backends: a job resumed on another backend keeps each backend's
+        # failure artifacts apart (both have an attempt 1), in failures/<backend>/.
+        self.failures = Path("failures", backend_name) if pooled else Path("failures")
 
     def __call__(self, job: Job, token: CancelToken, saver: CheckpointSaver) -> JobOutcome:
         return _Run(self, job, token, saver).execute()
@@ -276,7 +280,9 @@ class _Run:
     def _call(self, stage: str, request: Request, i: int) -> CallResult:
         if request.options:
             self.backend.ensure_options(request.options)
-        call = BackendCall(request.endpoint, request.payload, stage, i, self.run_dir / "failures")
+        call = BackendCall(
+            request.endpoint, request.payload, stage, i, self.run_dir / self.owner.failures
+        )
         try:
             return self.backend.call(
                 call,

@@ -112,6 +112,7 @@ class JobRunner:
         self._heartbeat_stop = threading.Event()
         self._current_lock = threading.Lock()
         self._current: tuple[str, CancelToken] | None = None
+        self.last_job: str | None = None  # the job it ran most recently (or runs now)
         self._my_pause: str | None = None  # the reason of a pause this runner made
         self._last_reason: FailureReason | None = None  # the previous job's environmental reason
 
@@ -225,6 +226,7 @@ class JobRunner:
         token = CancelToken()
         with self._current_lock:
             self._current = (job.id, token)
+            self.last_job = job.id
         self._start_heartbeat()
         self.bus.publish(claim.event)
         try:

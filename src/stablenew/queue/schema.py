@@ -158,7 +158,16 @@ def _v5(c: sqlite3.Connection) -> None:
     c.execute("CREATE INDEX jobs_pin ON jobs(status, json_extract(spec, '$.backend'))")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
+def _v6(c: sqlite3.Connection) -> None:
+    # What the owner knows of each backend (set aside and why, restarts, loaded model, job),
+    # for clients to show: probing a URL from outside tells none of it.
+    c.execute(
+        "CREATE TABLE backends (name TEXT PRIMARY KEY, state TEXT NOT NULL, url TEXT,"
+        " loaded_model TEXT, current_job TEXT, held TEXT, restarts INTEGER NOT NULL)"
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 VERSION = len(MIGRATIONS)
 
 

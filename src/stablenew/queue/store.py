@@ -38,7 +38,7 @@ from stablenew.errors import InputError, QueueError, StoreError
 from stablenew.jobs.job import Job, utcnow
 from stablenew.jobs.outcome import Checkpoint, ErrorEnvelope, ImageRecord, JobOutcome, JobResult
 from stablenew.jobs.spec import JobSpec
-from stablenew.jobs.status import JobStatus
+from stablenew.jobs.status import BackendState, JobStatus
 from stablenew.observe import lifecycle
 from stablenew.observe.events import EventKind, JobLifecycleLogEvent, data_from_fields
 from stablenew.queue.dbfile import create_database, store_error
@@ -97,6 +97,19 @@ class Delivery:
     event: str
     body: str
     attempts: int
+
+
+@dataclass(frozen=True)
+class BackendReport:
+    """One backend as the home's owner knows it, published for clients to show."""
+
+    name: str
+    state: BackendState
+    url: str | None  # masked: the table is readable by every process on the home
+    loaded_model: str | None
+    current_job: str | None
+    held: str | None  # set aside: why
+    restarts: int
 
 
 @dataclass(frozen=True)
@@ -652,6 +665,46 @@ class JobStore:
     def _paused(c: sqlite3.Connection) -> str | None:
         row = c.execute("SELECT value FROM meta WHERE key = 'paused'").fetchone()
         return str(row["value"]) if row else None
+
+    # -- the owner's backends ------------------------------------------------------------------
+
+    def publish_backends(self, reports: Sequence[BackendReport]) -> None:
+        """Replace what the owner last said of its backends (a backend gone from the config
+        goes from the table too)."""
+        with self._tx() as c:
+            c.execute("DELETE FROM backends")
+            c.executemany(
+                "INSERT INTO backends VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        r.name,
+                        r.state.value,
+                        redact.text(r.url) if r.url else None,
+                        r.loaded_model,
+                        r.current_job,
+                        r.held,
+                        r.restarts,
+                    )
+                    for r in reports
+                ],
+            )
+
+    def backend_reports(self) -> dict[str, BackendReport]:
+        """What the owner last published of its backends, by name."""
+        with self._read() as db:
+            rows = db.execute("SELECT * FROM backends").fetchall()
+        return {
+            row["name"]: BackendReport(
+                name=row["name"],
+                state=BackendState(row["state"]),
+                url=row["url"],
+                loaded_model=row["loaded_model"],
+                current_job=row["current_job"],
+                held=row["held"],
+                restarts=int(row["restarts"]),
+            )
+            for row in rows
+        }
 
     # -- the webhook outbox ----------------------------------------------------------------------
 

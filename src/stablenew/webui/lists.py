@@ -9,8 +9,8 @@ nothing is refused because of it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 
 from stablenew.errors import BackendError
 from stablenew.webui.client import WebUIClient
@@ -58,6 +58,21 @@ class BackendLists:
         """The names a user would type, for messages and pickers."""
         values = getattr(self, field)
         return sorted(values) if values is not None else []
+
+
+def merged(each: Sequence[BackendLists]) -> BackendLists:
+    """What a pool has between its backends: each list the union of theirs (unknown where one
+    backend's is unknown)."""
+
+    def union(field: str) -> frozenset[str] | None:
+        lists = [getattr(b, field) for b in each]
+        return None if any(x is None for x in lists) else frozenset().union(*lists)
+
+    titles: dict[str, str] | None = {}
+    for b in reversed(each):  # the first backend's spelling wins
+        titles = None if titles is None or b.titles is None else {**titles, **b.titles}
+    names = {f.name: union(f.name) for f in fields(BackendLists) if f.name != "titles"}
+    return BackendLists(**names, titles=titles)
 
 
 def _names(records: list[dict[str, object]], *keys: str) -> frozenset[str]:

@@ -104,7 +104,9 @@ def _overrides(body: SubmitBody) -> Overrides:
     size = values["size"]
     if isinstance(size, str):
         values["size"] = parse_size(size)
-    return Overrides(**values)
+    if body.on is not None and body.backend is not None and body.on != body.backend:
+        raise InputError(f"on ({body.on!r}) and backend ({body.backend!r}) differ: give one pin")
+    return Overrides(**values, backend=body.on or body.backend)
 
 
 def _expand_pack(
