@@ -137,3 +137,24 @@ def test_lora_and_embedding_pickers(page: Callable[..., Page]) -> None:
     for field, value in (("c-steps", "2"), ("c-width", "64"), ("c-height", "64")):
         ui.set_value(field, value)
     ui.wait_for(lambda: ui.text("#c-summary") == "1 job, 1 image", "the backend has both")
+
+
+def test_a_pack_that_is_not_utf8_is_refused_by_name_and_byte(
+    page: Callable[..., Page], tmp_path: Path
+) -> None:
+    ui = page()
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("caf\u00e9 au lait\n".encode("latin-1"))
+    ui.by_id("c-upload").send_keys(str(latin1))
+    refusal = "latin1.txt: not UTF-8 text (byte 3 is not UTF-8); save it as UTF-8"
+    ui.wait_for(lambda: refusal in ui.toast(), "refused as the CLI refuses it")
+    assert ui.texts("#c-messages li") == [refusal]
+    assert ui.js("return window.stablenew.compose.pack") is None, "nothing to queue"
+    assert ui.by_id("c-pack").get_attribute("hidden") is not None
+
+    # UTF-8 with a Windows editor's BOM: read, the BOM dropped
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes("\ufeffcaf\u00e9 au lait\n".encode())
+    ui.by_id("c-upload").send_keys(str(bom))
+    ui.wait_for(lambda: ui.text("#c-pack-text") == "Pack bom: 1 job, 1 image", "read")
+    assert ui.js("return window.stablenew.compose.pack.text") == "caf\u00e9 au lait\n"

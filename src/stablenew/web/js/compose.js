@@ -4,7 +4,7 @@
 // and its messages are shown as it words them.
 
 import { ApiError, get, jobPath, post, put } from "./api.js";
-import { $, debounce, fill, h, readAsDataUrl, readAsText, short, summary } from "./dom.js";
+import { $, debounce, FileError, fill, h, readAsDataUrl, readAsText, short, summary } from "./dom.js";
 
 const NULLABLE = new Set(["model", "vae", "img2img.steps", "img2img.cfg_scale"]);
 const PASSES = { face: "face_yolov8n.pt", hands: "hand_yolov8n.pt" };
@@ -534,6 +534,7 @@ export class Compose {
       await this.openPack(texts, jsons[0], sidecar);
     } catch (error) {
       if (error instanceof ApiError) this.showMessages(error.messages, []);
+      if (error instanceof FileError) this.showMessages([error.message], []);
       this.app.toast(error.message, "error");
     }
   }
