@@ -11,8 +11,9 @@ from selenium.webdriver.common.keys import Keys
 from tests.web.conftest import Page, spec, submit
 
 
-def pending(page: Page) -> list[str]:
-    return [j["id"] for j in page.server.get("/api/v1/jobs?status=QUEUED").json()["jobs"]]
+def pending(page: Page, limit: int = 50) -> list[str]:
+    answer = page.server.get(f"/api/v1/jobs?status=QUEUED&limit={limit}")
+    return [j["id"] for j in answer.json()["jobs"]]
 
 
 def paused_with(page: Page, reason: str) -> None:
@@ -107,3 +108,25 @@ def test_edit_cancel_bulk_pause_resume(page: Callable[..., Page]) -> None:
     ui.wait_for(lambda: ui.job_ids("#q-list li") == [], "none wait")
     assert ui.text("#q-depth") == ""
     assert not ui.by_id("q-empty").get_attribute("hidden")
+
+
+def test_every_waiting_job_is_reachable_past_the_first_page(page: Callable[..., Page]) -> None:
+    ui = page()
+    paused_with(ui, "a long queue")
+    ids = submit(ui.server, {"specs": [spec(f"waiting {n}") for n in range(1, 206)]})
+    ui.wait_for(lambda: len(ui.els("#q-list li")) == 200, "the first page")
+    assert ui.text("#q-depth") == "(205 waiting)"
+    assert ui.text("#q-more") == "Show 5 more (5 not shown)"
+
+    # ↓ on the last row shown moves it past the page's end, and it stays shown and focused
+    ui.el(f"#q-list li[data-job-id='{ids[199]}'] .handle").send_keys(Keys.ARROW_DOWN)
+    moved = [*ids[:199], ids[200], ids[199], *ids[201:]]
+    ui.wait_for(lambda: pending(ui, 300) == moved, "moved down past the page")
+    ui.wait_for(lambda: ui.job_ids("#q-list li") == moved[:201], "the list grew to show it")
+    focused = ui.js("return document.activeElement.closest('li').dataset.jobId")
+    assert focused == ids[199]
+
+    ui.click("#q-more")
+    ui.wait_for(lambda: ui.job_ids("#q-list li") == moved, "every waiting job")
+    assert ui.by_id("q-more").get_attribute("hidden") is not None
+    assert ui.errors() == []
