@@ -158,3 +158,24 @@ def test_a_pack_that_is_not_utf8_is_refused_by_name_and_byte(
     ui.by_id("c-upload").send_keys(str(bom))
     ui.wait_for(lambda: ui.text("#c-pack-text") == "Pack bom: 1 job, 1 image", "read")
     assert ui.js("return window.stablenew.compose.pack.text") == "caf\u00e9 au lait\n"
+
+
+def test_pickers_insert_into_the_prompt_box_last_used(page: Callable[..., Page]) -> None:
+    ui = page()
+    embeddings = [o for o in ui.texts("#c-embedding option")][1:]
+    ui.set_value("c-prompt", "a castle")
+    ui.set_value("c-negative", "blurry")  # the cursor is now in the negative prompt
+    ui.choose("c-embedding", embeddings[0])
+    expected = f"blurry, <embedding:{embeddings[0]}>"
+    ui.wait_for(lambda: ui.by_id("c-negative").get_attribute("value") == expected, "negative")
+    ui.choose("c-lora", "add_detail")
+    expected += ", <lora:add_detail:1>"
+    ui.wait_for(lambda: ui.by_id("c-negative").get_attribute("value") == expected, "still there")
+    assert ui.by_id("c-prompt").get_attribute("value") == "a castle"
+    ui.by_id("c-prompt").click()  # back in the prompt: the next one goes there
+    ui.choose("c-lora", "add_detail")
+    ui.wait_for(
+        lambda: ui.by_id("c-prompt").get_attribute("value") == "a castle, <lora:add_detail:1>",
+        "positive",
+    )
+    assert ui.by_id("c-negative").get_attribute("value") == expected

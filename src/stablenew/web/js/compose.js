@@ -99,6 +99,7 @@ export class Compose {
     this.editing = null;
     this.listsReady = false;
     this.checkNumber = 0;
+    this.promptBox = "c-prompt"; // where a picker inserts: the prompt box the user was last in
     this.check = debounce(() => this.runCheck(), 250);
   }
 
@@ -257,6 +258,11 @@ export class Compose {
       $("c-seed").value = "-1";
       this.changed();
     });
+    for (const id of ["c-prompt", "c-negative"]) {
+      $(id).addEventListener("focus", () => {
+        this.promptBox = id;
+      });
+    }
     $("c-lora").addEventListener("change", (event) => {
       const name = event.target.value;
       event.target.value = "";
@@ -325,7 +331,7 @@ export class Compose {
   }
 
   insert(text) {
-    const area = $("c-prompt");
+    const area = $(this.promptBox);
     const start = area.selectionStart ?? area.value.length;
     const end = area.selectionEnd ?? area.value.length;
     const before = area.value.slice(0, start);
