@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from tests.web.conftest import Page, spec, submit
+from tests.web.conftest import PHONE, Page, spec, submit
 
 
 def png_bytes(color: tuple[int, int, int], size: tuple[int, int] = (64, 64)) -> bytes:
@@ -179,3 +179,37 @@ def test_pickers_insert_into_the_prompt_box_last_used(page: Callable[..., Page])
         "positive",
     )
     assert ui.by_id("c-negative").get_attribute("value") == expected
+
+
+def test_a_big_pack_on_a_phone_is_queued_with_a_short_toast(
+    page: Callable[..., Page], tmp_path: Path
+) -> None:
+    ui = page(size=PHONE)
+    assert ui.server.post("/api/v1/queue/pause", {"reason": "only queueing"}).status_code == 200
+    big = tmp_path / "big.txt"
+    big.write_text("\n\n".join(f"prompt number {n}" for n in range(60)) + "\n")
+    ui.by_id("c-upload").send_keys(str(big))
+    ui.wait_for(lambda: ui.text("#c-pack-text") == "Pack big: 60 jobs, 60 images", "checked")
+    ui.click("#c-queue")
+    ui.wait_for(lambda: "Queued 60 jobs" in ui.toast(), "queued")
+    first = ui.server.get("/api/v1/jobs?status=QUEUED&limit=1").json()["jobs"][0]["id"]
+    assert ui.toast() == f"Queued 60 jobs ({first[:8]}\u2026).", "the ids capped"
+
+
+def test_a_file_that_is_not_json_is_named(page: Callable[..., Page], tmp_path: Path) -> None:
+    ui = page()
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("{not json")
+    ui.by_id("c-upload").send_keys(str(garbage))
+    ui.wait_for(lambda: "garbage.json: not JSON (" in ui.toast(), "named")
+    assert ui.texts("#c-messages li") == [ui.toast()]
+
+
+def test_an_empty_pack_says_what_the_check_found(page: Callable[..., Page], tmp_path: Path) -> None:
+    ui = page()
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    ui.by_id("c-upload").send_keys(str(empty))
+    ui.wait_for(lambda: "empty.txt" in " ".join(ui.texts("#c-messages li")), "the check's words")
+    found = "; ".join(ui.texts("#c-messages li"))
+    ui.wait_for(lambda: ui.text("#c-pack-text") == f"Pack empty: {found}", "what it found")

@@ -4,7 +4,17 @@
 // and its messages are shown as it words them.
 
 import { ApiError, get, jobPath, post, put } from "./api.js";
-import { $, debounce, FileError, fill, h, readAsDataUrl, readAsText, short, summary } from "./dom.js";
+import {
+  $,
+  debounce,
+  FileError,
+  fill,
+  h,
+  readAsDataUrl,
+  readAsJson,
+  readAsText,
+  short,
+} from "./dom.js";
 
 const NULLABLE = new Set(["model", "vae", "img2img.steps", "img2img.cfg_scale"]);
 const PASSES = { face: "face_yolov8n.pt", hands: "hand_yolov8n.pt" };
@@ -87,6 +97,15 @@ function safeName(stem) {
 }
 
 const stemOf = (name) => name.replace(/\.[^.]*$/, "");
+
+const LISTED = 3; // ids a "Queued" toast lists; a pack of thousands fits a phone's screen too
+
+/** "Queued 2 jobs (3f2c0a1b, 9d8e7f6a)." or "Queued 3000 jobs (3f2c0a1b…)." */
+function queuedLine(ids) {
+  const count = ids.length;
+  const which = count > LISTED ? `${short(ids[0])}…` : ids.map(short).join(", ");
+  return `Queued ${count} job${count === 1 ? "" : "s"} (${which}).`;
+}
 
 export class Compose {
   constructor(app) {
@@ -358,12 +377,10 @@ export class Compose {
       if (this.pack) $("c-pack-text").textContent = `Pack ${this.pack.name}: ${jobs}, ${images}`;
     } catch (error) {
       if (number !== this.checkNumber) return;
-      if (error instanceof ApiError && error.status === 422) {
-        this.showMessages(error.messages, []);
-        $("c-summary").textContent = "";
-      } else {
-        $("c-summary").textContent = "";
-      }
+      if (error instanceof ApiError && error.status === 422) this.showMessages(error.messages, []);
+      $("c-summary").textContent = "";
+      // The banner says what the check found (it said "checking…" for good).
+      if (this.pack) $("c-pack-text").textContent = `Pack ${this.pack.name}: ${error.message}`;
     }
   }
 
@@ -397,8 +414,7 @@ export class Compose {
       } else {
         const body = this.body();
         const answer = await post("/api/v1/jobs", body);
-        const count = answer.ids.length;
-        this.app.toast(`Queued ${count} job${count === 1 ? "" : "s"} (${answer.ids.map(short).join(", ")}).`);
+        this.app.toast(queuedLine(answer.ids));
         this.showMessages([], answer.warnings || []);
         this.app.queue.refresh();
       }
@@ -529,7 +545,7 @@ export class Compose {
         this.showMessages([], imported.warnings || []);
         return;
       }
-      const sidecar = jsons.length ? JSON.parse(await readAsText(jsons[0])) : null;
+      const sidecar = jsons.length ? await readAsJson(jsons[0]) : null;
       const isPack = texts.length > 0 || Boolean(sidecar?.pack_data?.slots?.length);
       if (sidecar && !isPack) {
         const name = safeName(stemOf(jsons[0].name));

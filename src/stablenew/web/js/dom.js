@@ -218,3 +218,13 @@ export async function readAsText(file) {
     throw new FileError(`${file.name}: not UTF-8 text (${hint}); save it as UTF-8`);
   }
 }
+
+/** A JSON file (UTF-8), or a FileError that names it: JSON.parse's words alone did not. */
+export async function readAsJson(file) {
+  const text = await readAsText(file);
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new FileError(`${file.name}: not JSON (${error.message})`);
+  }
+}
