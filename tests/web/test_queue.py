@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.expected_conditions import alert_is_present
+from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.web.conftest import Page, spec, submit
 
@@ -102,9 +104,20 @@ def test_edit_cancel_bulk_pause_resume(page: Callable[..., Page]) -> None:
     ui.click("#q-resume")
     ui.wait_for(lambda: ui.by_id("q-paused").get_attribute("hidden") is not None, "resumed")
     assert ui.server.get("/api/v1/queue").json()["paused"] is False
+    for job_id in ids[3:]:
+        ui.server.wait_status(job_id, "COMPLETED")
     paused_with(ui, "stop again")
+    # Cancel all asks first, with the count: no, then yes.
+    more = submit(ui.server, {"specs": [spec("then 1"), spec("then 2")]})
+    ui.wait_for(lambda: ui.job_ids("#q-list li") == more, "two waiting")
     ui.click("#q-cancel-all")
-    ui.wait_for(lambda: "waiting job" in ui.toast(), "cancel all")
+    asked = WebDriverWait(ui.driver, 30).until(alert_is_present(), "asked first")
+    assert asked.text == "Cancel all 2 waiting jobs? This cannot be undone."
+    asked.dismiss()
+    assert [ui.server.job(i)["status"] for i in more] == ["QUEUED", "QUEUED"]
+    ui.click("#q-cancel-all")
+    WebDriverWait(ui.driver, 30).until(alert_is_present(), "asked again").accept()
+    ui.wait_for(lambda: "Cancelled 2 waiting jobs" in ui.toast(), "cancel all")
     ui.wait_for(lambda: ui.job_ids("#q-list li") == [], "none wait")
     assert ui.text("#q-depth") == ""
     assert not ui.by_id("q-empty").get_attribute("hidden")

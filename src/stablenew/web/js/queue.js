@@ -482,6 +482,14 @@ export class Queue {
   }
 
   async cancelAll() {
+    // One click used to end thousands of jobs: ask first, with the count.
+    const count = this.total;
+    if (!count) {
+      this.app.toast("Nothing waits.");
+      return;
+    }
+    const asked = `Cancel all ${count} waiting job${count === 1 ? "" : "s"}? This cannot be undone.`;
+    if (!window.confirm(asked)) return;
     try {
       const answer = await post("/api/v1/jobs/cancel-pending", {});
       this.app.toast(`Cancelled ${answer.count} waiting job${answer.count === 1 ? "" : "s"}.`);
