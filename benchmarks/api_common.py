@@ -24,10 +24,11 @@ def sim_config(*flags: str) -> str:
 
 
 @contextmanager
-def serving(home: Path, *flags: str) -> Iterator[str]:
-    """`stablenew serve --port 0` on `home`; yields its URL, stops it (SIGTERM) afterwards."""
+def serving(home: Path, *flags: str, config: str = "") -> Iterator[str]:
+    """`stablenew serve --port 0` on `home` (`config`: more TOML for its config.toml); yields
+    its URL, stops it (SIGTERM) afterwards."""
     home.mkdir(parents=True, exist_ok=True)
-    (home / "config.toml").write_text(sim_config(*flags))
+    (home / "config.toml").write_text(sim_config(*flags) + config)
     proc = subprocess.Popen(
         [sys.executable, "-m", "stablenew", "--home", str(home), "serve", "--port", "0"],
         cwd=ROOT,

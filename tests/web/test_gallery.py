@@ -4,14 +4,23 @@ seed; a failed job's reason on its card and its envelope and artifacts one click
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import Callable
 
 import httpx
+from PIL import Image
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 
 from stablenew.jobs.status import REASON_TEXT, FailureReason
 from tests.web.conftest import Page, Server, spec, submit, wait_for
+
+
+def png_data_uri(color: str) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), color).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def finished(server: Server, ids: list[str]) -> None:
@@ -63,7 +72,7 @@ def test_lightbox_then_load_into_compose_and_run_it_again(page: Callable[..., Pa
     ui.wait_for(lambda: "Seed: 78" in ui.text("#lb-infotext"), "image 2's seed")
     assert str(image.get_attribute("src")).endswith("/2_txt2img.png")
 
-    # Reuse the seed of image 2, then load the whole job into compose and run it again
+    # Reuse the seed of image 2, then load image 1 (its own one-image job) and run it again
     ui.click("#lb-seed")
     ui.wait_for(lambda: ui.by_id("c-seed").get_attribute("value") == "78", "the seed")
     ui.show("gallery")
@@ -75,7 +84,7 @@ def test_lightbox_then_load_into_compose_and_run_it_again(page: Callable[..., Pa
     assert ui.by_id("c-prompt").get_attribute("value") == "a red fox in the snow"
     assert ui.by_id("c-seed").get_attribute("value") == "77"
     assert ui.by_id("c-up").is_selected()
-    ui.wait_for(lambda: ui.text("#c-summary") == "1 job, 2 images", "checked")
+    ui.wait_for(lambda: ui.text("#c-summary") == "1 job, 1 image", "checked")
     ui.click("#c-queue")
     ui.wait_for(lambda: "Queued 1 job" in ui.toast(), "queued")
     ui.show("gallery")
@@ -83,9 +92,10 @@ def test_lightbox_then_load_into_compose_and_run_it_again(page: Callable[..., Pa
     again = ui.job_ids("#g-grid li")[0]
     old, new = server.job(first), server.job(again)
     assert new["status"] == "COMPLETED"
-    for key in ("prompt", "seed", "steps", "width", "height", "images", "upscale", "sampler"):
+    for key in ("prompt", "seed", "steps", "width", "height", "upscale", "sampler"):
         assert new["spec"][key] == old["spec"][key], key
-    assert new["result"]["seeds"] == old["result"]["seeds"] == [77, 78]
+    assert new["spec"]["images"] == 1
+    assert new["result"]["seeds"] == [77] and old["result"]["seeds"] == [77, 78]
 
     # Re-queue from a card: the same spec again
     ui.click(f"#g-grid li[data-job-id='{other}'] button[aria-label^='Re-queue']")
@@ -151,3 +161,52 @@ def test_history_pages_load_as_the_grid_scrolls(page: Callable[..., Page]) -> No
     ui.choose("g-status", "CANCELLED")
     ui.wait_for(lambda: ui.text("#g-count") == "0 jobs", "filtered")
     assert ui.els("#g-grid li") == []
+
+
+def test_load_into_compose_loads_that_images_own_job(page: Callable[..., Page]) -> None:
+    """Image i of a random-seed job, from the lightbox or a card: its own seed, one image, its
+    own input image, as the PNG import gives it (the whole job's seed -1 made other images)."""
+    ui = page()
+    server = ui.server
+    random = submit(server, {"spec": spec("a random fox", images=3, seed=-1)})[0]
+    inputs = []
+    for n, color in enumerate(("red", "blue"), 1):
+        answer = server.post("/api/v1/inputs", {"name": f"in{n}.png", "data": png_data_uri(color)})
+        assert answer.status_code == 201, answer.text
+        inputs.append(answer.json())
+    from_images = submit(
+        server,
+        {"spec": spec("", inputs=inputs, images=2, img2img={"enabled": True})},
+    )[0]
+    finished(server, [random, from_images])
+    seeds = server.job(random)["result"]["seeds"]
+    assert len(set(seeds)) == 3, seeds
+
+    ui.show("gallery")
+    ui.wait_for(lambda: len(ui.job_ids("#g-grid li")) == 2, "both")
+    ui.click(f"#g-grid li[data-job-id='{random}'] .thumb")
+    ui.wait_for(lambda: ui.js("return document.getElementById('lightbox').open"), "open")
+    ui.click("#lb-next")
+    ui.wait_for(lambda: ui.text("#lb-pos") == "image 2/3", "image 2")
+    ui.click("#lb-load")
+    ui.wait_for(lambda: ui.by_id("c-seed").get_attribute("value") == str(seeds[1]), "its seed")
+    assert ui.by_id("c-images").get_attribute("value") == "1"
+    assert ui.by_id("c-prompt").get_attribute("value") == "a random fox"
+    ui.wait_for(lambda: ui.text("#c-summary") == "1 job, 1 image", "one image")
+    ui.click("#c-random")  # re-rolling stays a click away
+    assert ui.by_id("c-seed").get_attribute("value") == "-1"
+
+    ui.show("gallery")
+    ui.click(f"#g-grid li[data-job-id='{random}'] button[aria-label^='Load job']")
+    ui.wait_for(lambda: ui.by_id("c-seed").get_attribute("value") == str(seeds[0]), "image 1's")
+    assert ui.by_id("c-images").get_attribute("value") == "1"
+
+    ui.show("gallery")
+    ui.click(f"#g-grid li[data-job-id='{from_images}'] .thumb")
+    ui.wait_for(lambda: ui.js("return document.getElementById('lightbox').open"), "open")
+    ui.click("#lb-next")
+    ui.wait_for(lambda: ui.text("#lb-pos") == "image 2/2", "image 2")
+    ui.click("#lb-load")
+    ui.wait_for(lambda: ui.texts("#c-inputs .name") == ["in2.png"], "its own input image")
+    ui.wait_for(lambda: ui.text("#c-summary") == "1 job, 1 image", "one image")
+    assert ui.errors() == []

@@ -7,12 +7,15 @@ from collections.abc import Callable
 
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.expected_conditions import alert_is_present
+from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.web.conftest import Page, spec, submit
 
 
-def pending(page: Page) -> list[str]:
-    return [j["id"] for j in page.server.get("/api/v1/jobs?status=QUEUED").json()["jobs"]]
+def pending(page: Page, limit: int = 50) -> list[str]:
+    answer = page.server.get(f"/api/v1/jobs?status=QUEUED&limit={limit}")
+    return [j["id"] for j in answer.json()["jobs"]]
 
 
 def paused_with(page: Page, reason: str) -> None:
@@ -101,9 +104,42 @@ def test_edit_cancel_bulk_pause_resume(page: Callable[..., Page]) -> None:
     ui.click("#q-resume")
     ui.wait_for(lambda: ui.by_id("q-paused").get_attribute("hidden") is not None, "resumed")
     assert ui.server.get("/api/v1/queue").json()["paused"] is False
+    for job_id in ids[3:]:
+        ui.server.wait_status(job_id, "COMPLETED")
     paused_with(ui, "stop again")
+    # Cancel all asks first, with the count: no, then yes.
+    more = submit(ui.server, {"specs": [spec("then 1"), spec("then 2")]})
+    ui.wait_for(lambda: ui.job_ids("#q-list li") == more, "two waiting")
     ui.click("#q-cancel-all")
-    ui.wait_for(lambda: "waiting job" in ui.toast(), "cancel all")
+    asked = WebDriverWait(ui.driver, 30).until(alert_is_present(), "asked first")
+    assert asked.text == "Cancel all 2 waiting jobs? This cannot be undone."
+    asked.dismiss()
+    assert [ui.server.job(i)["status"] for i in more] == ["QUEUED", "QUEUED"]
+    ui.click("#q-cancel-all")
+    WebDriverWait(ui.driver, 30).until(alert_is_present(), "asked again").accept()
+    ui.wait_for(lambda: "Cancelled 2 waiting jobs" in ui.toast(), "cancel all")
     ui.wait_for(lambda: ui.job_ids("#q-list li") == [], "none wait")
     assert ui.text("#q-depth") == ""
     assert not ui.by_id("q-empty").get_attribute("hidden")
+
+
+def test_every_waiting_job_is_reachable_past_the_first_page(page: Callable[..., Page]) -> None:
+    ui = page()
+    paused_with(ui, "a long queue")
+    ids = submit(ui.server, {"specs": [spec(f"waiting {n}") for n in range(1, 206)]})
+    ui.wait_for(lambda: len(ui.els("#q-list li")) == 200, "the first page")
+    assert ui.text("#q-depth") == "(205 waiting)"
+    assert ui.text("#q-more") == "Show 5 more (5 not shown)"
+
+    # ↓ on the last row shown moves it past the page's end, and it stays shown and focused
+    ui.el(f"#q-list li[data-job-id='{ids[199]}'] .handle").send_keys(Keys.ARROW_DOWN)
+    moved = [*ids[:199], ids[200], ids[199], *ids[201:]]
+    ui.wait_for(lambda: pending(ui, 300) == moved, "moved down past the page")
+    ui.wait_for(lambda: ui.job_ids("#q-list li") == moved[:201], "the list grew to show it")
+    focused = ui.js("return document.activeElement.closest('li').dataset.jobId")
+    assert focused == ids[199]
+
+    ui.click("#q-more")
+    ui.wait_for(lambda: ui.job_ids("#q-list li") == moved, "every waiting job")
+    assert ui.by_id("q-more").get_attribute("hidden") is not None
+    assert ui.errors() == []

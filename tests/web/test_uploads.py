@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from tests.web.conftest import Page, spec, submit
+from tests.web.conftest import PHONE, Page, spec, submit
 
 
 def png_bytes(color: tuple[int, int, int], size: tuple[int, int] = (64, 64)) -> bytes:
@@ -137,3 +137,79 @@ def test_lora_and_embedding_pickers(page: Callable[..., Page]) -> None:
     for field, value in (("c-steps", "2"), ("c-width", "64"), ("c-height", "64")):
         ui.set_value(field, value)
     ui.wait_for(lambda: ui.text("#c-summary") == "1 job, 1 image", "the backend has both")
+
+
+def test_a_pack_that_is_not_utf8_is_refused_by_name_and_byte(
+    page: Callable[..., Page], tmp_path: Path
+) -> None:
+    ui = page()
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("caf\u00e9 au lait\n".encode("latin-1"))
+    ui.by_id("c-upload").send_keys(str(latin1))
+    refusal = "latin1.txt: not UTF-8 text (byte 3 is not UTF-8); save it as UTF-8"
+    ui.wait_for(lambda: refusal in ui.toast(), "refused as the CLI refuses it")
+    assert ui.texts("#c-messages li") == [refusal]
+    assert ui.js("return window.stablenew.compose.pack") is None, "nothing to queue"
+    assert ui.by_id("c-pack").get_attribute("hidden") is not None
+
+    # UTF-8 with a Windows editor's BOM: read, the BOM dropped
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes("\ufeffcaf\u00e9 au lait\n".encode())
+    ui.by_id("c-upload").send_keys(str(bom))
+    ui.wait_for(lambda: ui.text("#c-pack-text") == "Pack bom: 1 job, 1 image", "read")
+    assert ui.js("return window.stablenew.compose.pack.text") == "caf\u00e9 au lait\n"
+
+
+def test_pickers_insert_into_the_prompt_box_last_used(page: Callable[..., Page]) -> None:
+    ui = page()
+    embeddings = [o for o in ui.texts("#c-embedding option")][1:]
+    ui.set_value("c-prompt", "a castle")
+    ui.set_value("c-negative", "blurry")  # the cursor is now in the negative prompt
+    ui.choose("c-embedding", embeddings[0])
+    expected = f"blurry, <embedding:{embeddings[0]}>"
+    ui.wait_for(lambda: ui.by_id("c-negative").get_attribute("value") == expected, "negative")
+    ui.choose("c-lora", "add_detail")
+    expected += ", <lora:add_detail:1>"
+    ui.wait_for(lambda: ui.by_id("c-negative").get_attribute("value") == expected, "still there")
+    assert ui.by_id("c-prompt").get_attribute("value") == "a castle"
+    ui.by_id("c-prompt").click()  # back in the prompt: the next one goes there
+    ui.choose("c-lora", "add_detail")
+    ui.wait_for(
+        lambda: ui.by_id("c-prompt").get_attribute("value") == "a castle, <lora:add_detail:1>",
+        "positive",
+    )
+    assert ui.by_id("c-negative").get_attribute("value") == expected
+
+
+def test_a_big_pack_on_a_phone_is_queued_with_a_short_toast(
+    page: Callable[..., Page], tmp_path: Path
+) -> None:
+    ui = page(size=PHONE)
+    assert ui.server.post("/api/v1/queue/pause", {"reason": "only queueing"}).status_code == 200
+    big = tmp_path / "big.txt"
+    big.write_text("\n\n".join(f"prompt number {n}" for n in range(60)) + "\n")
+    ui.by_id("c-upload").send_keys(str(big))
+    ui.wait_for(lambda: ui.text("#c-pack-text") == "Pack big: 60 jobs, 60 images", "checked")
+    ui.click("#c-queue")
+    ui.wait_for(lambda: "Queued 60 jobs" in ui.toast(), "queued")
+    first = ui.server.get("/api/v1/jobs?status=QUEUED&limit=1").json()["jobs"][0]["id"]
+    assert ui.toast() == f"Queued 60 jobs ({first[:8]}\u2026).", "the ids capped"
+
+
+def test_a_file_that_is_not_json_is_named(page: Callable[..., Page], tmp_path: Path) -> None:
+    ui = page()
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("{not json")
+    ui.by_id("c-upload").send_keys(str(garbage))
+    ui.wait_for(lambda: "garbage.json: not JSON (" in ui.toast(), "named")
+    assert ui.texts("#c-messages li") == [ui.toast()]
+
+
+def test_an_empty_pack_says_what_the_check_found(page: Callable[..., Page], tmp_path: Path) -> None:
+    ui = page()
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    ui.by_id("c-upload").send_keys(str(empty))
+    ui.wait_for(lambda: "empty.txt" in " ".join(ui.texts("#c-messages li")), "the check's words")
+    found = "; ".join(ui.texts("#c-messages li"))
+    ui.wait_for(lambda: ui.text("#c-pack-text") == f"Pack empty: {found}", "what it found")

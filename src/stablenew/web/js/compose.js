@@ -4,7 +4,17 @@
 // and its messages are shown as it words them.
 
 import { ApiError, get, jobPath, post, put } from "./api.js";
-import { $, debounce, fill, h, readAsDataUrl, readAsText, short, summary } from "./dom.js";
+import {
+  $,
+  debounce,
+  FileError,
+  fill,
+  h,
+  readAsDataUrl,
+  readAsJson,
+  readAsText,
+  short,
+} from "./dom.js";
 
 const NULLABLE = new Set(["model", "vae", "img2img.steps", "img2img.cfg_scale"]);
 const PASSES = { face: "face_yolov8n.pt", hands: "hand_yolov8n.pt" };
@@ -88,6 +98,15 @@ function safeName(stem) {
 
 const stemOf = (name) => name.replace(/\.[^.]*$/, "");
 
+const LISTED = 3; // ids a "Queued" toast lists; a pack of thousands fits a phone's screen too
+
+/** "Queued 2 jobs (3f2c0a1b, 9d8e7f6a)." or "Queued 3000 jobs (3f2c0a1b…)." */
+function queuedLine(ids) {
+  const count = ids.length;
+  const which = count > LISTED ? `${short(ids[0])}…` : ids.map(short).join(", ");
+  return `Queued ${count} job${count === 1 ? "" : "s"} (${which}).`;
+}
+
 export class Compose {
   constructor(app) {
     this.app = app;
@@ -99,6 +118,7 @@ export class Compose {
     this.editing = null;
     this.listsReady = false;
     this.checkNumber = 0;
+    this.promptBox = "c-prompt"; // where a picker inserts: the prompt box the user was last in
     this.check = debounce(() => this.runCheck(), 250);
   }
 
@@ -257,6 +277,11 @@ export class Compose {
       $("c-seed").value = "-1";
       this.changed();
     });
+    for (const id of ["c-prompt", "c-negative"]) {
+      $(id).addEventListener("focus", () => {
+        this.promptBox = id;
+      });
+    }
     $("c-lora").addEventListener("change", (event) => {
       const name = event.target.value;
       event.target.value = "";
@@ -325,7 +350,7 @@ export class Compose {
   }
 
   insert(text) {
-    const area = $("c-prompt");
+    const area = $(this.promptBox);
     const start = area.selectionStart ?? area.value.length;
     const end = area.selectionEnd ?? area.value.length;
     const before = area.value.slice(0, start);
@@ -352,12 +377,10 @@ export class Compose {
       if (this.pack) $("c-pack-text").textContent = `Pack ${this.pack.name}: ${jobs}, ${images}`;
     } catch (error) {
       if (number !== this.checkNumber) return;
-      if (error instanceof ApiError && error.status === 422) {
-        this.showMessages(error.messages, []);
-        $("c-summary").textContent = "";
-      } else {
-        $("c-summary").textContent = "";
-      }
+      if (error instanceof ApiError && error.status === 422) this.showMessages(error.messages, []);
+      $("c-summary").textContent = "";
+      // The banner says what the check found (it said "checking…" for good).
+      if (this.pack) $("c-pack-text").textContent = `Pack ${this.pack.name}: ${error.message}`;
     }
   }
 
@@ -391,8 +414,7 @@ export class Compose {
       } else {
         const body = this.body();
         const answer = await post("/api/v1/jobs", body);
-        const count = answer.ids.length;
-        this.app.toast(`Queued ${count} job${count === 1 ? "" : "s"} (${answer.ids.map(short).join(", ")}).`);
+        this.app.toast(queuedLine(answer.ids));
         this.showMessages([], answer.warnings || []);
         this.app.queue.refresh();
       }
@@ -523,7 +545,7 @@ export class Compose {
         this.showMessages([], imported.warnings || []);
         return;
       }
-      const sidecar = jsons.length ? JSON.parse(await readAsText(jsons[0])) : null;
+      const sidecar = jsons.length ? await readAsJson(jsons[0]) : null;
       const isPack = texts.length > 0 || Boolean(sidecar?.pack_data?.slots?.length);
       if (sidecar && !isPack) {
         const name = safeName(stemOf(jsons[0].name));
@@ -534,6 +556,7 @@ export class Compose {
       await this.openPack(texts, jsons[0], sidecar);
     } catch (error) {
       if (error instanceof ApiError) this.showMessages(error.messages, []);
+      if (error instanceof FileError) this.showMessages([error.message], []);
       this.app.toast(error.message, "error");
     }
   }

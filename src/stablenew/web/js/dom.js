@@ -180,11 +180,51 @@ export function readAsDataUrl(file) {
   });
 }
 
-export function readAsText(file) {
-  return new Promise((resolve, reject) => {
-    const reader = new FileReader();
-    reader.onload = () => resolve(reader.result);
-    reader.onerror = () => reject(reader.error);
-    reader.readAsText(file);
-  });
+/** A file the page refuses to read, named with why ("x.txt: not UTF-8 text (…)"). */
+export class FileError extends Error {}
+
+/** The offset of the first byte that does not belong to UTF-8, or -1. */
+function firstBadByte(bytes) {
+  let i = 0;
+  while (i < bytes.length) {
+    const lead = bytes[i];
+    let more = 0;
+    if (lead < 0x80) more = 0;
+    else if (lead >= 0xc2 && lead <= 0xdf) more = 1;
+    else if (lead >= 0xe0 && lead <= 0xef) more = 2;
+    else if (lead >= 0xf0 && lead <= 0xf4) more = 3;
+    else return i;
+    if (i + more >= bytes.length) return i;
+    for (let k = 1; k <= more; k += 1) {
+      // The second byte's range excludes overlong forms, surrogates and code points past U+10FFFF.
+      const low = k === 1 && lead === 0xe0 ? 0xa0 : k === 1 && lead === 0xf0 ? 0x90 : 0x80;
+      const high = k === 1 && lead === 0xed ? 0x9f : k === 1 && lead === 0xf4 ? 0x8f : 0xbf;
+      if (bytes[i + k] < low || bytes[i + k] > high) return i;
+    }
+    i += more + 1;
+  }
+  return -1;
+}
+
+/** A text file as UTF-8 (a BOM dropped), or a FileError worded as the CLI's: a file in another
+ * encoding is refused, where FileReader.readAsText would put U+FFFD for what it cannot read. */
+export async function readAsText(file) {
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  try {
+    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
+  } catch {
+    const utf16 = (bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff);
+    const hint = utf16 ? "it looks like UTF-16" : `byte ${firstBadByte(bytes)} is not UTF-8`;
+    throw new FileError(`${file.name}: not UTF-8 text (${hint}); save it as UTF-8`);
+  }
+}
+
+/** A JSON file (UTF-8), or a FileError that names it: JSON.parse's words alone did not. */
+export async function readAsJson(file) {
+  const text = await readAsText(file);
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new FileError(`${file.name}: not JSON (${error.message})`);
+  }
 }

@@ -3,8 +3,21 @@
 // siblings, infotext and download; load into compose, reuse seed, re-queue; a failed job's
 // reason on its card and its error envelope and artifacts one click away.
 
-import { get, jobPath, post, quiet } from "./api.js";
-import { $, debounce, fileUrl, fill, h, reasonLine, relative, short, stagesOf, thumbUrl, when } from "./dom.js";
+import { ApiError, get, jobPath, post, quiet } from "./api.js";
+import {
+  $,
+  debounce,
+  fileUrl,
+  fill,
+  h,
+  readAsDataUrl,
+  reasonLine,
+  relative,
+  short,
+  stagesOf,
+  thumbUrl,
+  when,
+} from "./dom.js";
 
 const PAGE = 40;
 const FINISHED = new Set(["job_completed", "job_failed", "job_cancelled"]);
@@ -216,9 +229,30 @@ export class Gallery {
 
   // -- actions ----------------------------------------------------------------------------------
 
-  load(job) {
+  /** Compose from image `index` of a job: the one-image job that made it (its own seed, its
+   * own input image), read from the PNG as "Open files…" and the desktop's "Use settings" do;
+   * a job without images (or `index` null) gives its spec. ⚄ in compose re-rolls the seed. */
+  async load(job, index = 0) {
     this.close();
-    this.app.compose.load(job.spec, { note: `Job ${short(job.id)} loaded into compose.` });
+    const path = index === null ? null : job.result?.images?.[index];
+    const name = path ? relative(path, job.result.run_dir) : null;
+    if (!name) {
+      this.app.compose.load(job.spec, { note: `Job ${short(job.id)} loaded into compose.` });
+      return;
+    }
+    try {
+      const answer = await fetch(fileUrl(job.id, name), { cache: "no-store" });
+      if (!answer.ok) throw new ApiError(answer.status, `${name} of job ${short(job.id)}: HTTP ${answer.status}`);
+      const data = await readAsDataUrl(await answer.blob());
+      const imported = await post("/api/v1/import/png", { name: name.split("/").pop(), data });
+      const count = job.result.images.length;
+      this.app.compose.load(imported.spec, {
+        note: `Image ${index + 1}/${count} of job ${short(job.id)} loaded into compose (seed ${imported.spec.seed}; ⚄ for a new one).`,
+      });
+      this.app.compose.showMessages([], imported.warnings || []);
+    } catch (error) {
+      if (!quiet(error)) this.app.toast(error.message, "error");
+    }
   }
 
   async requeue(job) {
@@ -254,7 +288,7 @@ export class Gallery {
     dialog.addEventListener("click", (event) => {
       if (event.target === dialog) dialog.close(); // the backdrop
     });
-    $("lb-load").addEventListener("click", () => this.box && this.load(this.box.job));
+    $("lb-load").addEventListener("click", () => this.box && this.load(this.box.job, this.box.index));
     $("lb-requeue").addEventListener("click", () => this.box && this.requeue(this.box.job));
     $("lb-seed").addEventListener("click", () => {
       if (!this.box) return;
@@ -353,7 +387,7 @@ export class Gallery {
       if (this.failed) this.requeue(this.failed);
       dialog.close();
     });
-    $("f-load").addEventListener("click", () => this.failed && this.load(this.failed));
+    $("f-load").addEventListener("click", () => this.failed && this.load(this.failed, null)); // the job's spec
     dialog.querySelector("details").addEventListener("toggle", (event) => {
       if (event.target.open && this.failed) this.listFiles(this.failed);
     });

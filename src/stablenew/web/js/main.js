@@ -7,7 +7,7 @@ import { Compose } from "./compose.js";
 import { $, fill, h, knowReasons } from "./dom.js";
 import { Gallery } from "./gallery.js";
 import { Queue, Running } from "./queue.js";
-import { EventStream } from "./stream.js";
+import { SharedStream } from "./tabs.js";
 
 const VIEWS = ["compose", "queue", "gallery", "backend"];
 const WIDE = window.matchMedia("(min-width: 1000px)");
@@ -135,10 +135,9 @@ async function boot() {
       window.location.assign("/login");
     });
   }
-  // The log's end and the seq it reaches, then the stream from exactly there.
-  const recent = await get("/api/v1/events/recent?limit=300");
-  app.log.load(recent.events);
-  app.stream = new EventStream({
+  // The log's end and the seq it reaches, then the stream from exactly there (shared with
+  // this browser's other tabs, listened to before the log's end is read).
+  app.stream = new SharedStream({
     onEvent,
     onProgress: (event) => {
       app.stats.progress += 1;
@@ -148,6 +147,8 @@ async function boot() {
     onResumed: resync,
     onUnauthorized: () => window.location.assign("/login"),
   });
+  const recent = await get("/api/v1/events/recent?limit=300");
+  app.log.load(recent.events);
   app.stream.start(recent.last_seq);
 
   await Promise.all([app.compose.init(), app.queue.load(), app.running.sync(), app.gallery.init(), app.backend.load()]);

@@ -35,6 +35,8 @@ const QUEUE_KINDS = new Set([
 ]);
 const FINISHED = new Set(["job_completed", "job_failed", "job_cancelled"]);
 const PREVIEW_EVERY = 250; // ms: at most four preview images a second
+const PAGE = 200; // waiting jobs shown at first, and added by "Show more"
+const API_LIMIT = 1000; // the most /api/v1/jobs gives in one page
 
 export class Running {
   constructor(app) {
@@ -256,6 +258,8 @@ export class Queue {
   constructor(app) {
     this.app = app;
     this.jobs = [];
+    this.want = PAGE; // how many waiting jobs the list shows (the rest: "Show more")
+    this.total = 0;
     this.selected = new Set();
     this.dragging = null;
     this.refresh = debounce(() => this.load(), 120);
@@ -263,6 +267,10 @@ export class Queue {
     $("q-resume").addEventListener("click", () => this.resume());
     $("q-cancel-all").addEventListener("click", () => this.cancelAll());
     $("q-cancel-selected").addEventListener("click", () => this.cancelSelected());
+    $("q-more").addEventListener("click", () => {
+      this.want += PAGE;
+      this.load();
+    });
   }
 
   onEvent(kind) {
@@ -273,10 +281,11 @@ export class Queue {
     try {
       const [state, page, recent] = await Promise.all([
         get("/api/v1/queue"),
-        get("/api/v1/jobs?status=QUEUED&limit=200"),
+        this.waiting(this.want),
         get("/api/v1/jobs?history=true&limit=6"),
       ]);
       this.state = state;
+      this.total = page.total;
       if (this.dragging) {
         this.pending = page.jobs;
       } else {
@@ -288,6 +297,22 @@ export class Queue {
     } catch (error) {
       if (!quiet(error)) this.app.toast(error.message, "error");
     }
+  }
+
+  /** The first `want` waiting jobs in run order, following the API's cursor. */
+  async waiting(want) {
+    const jobs = [];
+    let cursor = null;
+    let total = 0;
+    do {
+      const params = new URLSearchParams({ status: "QUEUED", limit: String(Math.min(API_LIMIT, want - jobs.length)) });
+      if (cursor) params.set("cursor", cursor);
+      const page = await get(`/api/v1/jobs?${params}`);
+      jobs.push(...page.jobs);
+      cursor = page.next_cursor;
+      total = page.total;
+    } while (cursor && jobs.length < want);
+    return { jobs, total };
   }
 
   drawState(state, total) {
@@ -326,6 +351,10 @@ export class Queue {
       if (list.children[index] !== li) list.insertBefore(li, list.children[index] || null);
     });
     $("q-empty").hidden = this.jobs.length > 0;
+    const hidden = Math.max(0, this.total - this.jobs.length);
+    const more = $("q-more");
+    more.hidden = hidden === 0;
+    setText(more, `Show ${Math.min(PAGE, hidden)} more (${hidden} not shown)`);
     this.syncSelection();
   }
 
@@ -453,6 +482,14 @@ export class Queue {
   }
 
   async cancelAll() {
+    // One click used to end thousands of jobs: ask first, with the count.
+    const count = this.total;
+    if (!count) {
+      this.app.toast("Nothing waits.");
+      return;
+    }
+    const asked = `Cancel all ${count} waiting job${count === 1 ? "" : "s"}? This cannot be undone.`;
+    if (!window.confirm(asked)) return;
     try {
       const answer = await post("/api/v1/jobs/cancel-pending", {});
       this.app.toast(`Cancelled ${answer.count} waiting job${answer.count === 1 ? "" : "s"}.`);
@@ -495,7 +532,9 @@ export class Queue {
   async moveBy(id, delta) {
     const index = this.jobs.findIndex((j) => j.id === id);
     const target = index + delta;
-    if (index < 0 || target < 0 || target >= this.jobs.length) return;
+    // The last row shown moves down past the list's end too: the list grows to keep it shown.
+    if (index < 0 || target < 0 || target >= Math.max(this.total, this.jobs.length)) return;
+    this.want = Math.max(this.want, target + 1);
     await this.moveTo(id, target);
     const handle = $("q-list").querySelector(`li[data-job-id="${CSS.escape(id)}"] .handle`);
     if (handle) handle.focus();
