@@ -451,6 +451,8 @@ class _Run:
         """A1111 would silently generate with something else: fail before the first call. A
         job queued while the backend could not be asked gets its spelling here."""
         resolved = resolve(self.spec, self.backend.lists())
+        if resolved.problems:  # the lists may be stale (an attached backend's models changed)
+            resolved = resolve(self.spec, self.backend.lists(max_age=1.0))
         if resolved.problems:
             raise InputError("; ".join(resolved.problems))
         if resolved.spec != self.spec:
