@@ -148,3 +148,18 @@ def test_version_and_completion(tmp_path: Path) -> None:
     assert version.returncode == 0
     assert re.fullmatch(r"stablenew \d+\.\d+\.\d+\S*\n", version.stdout)
     assert "--install-completion" in cli(tmp_path, "--help").stdout
+
+
+def test_a_stop_signal_never_waits_for_a_lock_the_main_thread_holds() -> None:
+    """Found in a full run: a worker ignored SIGTERM for good. Its handler called Event.set()
+    while the interrupted main thread held that event's lock inside its own wait(): a
+    deadlock. The handler now hands the set to a thread."""
+    import threading
+
+    from stablenew.cli.common import set_from_signal
+
+    wake = threading.Event()
+    with wake._cond:  # type: ignore[attr-defined]  # where the main thread was interrupted
+        set_from_signal(wake)  # returns at once: before the fix this line never returned
+        assert not wake.is_set()
+    assert wake.wait(10)

@@ -9,6 +9,7 @@ StableNew raises on purpose reaches the user as one readable line with the exit 
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,6 +148,14 @@ def give_up_starting(signum: int) -> NoReturn:
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     raise StoppedWhileStarting(signum)
+
+
+def set_from_signal(event: threading.Event) -> None:
+    """Set `event` from a signal handler. `Event.set` takes the event's lock, which the main
+    thread may hold at the very moment it is interrupted (inside its own `event.wait`): set there,
+    it deadlocks and the process ignores every later signal. A thread sets it instead, once the
+    interrupted main thread has let go."""
+    threading.Thread(target=event.set, name="signal-wake", daemon=True).start()
 
 
 def on_stop_signals(handler: Callable[[int], None]) -> Callable[[], None]:

@@ -30,6 +30,7 @@ from stablenew.cli.common import (
     json_option,
     on_stop_signals,
     priority_option,
+    set_from_signal,
 )
 from stablenew.cli.job_options import JobOptions, job_options, specs_from
 from stablenew.cli.output import out
@@ -225,13 +226,13 @@ class CliRun:
                 self.services.backend.stop(grace=1)
             os._exit(EXIT_INTERRUPTED)
         out.note("Ctrl+C: cancelling this run's jobs (press again to leave at once)")
-        self.changed.set()  # the waiting loop cancels: SQLite is not for signal handlers
+        set_from_signal(self.changed)  # the waiting loop cancels: SQLite is not for handlers
 
     def _on_terminate(self, signum: int) -> None:
         if not self.ids:
             give_up_starting(signum)  # nothing queued yet (the backend is starting): leave
         self.terminated = signum  # like a shutdown: running work is re-queued, not cancelled
-        self.changed.set()
+        set_from_signal(self.changed)
 
     def _wait(self, view: RunView) -> None:
         while True:

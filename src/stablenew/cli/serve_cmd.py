@@ -33,6 +33,7 @@ from stablenew.cli.common import (
     fail,
     give_up_starting,
     on_stop_signals,
+    set_from_signal,
 )
 from stablenew.cli.output import out
 
@@ -73,7 +74,7 @@ def serve(
         if not started:
             give_up_starting(signum)  # still starting the backend: give up on it now
         stopped_by = signum
-        stop.set()
+        set_from_signal(stop)
 
     previous = signal.signal(signal.SIGINT, on_signal)
     restore = on_stop_signals(on_signal)

@@ -20,7 +20,13 @@ from stablenew.app.backend_info import backend_kind
 from stablenew.app.events import FINISHED_KINDS, EventKind, JobLifecycleLogEvent
 from stablenew.app.services import Services
 from stablenew.app.views import EventView, job_record
-from stablenew.cli.common import backend_option, give_up_starting, json_option, on_stop_signals
+from stablenew.cli.common import (
+    backend_option,
+    give_up_starting,
+    json_option,
+    on_stop_signals,
+    set_from_signal,
+)
 from stablenew.cli.output import out
 from stablenew.cli.trail import SERVICE_KINDS, describe, stamped
 from stablenew.errors import StableNewError
@@ -47,7 +53,7 @@ def worker(
         if not started:
             give_up_starting(signum)  # still starting the backend: give up on it now
         stopped_by = signum
-        log.wake.set()
+        set_from_signal(log.wake)
 
     previous = signal.signal(signal.SIGINT, on_signal)
     restore = on_stop_signals(on_signal)
