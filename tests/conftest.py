@@ -76,3 +76,12 @@ def sim_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     manager.start()
     yield manager.url
     manager.stop(grace=3)
+
+
+SLOW = ("benchmarks", "chaos", "hostile")  # minutes of CPU: CI runs them with `-m slow`
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.parent.name in SLOW:
+            item.add_marker(pytest.mark.slow)

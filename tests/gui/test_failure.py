@@ -155,6 +155,19 @@ def test_a_cancelled_job_leaves_no_marker(make_gui) -> None:  # type: ignore[no-
     assert not any(t.startswith("▶") for t in labels), labels
     assert "cancelled" in window.message.full_text
 
+    # Found by a tester: the ended job's line (and a failure's Show error) stayed under the
+    # next running job. A new job clears them; the reason stays in the history.
+    httpx.post(f"{url}/sim/faults", json={"hang": {"stage": "txt2img", "mode": "honour_interrupt"}})
+    gui.type_prompt("the next one")
+    gui.click("Run Now")
+    gui.pump_until(
+        lambda: str(window.running.stage_labels["txt2img"].cget("text")).startswith("▶"), 30
+    )
+    assert window.running.outcome.full_text.strip() == ""
+    assert str(window.running.details.cget("state")) == "disabled"
+    gui.click("Cancel (Esc)")
+    gui.pump_until(lambda: window.running.outcome.full_text.startswith("■"), 30, "cancelled")
+
 
 def test_open_folder_asks_the_platform_through_a_library_call(make_gui, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     opened: list[tuple[str, bool]] = []

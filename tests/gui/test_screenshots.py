@@ -121,7 +121,14 @@ def test_the_readme_screenshots_from_the_real_flow(make_gui, tmp_path: Path) -> 
     url = window.services.backend.url
     httpx.post(f"{url}/sim/faults", json={"http_error": {"stage": "txt2img", "kind": "oom"}})
     window.compose.set_prompt("a lighthouse in a storm")
-    gui.retype(window.compose.entries["images"], "1")
+    images = window.compose.entries["images"]
+
+    def shown() -> bool:  # the sections just opened are laid out a moment later: scroll then
+        window.compose.scroll.see(images)
+        return bool(images.winfo_viewable())
+
+    gui.pump_until(shown, 10, "the opened sections")
+    gui.retype(images, "1")
     gui.click("Run Now")
     gui.pump_until(lambda: window.running.outcome.full_text.startswith("✗"), 60, "the failure")
     gui.click_tab(window.tabs, "History")

@@ -129,6 +129,12 @@ class RunningPanel(ttk.LabelFrame):
     def job_started(self, job_id: str, stages: list[str]) -> None:
         self.current = job_id
         self.completed = None
+        # The previous job's ✓/✗ line and its Show error belong to that job, not this one: its
+        # reason stays in the history and the queue, one click away there.
+        self.outcome.configure(style="TLabel")
+        self.outcome.set(BLANK)
+        self.outcome_job = None
+        self.details.configure(state="disabled")
         self.stages = stages or self.stages
         self.last_stage = None
         self.clear_preview()

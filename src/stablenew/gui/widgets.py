@@ -237,28 +237,18 @@ class ScrollFrame(ttk.Frame):
         self.columnconfigure(0, weight=1)
         self.interior = ttk.Frame(self.canvas)
         self._window = self.canvas.create_window(0, 0, window=self.interior, anchor="nw")
-        self._refresh_pending = False
         self._sizes: tuple[int, int, int, int] | None = None  # what the canvas was last set to
         self.interior.bind("<Configure>", lambda _e: self._resized(), add="+")
         self.canvas.bind("<Configure>", lambda _e: self._resized(), add="+")
         self.bind_all_wheel(self.interior)
 
     def refresh(self) -> None:
-        """After a child of the interior changed while the interior was scrolled out of view (no
-        <Configure> comes then). Coalesced, and never forcing the layout (`update_idletasks`
-        here ran every pending <Configure> handler inside this one): a child's new size reaches
-        the interior's requested size two idle rounds later (the child's grid, then the
-        interior's), so the sizes are read after two hops."""
-        if self._refresh_pending:
-            return
-        self._refresh_pending = True
-
-        def second_hop() -> None:
-            self._refresh_pending = False
-            if self.winfo_exists():
-                self._resized()
-
-        self.after_idle(lambda: self.after_idle(second_hop))
+        """After the interior changed while scrolled out of view (no <Configure> comes then).
+        Forcing the layout here is safe now that nothing re-places a divider at every
+        <Configure> (that pair never settled at 2x); the size guard in `_resized` keeps a
+        refresh that changes nothing from laying the canvas out again."""
+        self.interior.update_idletasks()
+        self._resized()
 
     def _resized(self) -> None:
         width, height = self.interior.winfo_reqwidth(), self.interior.winfo_reqheight()
