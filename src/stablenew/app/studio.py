@@ -27,16 +27,10 @@ from stablenew.jobs.presets import AD_ARGS, merge
 from stablenew.jobs.references import restore
 from stablenew.jobs.spec import ADetailerPass, InputImage, JobSpec, build_spec
 from stablenew.pipeline.names import unknown_names
+from stablenew.webui.lists import A1111_LATENT_MODE_NAMES
 
 # hr_upscaler values that are latent upscales rather than models of /upscalers (A1111's names).
-LATENT_UPSCALERS = (
-    "Latent",
-    "Latent (antialiased)",
-    "Latent (bicubic)",
-    "Latent (bicubic antialiased)",
-    "Latent (nearest)",
-    "Latent (nearest-exact)",
-)
+LATENT_UPSCALERS = A1111_LATENT_MODE_NAMES
 
 
 @dataclass(frozen=True)

@@ -16,16 +16,15 @@ from stablenew.errors import BackendError
 from stablenew.webui.client import WebUIClient
 
 # A1111's latent upscale modes (v1.10.1), fixed in its code, for a backend that does not list them.
-A1111_LATENT_MODES = frozenset(
-    {
-        "Latent",
-        "Latent (antialiased)",
-        "Latent (bicubic)",
-        "Latent (bicubic antialiased)",
-        "Latent (nearest)",
-        "Latent (nearest-exact)",
-    }
+A1111_LATENT_MODE_NAMES = (  # in A1111's order
+    "Latent",
+    "Latent (antialiased)",
+    "Latent (bicubic)",
+    "Latent (bicubic antialiased)",
+    "Latent (nearest)",
+    "Latent (nearest-exact)",
 )
+A1111_LATENT_MODES = frozenset(A1111_LATENT_MODE_NAMES)
 
 
 @dataclass(frozen=True)
