@@ -78,7 +78,7 @@ def sim_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     manager.stop(grace=3)
 
 
-SLOW = ("benchmarks", "chaos", "hostile")  # minutes of CPU: CI runs them with `-m slow`
+SLOW = ("benchmarks", "chaos", "hostile", "web")  # minutes of CPU: CI runs them with `-m slow`
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
