@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import tkinter as tk
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ from stablenew.app import discovery
 from stablenew.app.services import Services
 from stablenew.gui.prefs import Prefs
 from stablenew.gui.window import MainWindow
+from tests.helpers import ROOT
 from tests.pipeline.conftest import service_config
 
 HIDPI_SCREEN = "2732x1536x24"
@@ -86,6 +88,18 @@ def owner(home: Path) -> dict[str, object] | None:
     except (OSError, ValueError):
         return None
     return info if isinstance(info, dict) and info.get("backend_url") else None
+
+
+def spawn_gui(home: Path, display: str) -> subprocess.Popen[str]:
+    """`stablenew gui` as a user starts it, on `display`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "stablenew", "--home", str(home), "gui"],
+        cwd=ROOT,
+        env={**os.environ, "DISPLAY": display, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def stop_backend(home: Path) -> None:

@@ -29,7 +29,7 @@ from stablenew.gui.stopping import Terminator
 from stablenew.jobs.status import JobStatus
 from stablenew.queue.store import JobStore
 from stablenew.webui.process import reference_backend_command
-from tests.gui.conftest import Gui, owner, wait_for
+from tests.gui.conftest import Gui, owner, spawn_gui, wait_for
 from tests.helpers import ROOT, start_worker
 
 pytestmark = pytest.mark.integration
@@ -135,15 +135,7 @@ def test_a_window_on_an_owned_home_attaches_and_starts_no_backend(make_gui, tmp_
 
 def test_sigterm_closes_the_window_like_its_close_button(display: str, tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text("[backend]\ndiscover = false\n", encoding="utf-8")
-    env = {**os.environ, "DISPLAY": display, "PYTHONUNBUFFERED": "1"}
-    gui = subprocess.Popen(
-        [sys.executable, "-m", "stablenew", "--home", str(tmp_path), "gui"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    gui = spawn_gui(tmp_path, display)
     try:
         info = wait_for(lambda: owner(tmp_path), 60, "the window to own the home and its backend")
         assert isinstance(info, dict) and info["pid"] == gui.pid
@@ -153,7 +145,7 @@ def test_sigterm_closes_the_window_like_its_close_button(display: str, tmp_path:
         subprocess.run(
             [sys.executable, "-m", "stablenew", "--home", str(tmp_path), "queue", "add",
              "held by a hang", "--images", "1"],
-            cwd=ROOT, env=env, check=True, capture_output=True, timeout=60,
+            cwd=ROOT, check=True, capture_output=True, timeout=60,
         )  # fmt: skip
         stats = lambda: httpx.get(f"{url}/sim/stats", timeout=5).json()  # noqa: E731
         wait_for(lambda: stats()["stages"].get("txt2img") == 1, 60, "the job's first call")

@@ -9,10 +9,7 @@ drop-down fits its longest choice. Run with content that is long on purpose."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import tkinter as tk
 import tkinter.font as tkfont
 from collections.abc import Iterator
@@ -25,8 +22,7 @@ import pytest
 from stablenew.gui.compose import SECTIONS
 from stablenew.gui.widgets import FitLabel, FitTree
 from stablenew.jobs.status import JobStatus
-from tests.gui.conftest import HIDPI_SCREEN, Gui, owner, stop_backend, wait_for, walk
-from tests.helpers import ROOT
+from tests.gui.conftest import HIDPI_SCREEN, Gui, owner, spawn_gui, stop_backend, wait_for, walk
 
 pytestmark = pytest.mark.integration
 
@@ -231,15 +227,7 @@ def test_the_app_at_2x_with_a_saved_form_and_dividers_saved_at_1x_starts_and_ans
         "compose": form,
     }
     (tmp_path / "gui.json").write_text(json.dumps(saved), encoding="utf-8")
-    env = {**os.environ, "DISPLAY": hidpi_display, "PYTHONUNBUFFERED": "1"}
-    gui = subprocess.Popen(
-        [sys.executable, "-m", "stablenew", "--home", str(tmp_path), "gui"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    gui = spawn_gui(tmp_path, hidpi_display)
     try:
         wait_for(lambda: owner(tmp_path), 60, "the window to own the home and its backend")
         # The Tk loop answers: SIGTERM closes the window its own way, which saves the form and
