@@ -19,6 +19,7 @@ from stablenew.jobs.status import JobStatus
 from stablenew.observe.events import EventBus, EventKind, JobLifecycleLogEvent
 from stablenew.queue.runner import JobRunner
 from stablenew.queue.store import JobStore
+from tests.helpers import Waiter
 
 FULL = "the disk holding jobs.db is full (database or disk is full); free some space and retry"
 
@@ -57,6 +58,7 @@ def test_a_job_end_the_store_refuses_is_recorded_later_and_the_queue_goes_on(
             said.set()
 
     bus.subscribe(hear)
+    ended = Waiter(bus)
     ids = store.submit_many([JobSpec(prompt=p) for p in ("first", "second", "third")])
     store.full.set()
     runner = JobRunner(store, done, bus, max_attempts=3, poll_interval=0.05)
@@ -65,12 +67,7 @@ def test_a_job_end_the_store_refuses_is_recorded_later_and_the_queue_goes_on(
         assert said.wait(30), "the runner says it cannot record the job's end"
         assert store.refused >= 1 and runner.alive  # before the fix the thread died here
         store.full.clear()  # space freed
-        finished = threading.Event()
-        bus.subscribe(lambda e: finished.set() if e.job_id == ids[-1] and e.status else None)
-        for _ in range(600):
-            if all(store.get(i).status == JobStatus.COMPLETED for i in ids):
-                break
-            finished.wait(0.05)
+        ended.wait(EventKind.JOB_COMPLETED, ids[-1])  # the jobs run in order
         assert [store.get(i).status for i in ids] == [JobStatus.COMPLETED] * 3
     finally:
         assert runner.stop(10)
