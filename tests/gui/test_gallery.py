@@ -100,7 +100,7 @@ def test_a_gallery_of_2000_jobs_opens_and_scrolls_without_stalling(
     gui.key("Return")
     gui.pump_until(lambda: any(isinstance(w, Viewer) for w in gui.toplevels()), 10)
     viewer = next(w for w in gui.toplevels() if isinstance(w, Viewer))
-    gui.pump_until(lambda: getattr(viewer, "shown_size", None) is not None, 15, "the image")
+    gui.pump_until(lambda: viewer.shown_size is not None, 15, "the image")
     fitted = viewer.shown_size
     assert fitted[0] <= viewer.canvas.winfo_width() and fitted[1] <= viewer.canvas.winfo_height()
     gui.click("1:1", within=viewer)
@@ -109,6 +109,39 @@ def test_a_gallery_of_2000_jobs_opens_and_scrolls_without_stalling(
     assert viewer.index == 1
     gui.pump_until(lambda: "job " in viewer.details.get("1.0", "end"), 10, "the manifest summary")
     gui.key("Escape")
+
+
+def test_a_fit_still_scaling_when_the_user_picks_1_to_1_does_not_replace_it(
+    make_gui, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """CI saw the 1:1 picture replaced by a fit that was still scaling off the Tk thread."""
+    import threading
+
+    from stablenew.gui import viewer as viewer_module
+
+    finished_history(tmp_path, 2, pictures=2)
+    gui: Gui = make_gui(home=tmp_path)
+    gallery = gui.window.gallery
+    gui.click_tab(gui.window.tabs, "Gallery")
+    gui.pump_until(lambda: gallery.total_jobs == 2, 30, "the gallery")
+    gallery.select(0)
+    gui.click("View", within=gallery)
+    gui.pump_until(lambda: any(isinstance(w, Viewer) for w in gui.toplevels()), 10)
+    viewer = next(w for w in gui.toplevels() if isinstance(w, Viewer))
+    gui.pump_until(lambda: viewer.shown_size is not None, 15, "the image")
+    assert viewer.shown_size != (256, 256), "the fitted size differs from 1:1 at this window size"
+
+    release = threading.Event()
+    real = viewer_module.scaled
+    monkeypatch.setattr(viewer_module, "scaled", lambda *a: release.wait(10) and real(*a))
+    viewer.set_mode("fit")  # a fit starts scaling on the worker ...
+    viewer.set_mode("actual")  # ... and the user picks 1:1 before it is done
+    assert viewer.shown_size == (256, 256)
+    release.set()
+    drained: list[bool] = []
+    gui.window.ui.run(lambda: None, lambda _r: drained.append(True))  # after the fit's result
+    gui.pump_until(lambda: bool(drained), 10, "the worker to drain")
+    assert viewer.shown_size == (256, 256)
 
 
 def test_the_viewer_shows_siblings_infotext_and_manifest(make_gui) -> None:  # type: ignore[no-untyped-def]

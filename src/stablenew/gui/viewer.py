@@ -120,7 +120,7 @@ def _call(command: Callable[[], object], _event: object) -> None:
 
 
 def scaled(image: Image.Image, width: int, height: int) -> Image.Image:
-    """`image` fitted into width x height (never enlarged past 1:1 unless it is tiny)."""
+    """`image` scaled up or down to fit width x height, keeping its aspect, at least 1 px."""
     ratio = min(width / image.width, height / image.height)
     if image.width * ratio < 1 or image.height * ratio < 1:
         ratio = 1
@@ -156,6 +156,7 @@ class Viewer(tk.Toplevel):
         self._sibling_photos: dict[str, ImageTk.PhotoImage] = {}
         self._fit_pending: str | None = None
         self._shown: tuple[str, int, int] | None = None
+        self.shown_size: tuple[int, int] | None = None  # what is on the canvas now
         self.title("StableNew viewer")
         self.geometry("{}x{}".format(*theme.fit(px(SIZE[0]), px(SIZE[1]))))
         self.transient(master.winfo_toplevel())
@@ -332,10 +333,12 @@ class Viewer(tk.Toplevel):
         if self.mode == "actual":
             self._draw(full)
         else:
-            self.ui.run(lambda: scaled(full, width, height), self._draw)
+            self.ui.run(lambda: scaled(full, width, height), lambda image: self._draw(image, want))
 
-    def _draw(self, image: Image.Image) -> None:
-        if not self.winfo_exists():
+    def _draw(self, image: Image.Image, want: tuple[str, int, int] | None = None) -> None:
+        # A fit scaled off the Tk thread can arrive after the user switched to 1:1 or resized
+        # again: drawing it then would replace the newer picture with a stale one.
+        if not self.winfo_exists() or (want is not None and want != self._shown):
             return
         self._photo = ImageTk.PhotoImage(image, master=self)
         self.canvas.delete("all")
