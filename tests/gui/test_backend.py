@@ -96,6 +96,9 @@ def test_a_window_on_an_owned_home_attaches_and_starts_no_backend(make_gui, tmp_
         gui.pump_until(lambda: owner in window.backend_text.full_text, 30, "the owner named")
         gui.pump_until(lambda: REFERENCE in window.backend_text.full_text, 30, "what it runs")
         gui.pump_until(lambda: "Attached to the owner" in window.message.full_text, 30)
+        gui.settle()  # the top bar shows it whole at the default size, not cut at "simulated imag…"
+        assert str(window.backend_text.cget("text")) == window.backend_text.full_text
+        assert window.message.winfo_width() > window.theme.px(300)  # the status keeps its room
         window.tabs.select(window.backend)
         gui.settle()
         assert str(window.backend.start.cget("state")) == "disabled"

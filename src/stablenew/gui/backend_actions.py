@@ -145,5 +145,5 @@ class BackendActions:
 
     def show_facts(self, facts: BackendFacts) -> None:
         self.w.facts = facts
-        self.w.backend_text.set(facts.describe())
+        self.w.show_backend_text(facts.describe())
         self.w.backend.show_facts(facts)

@@ -201,7 +201,7 @@ class MainWindow:
         px = self.theme.px
         self.root.columnconfigure(0, weight=1)
         self.root.rowconfigure(2, weight=1)
-        top = ttk.Frame(self.root, padding=(px(8), px(4)))
+        top = self.top_bar = ttk.Frame(self.root, padding=(px(8), px(4)))
         top.grid(row=0, column=0, sticky="ew")
         self.indicator = BackendIndicator(top, self.theme)
         self.indicator.grid(row=0, column=0)
@@ -1125,6 +1125,15 @@ class MainWindow:
                 self.live_shown += 1
 
         self.ui.run(fetch, show)
+
+    def show_backend_text(self, text: str) -> None:
+        """What the backend is, in the top bar: whole, unless it would take more than half the
+        bar (the status message needs the rest); the Backend tab always has all of it."""
+        px = self.theme.px
+        wanted = self.theme.body.measure(text) + px(8)
+        room = max(self.root.winfo_width(), self.theme.px(themes.MIN_SIZE[0])) // 2
+        self.top_bar.columnconfigure(1, minsize=min(wanted, room))
+        self.backend_text.set(text)
 
     def _show_running(self) -> None:
         # AppState may be ahead of the events still in the inbox (a short job can start and end
