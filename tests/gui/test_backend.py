@@ -256,6 +256,27 @@ def test_settings_test_the_connection_refuse_bad_values_and_write_config_toml(  
     assert (config.backend.username, config.backend.password) == ("me", "s3cret")
 
 
+def test_a_long_settings_error_keeps_save_and_cancel_on_screen(make_gui) -> None:  # type: ignore[no-untyped-def]
+    """A tester saw the dialog grow past the screen's bottom edge with a 3-line error."""
+    gui = make_gui()
+    dialog = settings_dialog(gui)
+    gui.click(dialog.modes["attached"])
+    gui.type(dialog.entries["backend.url"], "not a url " + "x" * 150)
+    dialog.vars["limits.tile_min"].set("4096")
+    dialog.vars["limits.tile_max"].set("512")
+    gui.click("Save", within=dialog)
+    gui.pump_until(lambda: "not an http(s) URL" in str(dialog.error.cget("text")), 10)
+    gui.settle()
+    screen = dialog.winfo_screenheight()
+    assert dialog.error.winfo_height() > 2 * gui.window.theme.body.metrics("linespace")
+    for what in (dialog.error, gui.button("Save", dialog), gui.button("Cancel", dialog)):
+        bottom = what.winfo_rooty() + what.winfo_height()
+        assert bottom <= dialog.winfo_rooty() + dialog.winfo_height(), f"{what} is cut"
+        assert bottom <= screen, f"{what} is below the screen's edge"
+    gui.click("Cancel", within=dialog)
+    gui.pump_until(lambda: not gui.toplevels(), 10, "the dialog to close")
+
+
 def test_settings_test_connection_names_the_reference_backend(make_gui) -> None:  # type: ignore[no-untyped-def]
     gui = make_gui()
     dialog = settings_dialog(gui)

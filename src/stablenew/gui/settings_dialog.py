@@ -60,6 +60,10 @@ class SettingsDialog(tk.Toplevel):
         self.entries: dict[str, ttk.Entry] = {}
         self._wrap = width - px(40)
         b = config.backend
+        # The footer (errors, Cancel, Save) is packed first: when the screen is short it is the
+        # form that gives way, never the buttons.
+        footer = ttk.Frame(self, padding=(px(10), 0, px(10), px(10)))
+        footer.pack(side="bottom", fill="x")
         body = ttk.Frame(self, padding=px(10))
         body.pack(fill="both", expand=True)
         body.columnconfigure(0, weight=1)
@@ -158,8 +162,6 @@ class SettingsDialog(tk.Toplevel):
             output, 3, "Global negative", "prompts.global_negative", config.prompts.global_negative
         )
 
-        footer = ttk.Frame(body)
-        footer.grid(row=3, column=0, sticky="ew", pady=(px(8), 0))
         footer.columnconfigure(0, weight=1)
         path = settings_file.config_path(home)
         self.note = ttk.Label(
@@ -181,6 +183,18 @@ class SettingsDialog(tk.Toplevel):
         width, height = theme.fit(max(width, self.winfo_reqwidth()), self.winfo_reqheight())
         top = max(0, min(px(44), self.winfo_screenheight() - height))  # below the top bar
         self.geometry(f"{width}x{height}+{px(60)}+{top}")
+
+    def _show(self, label: ttk.Label, text: str, style: str = "Failed.TLabel") -> None:
+        """A message under the form; the dialog grows to show it, within the screen (moving up
+        when it would pass the bottom edge)."""
+        label.configure(text=text, style=style)
+        self.update_idletasks()
+        width, height = self.winfo_width(), self.winfo_height()
+        wanted = self.theme.fit(width, max(height, self.winfo_reqheight()))[1]
+        if wanted == height:
+            return
+        y = min(self.winfo_y(), max(0, self.winfo_screenheight() - wanted))
+        self.geometry(f"{width}x{wanted}+{self.winfo_x()}+{y}")
 
     # -- the form ------------------------------------------------------------------------------
 
@@ -241,7 +255,7 @@ class SettingsDialog(tk.Toplevel):
         try:
             config = settings_file.validate(self.form())
         except ValueError as exc:  # ConfigError is one; names each key
-            self.error.configure(text=f"Not saved: {exc}")
+            self._show(self.error, f"Not saved: {exc}")
             return None
         self.error.configure(text="")
         return config
@@ -254,7 +268,7 @@ class SettingsDialog(tk.Toplevel):
             return
         b = config.backend
         auth = (b.username, b.password or "") if b.username else None
-        self.test_result.configure(text="Testing…", style="TLabel")
+        self._show(self.test_result, "Testing…", "TLabel")
         self.test_button.configure(state="disabled")
 
         def work() -> Probe:
@@ -265,15 +279,13 @@ class SettingsDialog(tk.Toplevel):
         def done(result: Probe) -> None:
             if self.winfo_exists():
                 mark = "✓" if result.ok else "✗"
-                self.test_result.configure(
-                    text=f"{mark} {result.message}",
-                    style="Done.TLabel" if result.ok else "Failed.TLabel",
-                )
+                style = "Done.TLabel" if result.ok else "Failed.TLabel"
+                self._show(self.test_result, f"{mark} {result.message}", style)
                 self.test_button.configure(state="normal")
 
         def failed(error: BaseException) -> None:
             if self.winfo_exists():
-                self.test_result.configure(text=f"✗ {error}", style="Failed.TLabel")
+                self._show(self.test_result, f"✗ {error}")
                 self.test_button.configure(state="normal")
 
         self.ui.run(work, done, failed)
@@ -283,7 +295,7 @@ class SettingsDialog(tk.Toplevel):
         if config is None:
             return
         self.save_button.configure(state="disabled")
-        self.error.configure(text="Saving…", style="TLabel")
+        self._show(self.error, "Saving…", "TLabel")
 
         def done(path: Path) -> None:
             self.on_saved(path)
@@ -292,7 +304,7 @@ class SettingsDialog(tk.Toplevel):
 
         def failed(error: BaseException) -> None:
             if self.winfo_exists():
-                self.error.configure(text=f"Not saved: {error}", style="Failed.TLabel")
+                self._show(self.error, f"Not saved: {error}")
                 self.save_button.configure(state="normal")
 
         self.ui.run(lambda: settings_file.write(self.home, config), done, failed)
