@@ -86,12 +86,24 @@ def test_a_failed_job_shows_its_envelope(make_gui) -> None:  # type: ignore[no-u
     compose(gui, "too big for the card", images="1", model="")
     gui.click("Run Now")
     gui.pump_until(lambda: history_statuses(gui) == ["FAILED"], 30)
-    assert window.lifecycle.cget("text") == "ERROR"
+    assert window.lifecycle.cget("text") == "IDLE · last job failed"
     window.tabs.select(window.history)
     window.history.tree.selection_set(window.history.tree.get_children()[0])
     gui.click("Show error", within=window.history)
     gui.pump_until(lambda: bool(gui.toplevels()), 10, "the error window")
     assert "CUDA out of memory" in gui.toplevels()[-1].all_text()
+
+
+def test_the_top_bar_says_paused_while_the_queue_is_paused(make_gui) -> None:  # type: ignore[no-untyped-def]
+    """A tester saw IDLE in the top bar while the queue was paused (and nothing would run)."""
+    gui = make_gui()
+    window = gui.window
+    window.tabs.select(window.queue)
+    gui.click(window.queue.auto_run_button)
+    gui.pump_until(lambda: window.state.paused is not None, 10, "paused")
+    gui.pump_until(lambda: window.lifecycle.cget("text") == "PAUSED", 10, "PAUSED in the top bar")
+    gui.click(window.queue.auto_run_button)
+    gui.pump_until(lambda: window.lifecycle.cget("text") == "IDLE", 10, "IDLE again")
 
 
 def test_a_backend_crash_shows_in_the_indicator_and_recovers(make_gui) -> None:  # type: ignore[no-untyped-def]

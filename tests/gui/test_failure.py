@@ -73,7 +73,7 @@ def test_a_failed_job_says_why_at_1366x768_and_leaves_nothing_stale(make_gui) ->
     # One line in the running panel, the status line and the history row.
     assert reason in window.running.outcome.full_text
     assert reason in window.message.full_text and "Queued" not in window.message.full_text
-    assert window.lifecycle.cget("text") == "ERROR"
+    assert window.lifecycle.cget("text") == "IDLE · last job failed"
     gui.pump_until(lambda: window.history.tree.exists(job_id), 10, "the history row")
     assert window.history.tree.rows[job_id][4] == reason  # the reason column
 

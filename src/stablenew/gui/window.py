@@ -1139,11 +1139,15 @@ class MainWindow:
         # AppState may be ahead of the events still in the inbox (a short job can start and end
         # between two turns): hear those first, or their job's image and end would be lost.
         self._on_events()
-        self.lifecycle.configure(text=self.state.lifecycle.value)
+        self._show_lifecycle()
         self.running.show(self.state.active, self.state.lifecycle.value)
 
     def _show_queue(self) -> None:
         self.queue.show(self.state.queue, self.state.paused, self.state.waiting)
+        self._show_lifecycle()
+
+    def _show_lifecycle(self) -> None:
+        self.lifecycle.configure(text=lifecycle_text(self.state.lifecycle, self.state.paused))
 
     def _backend_changed(self, _topic: str) -> None:
         state = self.state.backend.value  # read now, on the publishing thread: every state shows
@@ -1220,6 +1224,16 @@ class MainWindow:
     def run(self) -> None:
         self.start()
         self.root.mainloop()
+
+
+def lifecycle_text(lifecycle: Lifecycle, paused: str | None) -> str:
+    """The top bar's word for what the app does now. ERROR is the engine's state until the next
+    job starts; shown bare next to later, unrelated messages it read as a current fault."""
+    if lifecycle in (Lifecycle.RUNNING, Lifecycle.STOPPING):
+        return lifecycle.value
+    if paused is not None:
+        return "PAUSED"
+    return "IDLE · last job failed" if lifecycle == Lifecycle.ERROR else "IDLE"
 
 
 def enable_drop(root: tk.Tk, drop: Any) -> bool:
