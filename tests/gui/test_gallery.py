@@ -13,7 +13,7 @@ from PIL import Image
 
 from stablenew.gui.gallery import CACHE, PAGE
 from stablenew.gui.viewer import Viewer
-from stablenew.jobs.outcome import JobOutcome, JobResult
+from stablenew.jobs.outcome import ErrorEnvelope, JobOutcome, JobResult
 from stablenew.jobs.spec import JobSpec
 from stablenew.jobs.status import JobStatus
 from stablenew.queue.store import JobStore
@@ -109,6 +109,39 @@ def test_a_gallery_of_2000_jobs_opens_and_scrolls_without_stalling(
     assert viewer.index == 1
     gui.pump_until(lambda: "job " in viewer.details.get("1.0", "end"), 10, "the manifest summary")
     gui.key("Escape")
+
+
+def test_captions_stay_inside_their_cells(make_gui, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A tester saw "failed · f6205203 · 1/2" run into the next cell."""
+    finished_history(tmp_path, 0)
+    folder = tmp_path / "out" / "made"
+    files = [str(folder / f"{n:03}.png") for n in range(2)]
+    store = JobStore(tmp_path / "jobs.db")
+    envelope = ErrorEnvelope(type="BackendError", message="out of memory", stage="upscale")
+    for status in (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.COMPLETED):
+        job_id = store.submit(JobSpec(prompt=f"{status.value} twice", images=2))
+        assert store.claim_next("tests") is not None
+        result = JobResult(run_dir=str(folder), seeds=[1, 2], images=files)
+        error = envelope if status == JobStatus.FAILED else None
+        store.finish(job_id, "tests", JobOutcome(status=status, result=result, error=error))
+    store.close()
+    gui: Gui = make_gui(home=tmp_path)
+    gallery = gui.window.gallery
+    gui.click_tab(gui.window.tabs, "Gallery")
+    gui.pump_until(lambda: len(gallery.items) == 6, 30, "the gallery")
+    gui.settle()
+    canvas = gallery.canvas
+    texts = [i for i in canvas.find_withtag("cell") if canvas.type(i) == "text"]
+    captions = [str(canvas.itemcget(i, "text")) for i in texts]
+    assert any(c.startswith("✗ ") and c.endswith(" · 1/2") for c in captions), captions
+    assert any(c.startswith("■ ") for c in captions), captions
+    for item in texts:
+        left, _top, right, _bottom = canvas.bbox(item)
+        x, _y = canvas.coords(item)
+        cell = int(x) // gallery.cell_w
+        assert cell * gallery.cell_w <= left and right <= (cell + 1) * gallery.cell_w, (
+            f"{canvas.itemcget(item, 'text')!r} spans {left}..{right}, its cell is {cell}"
+        )
 
 
 def test_a_fit_still_scaling_when_the_user_picks_1_to_1_does_not_replace_it(

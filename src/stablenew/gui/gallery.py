@@ -26,7 +26,7 @@ from PIL import Image, ImageTk
 
 from stablenew.gui.dispatcher import UiDispatcher
 from stablenew.gui.theme import Theme
-from stablenew.gui.widgets import FitLabel
+from stablenew.gui.widgets import FitLabel, fit_text
 from stablenew.jobs.job import Job
 from stablenew.jobs.status import JobStatus
 
@@ -137,6 +137,21 @@ class ThumbCache:
         """Drop every PhotoImage (on the Tk thread) and stop decoding."""
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.photos.clear()
+
+
+MARK = {  # the running panel's stage marks
+    JobStatus.RUNNING.value: "▶",
+    JobStatus.FAILED.value: "✗",
+    JobStatus.CANCELLED.value: "■",
+}
+
+
+def caption(item: Item) -> str:
+    """Under a thumbnail: the job, the image's number, and a mark when the job did not
+    complete (spelled out, "failed · " overran the cell into the next one)."""
+    mark = MARK.get(item.status, "") if item.file or item.status == "RUNNING" else ""
+    number = f" · {item.number}/{item.images}" if item.images > 1 else ""
+    return f"{mark} {item.job_id[:8]}{number}".strip()
 
 
 class GalleryPanel(ttk.Frame):
@@ -387,17 +402,10 @@ class GalleryPanel(ttk.Frame):
                         font=font,
                         tags="cell",
                     )
-            caption = f"{item.job_id[:8]}" + (
-                f" · {item.number}/{item.images}" if item.images > 1 else ""
-            )
-            if item.status == "RUNNING":
-                caption = f"▶ {caption}"
-            elif item.status != JobStatus.COMPLETED.value and item.file:
-                caption = f"{item.status.lower()} · {caption}"
             self.canvas.create_text(
                 cx,
                 y + self.cell_h - self.theme.px(PAD),
-                text=caption,
+                text=fit_text(font, caption(item), self.cell_w - self.theme.px(4)),
                 anchor="s",
                 fill=colours["text"],
                 font=font,
