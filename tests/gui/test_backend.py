@@ -83,6 +83,25 @@ def test_the_reference_backend_is_named_wherever_the_backend_shows(make_gui) -> 
     assert window.backend.url.full_text.startswith("URL: http://127.0.0.1:")
 
 
+def test_the_backend_output_wraps_long_lines(make_gui) -> None:  # type: ignore[no-untyped-def]
+    """A tester saw the backend's long lines cut at the box's edge, with no way to read them."""
+    gui = make_gui()
+    window = gui.window
+    window.tabs.select(window.backend)
+    line = "RuntimeError: no model at " + "/models/Stable-diffusion/sub" * 12 + "/end.safetensors"
+    window.backend.show_tail({"default": f"loading\n{line}\ndone"})
+    gui.settle()
+    tail = window.backend.tail
+    start = tail.search("RuntimeError", "1.0")
+    last = f"{start} lineend - 1c"
+    assert tail.get(last) == "s"
+    tail.see(last)
+    gui.settle()
+    box = tail.bbox(last)
+    assert box is not None and box[0] + box[2] <= tail.winfo_width()
+    assert tail.xview() == (0.0, 1.0), "the line's end is beyond the box's right edge"
+
+
 def test_a_window_on_an_owned_home_attaches_and_starts_no_backend(make_gui, tmp_path) -> None:  # type: ignore[no-untyped-def]
     command = reference_backend_command(0, "--step-ms", "40")
     (tmp_path / "config.toml").write_text(

@@ -106,8 +106,12 @@ class BackendPanel(ttk.Frame):
         self.url.grid(row=1, column=0, sticky="ew", pady=px(2))
         self.pool = FitTree(self, POOL_COLUMNS, px, height=2)
         self.pool.grid(row=2, column=0, sticky="ew", pady=(0, px(4)))
-        self.tail = tk.Text(self, height=8, wrap="none", font="TkFixedFont")
+        # Wrapped: a backend's traceback or model path is one long line, cut at the edge unwrapped.
+        self.tail = tk.Text(self, height=8, wrap="word", font="TkFixedFont")
         self.tail.grid(row=3, column=0, sticky="nsew")
+        scrollbar = ttk.Scrollbar(self, orient="vertical", command=self.tail.yview)
+        scrollbar.grid(row=3, column=1, sticky="ns")
+        self.tail.configure(yscrollcommand=scrollbar.set)
 
     def show_pool(self, statuses: list[BackendStatus]) -> None:
         """Every backend of the pool, one row each: state, loaded model, current job."""
