@@ -197,10 +197,17 @@ def test_edit_a_queued_job_in_place(make_gui) -> None:  # type: ignore[no-untype
     gui.pump_until(lambda: len(window.state.queue) == 1, 10, "the job queued")
     job_id = window.state.queue[0].id
     gui.pump_until(lambda: window.queue.tree.exists(job_id), 10, "the queue row")
+    prompt_at = window.compose.prompt.winfo_rooty()
     gui.click_row(window.queue.tree, job_id, "job", double=True)
     gui.pump_until(lambda: window.mode == ("edit", job_id), 10, "editing")
     assert window.primary.cget("text") == f"Save to {job_id[:8]} (Ctrl+Enter)"
     assert window.compose.banner.winfo_ismapped()
+    gui.settle()  # the banner whole, the form where it was, the status line agreeing with Save
+    banner = window.compose.banner_text
+    assert str(banner.cget("text")) == banner.full_text and job_id[:8] in banner.full_text
+    assert window.compose.prompt.winfo_rooty() == prompt_at, "the form moved"
+    assert "queues it" not in window.message.full_text, window.message.full_text
+    assert "Save" in window.message.full_text, window.message.full_text
     gui.retype(window.compose.entries["steps"], "5")
     window.compose.set_prompt("a tin robot, rusty")
     gui.key("ctrl+Return")
@@ -239,6 +246,10 @@ def test_retry_a_failed_job_with_changes(make_gui) -> None:  # type: ignore[no-u
     gui.click("Use settings", within=window.history)
     gui.pump_until(lambda: window.mode == ("retry", failed.id), 10)
     assert window.primary.cget("text") == f"Retry {failed.short_id} (Ctrl+Enter)"
+    gui.settle()
+    banner = window.compose.banner_text
+    assert str(banner.cget("text")) == banner.full_text and failed.short_id in banner.full_text
+    assert "queues it" not in window.message.full_text, window.message.full_text
     gui.retype(window.compose.entries["width"], "64")
     gui.retype(window.compose.entries["height"], "64")
     gui.key("ctrl+Return")

@@ -192,6 +192,7 @@ SIZES = (
     "896x1152",
     "1152x896",
 )
+NEW_JOB = "New job"  # the form's title when it edits or retries nothing
 NO_PACK = "no pack: the prompt above is what gets queued"
 NUMBER_WIDTH = 6  # characters an entry shows (a seed scrolls)
 GRID_COLUMNS = 4  # label, field, label, field
@@ -270,12 +271,15 @@ class ComposePanel(ttk.Frame):
         self.rowconfigure(6, weight=1)
         px = theme.px
 
-        self.banner = ttk.Frame(self, style="Banner.TFrame", padding=px(4))
+        # The form's title, which becomes the edit/retry banner: always there at the height of
+        # its button, so entering or leaving a mode never moves the form below it.
+        self.banner = ttk.Frame(self, padding=px(4))
+        self.banner.grid(row=0, column=0, sticky="ew", pady=(0, px(4)))
         self.banner.columnconfigure(0, weight=1)
-        self.banner_text = FitLabel(self.banner, "", style="Banner.TLabel")
+        self.banner_text = FitLabel(self.banner, NEW_JOB, style="Title.TLabel")
         self.banner_text.grid(row=0, column=0, sticky="ew")
         self.stop_editing = ttk.Button(self.banner, text="Stop editing")
-        self.stop_editing.grid(row=0, column=1, padx=(px(4), 0))
+        self.banner.rowconfigure(0, minsize=self.stop_editing.winfo_reqheight())
 
         head = ttk.Frame(self)
         head.grid(row=1, column=0, sticky="ew")
@@ -574,6 +578,20 @@ class ComposePanel(ttk.Frame):
 
     def negative_text(self) -> str:
         return self.negative.get("1.0", "end-1c").strip()
+
+    def show_mode(self, text: str | None) -> None:
+        """The banner of an edit or retry (with Stop editing), or the plain title with None."""
+        px = self.theme.px
+        if text is None:
+            self.banner.configure(style="TFrame")
+            self.banner_text.configure(style="Title.TLabel")
+            self.banner_text.set(NEW_JOB)
+            self.stop_editing.grid_remove()
+        else:
+            self.banner.configure(style="Banner.TFrame")
+            self.banner_text.configure(style="Banner.TLabel")
+            self.banner_text.set(text)
+            self.stop_editing.grid(row=0, column=1, padx=(px(4), 0))
 
     def set_prompt(self, prompt: str, negative: str = "") -> None:
         self.prompt.delete("1.0", "end")

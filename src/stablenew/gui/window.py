@@ -603,23 +603,35 @@ class MainWindow:
     def load_spec(self, spec: JobSpec, what: str, warnings: list[str] | None = None) -> None:
         """A job's every setting into the form (any edit or retry mode ends)."""
         self.mode = None
-        self.compose.banner.grid_remove()
+        self.compose.show_mode(None)
         self.compose.load_spec(spec)
         self._primary_text()
         note = f" ({len(warnings)} warning(s): {warnings[0]})" if warnings else ""
         self.say(f"Loaded {what} into the form: Ctrl+Enter queues it.{note}")
 
-    def _set_mode(self, kind: Literal["edit", "retry"], job_id: str, text: str) -> None:
-        self.mode = (kind, job_id)
-        self.compose.banner_text.set(text)
-        self.compose.banner.grid(row=0, column=0, sticky="ew", pady=(0, self.theme.px(4)))
+    def _set_mode(self, kind: Literal["edit", "retry"], job: Job) -> None:
+        """Ctrl+Enter saves the form to a queued job, or retries a failed or cancelled one with
+        it, until Stop editing. The banner names the job; the status line says the rest."""
+        self.mode = (kind, job.id)
+        if kind == "edit":
+            self.compose.show_mode(f"Editing queued job {job.short_id}")
+            self.say(
+                f"Editing queued job {job.short_id}: Save (Ctrl+Enter) writes the changes to it; "
+                "it keeps its place in the queue."
+            )
+        else:
+            self.compose.show_mode(f"Retrying {job.status.value.lower()} job {job.short_id}")
+            self.say(
+                f"Retrying job {job.short_id}: change what you need, then Retry (Ctrl+Enter) "
+                "sends it back to the queue with the changes."
+            )
         self._primary_text()
 
     def stop_editing(self) -> None:
         if self.mode is not None:
             self.say(f"Stopped changing job {self.mode[1][:8]}: Ctrl+Enter queues a new job.")
         self.mode = None
-        self.compose.banner.grid_remove()
+        self.compose.show_mode(None)
         self._primary_text()
 
     def load_job(self, job: Job, keep_seed: bool = True) -> None:
@@ -628,12 +640,7 @@ class MainWindow:
         seed = f"seed {reused.spec.seed}" if keep_seed else "a new seed"
         self.load_spec(reused.spec, f"job {job.short_id} ({seed})")
         if job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
-            self._set_mode(
-                "retry",
-                job.id,
-                f"Retrying {job.status.value.lower()} job {job.short_id}: change what you "
-                "need, then Ctrl+Enter",
-            )
+            self._set_mode("retry", job)
 
     def load_png(self, path: Path, keep_seed: bool = True) -> None:
         """A PNG's settings into the form (ours exactly, else its A1111 infotext)."""
@@ -682,11 +689,7 @@ class MainWindow:
                 self.say(f"Job {job.short_id} is {job.status.value}: only a queued job changes.")
                 return
             self.load_spec(job.spec, f"queued job {job.short_id}")
-            self._set_mode(
-                "edit",
-                job.id,
-                f"Editing queued job {job.short_id}: Ctrl+Enter saves the changes to it",
-            )
+            self._set_mode("edit", job)
 
         self.ui.run(lambda: self.jobs.get_job(job_id), loaded, self.failed("Edit"))
 
@@ -788,6 +791,7 @@ class MainWindow:
         from stablenew.jobs.presets import load_preset
 
         data = self.compose.spec_data()
+        banner = self.compose.banner_text.full_text
 
         def done(result: tuple[dict[str, Any], list[str], str]) -> None:
             merged, warnings, name = result
@@ -798,8 +802,10 @@ class MainWindow:
                 return
             mode = self.mode
             self.load_spec(spec, f"preset {name}", warnings)
-            if mode is not None:
-                self._set_mode(mode[0], mode[1], self.compose.banner_text.full_text)
+            if mode is not None:  # a preset applied while editing keeps editing
+                self.mode = mode
+                self.compose.show_mode(banner)
+                self._primary_text()
 
         def work() -> tuple[dict[str, Any], list[str], str]:
             preset = load_preset(path)
