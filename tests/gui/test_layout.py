@@ -246,3 +246,16 @@ def test_the_app_at_2x_with_a_saved_form_and_dividers_saved_at_1x_starts_and_ans
             gui.kill()
             gui.wait(10)
         stop_backend(tmp_path)
+
+
+def test_a_saved_size_below_the_layout_minimum_opens_at_the_minimum(  # type: ignore[no-untyped-def]
+    make_gui, hidpi_display: str, tmp_path: Path
+) -> None:
+    """A size saved at 1x (or by a smaller layout) is below what the 2x layout needs."""
+    (tmp_path / "gui.json").write_text(json.dumps({"geometry": "900x520+0+0"}), encoding="utf-8")
+    gui = make_gui(screen=hidpi_display, scaling=2 * 96 / 72, ready=False)
+    root = gui.window.root
+    gui.settle()
+    least = root.minsize()
+    assert root.winfo_width() >= least[0] and root.winfo_height() >= least[1]
+    assert not list(problems(root)), "\n".join(problems(root))
