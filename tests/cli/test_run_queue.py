@@ -127,6 +127,23 @@ def test_ctrl_c_in_a_client_run_cancels_only_its_own_jobs(tmp_path: Path) -> Non
         assert worker.proc.wait(30) == 0
 
 
+def test_sigterm_during_a_run_summarises_the_running_job_as_queued_again(tmp_path: Path) -> None:
+    """A tester saw the summary call the job RUNNING after SIGTERM had re-queued it."""
+    slow_backend(tmp_path, step_ms=100)
+    run = popen(tmp_path, "run", "stopped midway", "--images", "5")
+    assert run.stdout is not None and run.stderr is not None
+    lines = Lines(run.stdout)
+    lines.expect(" (1/1) txt2img image 1/5")
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(60) == 143
+    rest = lines.rest()
+    assert _jobs(tmp_path)["stopped midway"] == JobStatus.QUEUED
+    job_line = rest[next(n for n, x in enumerate(rest) if x.startswith("summary")) + 1]
+    assert job_line.endswith(" QUEUED 0 image(s): stays queued; it resumes at the next start"), rest
+    assert rest[-1] == "0 completed, 0 failed, 0 cancelled, 1 unfinished", rest
+    assert "1 job(s) stay queued and resume at the next start" in run.stderr.read()
+
+
 def test_a_run_on_a_paused_queue_says_why_it_waits(tmp_path: Path) -> None:
     assert cli(tmp_path, "queue", "pause", "--reason", "lunch").returncode == 0
     run = popen(tmp_path, "run", "waits")

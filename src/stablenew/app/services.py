@@ -529,11 +529,16 @@ class Services:
 
     # -- stopping ------------------------------------------------------------------------------
 
-    def close(self, grace: float = 5.0) -> None:
-        """Stop the runners (a running job is re-queued to resume), then the backends."""
+    def stop_runners(self, grace: float = 5.0) -> None:
+        """Stop taking and running jobs; a running job is re-queued to resume at the next start.
+        What the store then says about the jobs is final for this process."""
         self._closing.set()
         for runner in self.jobs.runners:
             runner.stop(timeout=self.config.policy.cancel_grace + grace + 10)
+
+    def close(self, grace: float = 5.0) -> None:
+        """Stop the runners (a running job is re-queued to resume), then the backends."""
+        self.stop_runners(grace)
         if self._follower is not None:
             self._follower.join(timeout=5)
         if self._publisher is not None:

@@ -149,6 +149,8 @@ class CliRun:
             view = self._view()
             with view.showing():
                 self._wait(view)
+            if self.terminated:
+                self.services.stop_runners()  # the running job re-queued before it is summarised
             jobs = [self.jobs.get_job(i) for i in self.ids]
         finally:
             self.services.close()
@@ -295,6 +297,8 @@ def _detail(job: Job) -> str:
     if job.status == JobStatus.FAILED and job.error is not None:
         folder = f" (run folder {job.result.run_dir})" if job.result.run_dir else ""
         return job.error.one_line() + folder
+    if job.status == JobStatus.QUEUED:
+        return "stays queued; it resumes at the next start"
     if job.result.run_dir:
         return job.result.run_dir
     return "cancelled before it started" if job.status == JobStatus.CANCELLED else "no run folder"
