@@ -189,7 +189,8 @@ def test_cancel_during_a_hang_ends_cancelled_in_bounded_time(
     assert again.status_code == 409 and again.json()["status"] == "CANCELLED"
     # the stuck backend is restarted before the next job, which completes
     (next_id,) = server.post("/api/v1/jobs", {"spec": small("after")}).json()["ids"]
-    assert events.finished(next_id).event == "job_completed"
+    ended = events.finished(next_id)
+    assert ended.event == "job_completed", server.get(f"/api/v1/jobs/{next_id}").json()["error"]
 
 
 def test_a_restarted_server_resumes_the_job_it_was_running(
