@@ -159,6 +159,16 @@ def test_off_loopback_the_login_page_then_a_cookie(
         ui.set_value(field, value)
     ui.click("#c-queue")
     ui.wait_for(lambda: ui.texts("#q-recent li .status")[:1] == ["completed"], "done")
+    # A cookie gone meanwhile (another tab logged out): loading an image into compose goes to
+    # the login page, as every other call does (it failed quietly).
+    ui.show("gallery")
+    ui.wait_for(lambda: len(ui.job_ids("#g-grid li")) == 1, "the job's card")
+    driver.delete_cookie("stablenew_token")
+    ui.click("#g-grid li button[aria-label^='Load job']")
+    ui.wait_for(lambda: driver.current_url == server.url + "/login", "sent to the login page")
+    ui.set_value("token", server.token)
+    ui.click("button[type=submit]")
+    ui.wait_for(lambda: ui.js("return document.body.dataset.ready") == "true", "the web UI")
     assert not ui.by_id("logout").get_attribute("hidden")
     ui.click("#logout")
     ui.wait_for(lambda: driver.current_url == server.url + "/login", "logged out")

@@ -50,6 +50,22 @@ export async function api(method, path, body, { signal } = {}) {
   return data;
 }
 
+/** A file the API serves (an image of a job), as a Blob; 401 goes to the login page as in
+ * api(), instead of failing quietly. */
+export async function getBlob(path, what) {
+  let answer;
+  try {
+    answer = await fetch(path, { cache: "no-store" });
+  } catch (error) {
+    throw new ApiError(0, `StableNew did not answer (${error.message})`, "NetworkError");
+  }
+  if (answer.status === 401) {
+    onUnauthorized();
+  }
+  if (!answer.ok) throw new ApiError(answer.status, `${what}: HTTP ${answer.status}`);
+  return answer.blob();
+}
+
 export const get = (path, options) => api("GET", path, undefined, options);
 export const post = (path, body, options) => api("POST", path, body, options);
 export const put = (path, body) => api("PUT", path, body);

@@ -3,7 +3,7 @@
 // siblings, infotext and download; load into compose, reuse seed, re-queue; a failed job's
 // reason on its card and its error envelope and artifacts one click away.
 
-import { ApiError, get, jobPath, post, quiet } from "./api.js";
+import { get, getBlob, jobPath, post, quiet } from "./api.js";
 import {
   $,
   debounce,
@@ -241,9 +241,8 @@ export class Gallery {
       return;
     }
     try {
-      const answer = await fetch(fileUrl(job.id, name), { cache: "no-store" });
-      if (!answer.ok) throw new ApiError(answer.status, `${name} of job ${short(job.id)}: HTTP ${answer.status}`);
-      const data = await readAsDataUrl(await answer.blob());
+      const blob = await getBlob(fileUrl(job.id, name), `${name} of job ${short(job.id)}`);
+      const data = await readAsDataUrl(blob);
       const imported = await post("/api/v1/import/png", { name: name.split("/").pop(), data });
       const count = job.result.images.length;
       this.app.compose.load(imported.spec, {
