@@ -287,3 +287,12 @@ def test_an_imported_img2img_task_keeps_its_init_image(
     (job,) = local_services.jobs.pending()
     (image,) = job.spec.inputs
     assert local_services.jobs.inputs is not None and local_services.jobs.inputs.has(image.sha256)
+
+
+def test_the_submit_body_takes_every_override_the_cli_takes() -> None:
+    """The overrides are declared once (app.intents.Overrides); a field the body lacked would
+    break every prompt submitted over HTTP."""
+    from stablenew.api.models import OVERRIDE_NAMES, SubmitBody
+
+    assert "steps" in OVERRIDE_NAMES and "backend" not in OVERRIDE_NAMES
+    assert set(OVERRIDE_NAMES) <= set(SubmitBody.model_fields)

@@ -6,10 +6,12 @@ JobSpec is the JobSpec. What is defined here is only what the HTTP API adds arou
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stablenew.app.intents import Overrides
 from stablenew.app.views import JobView
 from stablenew.jobs.spec import JobSpec
 
@@ -63,26 +65,8 @@ class SubmitBody(_Body):
     backend: str | None = Field(None, description="The same as `on` (JobSpec's name for it)")
 
 
-OVERRIDE_NAMES = (
-    "stages",
-    "images",
-    "seed",
-    "negative",
-    "model",
-    "vae",
-    "sampler",
-    "scheduler",
-    "steps",
-    "cfg",
-    "size",
-    "clip_skip",
-    "hires",
-    "hires_upscaler",
-    "hires_steps",
-    "hires_denoise",
-    "denoise",
-    "upscaler",
-)
+# Every Overrides field but `backend`, which the body takes as `on` or `backend` (checked equal).
+OVERRIDE_NAMES = tuple(f.name for f in dataclasses.fields(Overrides) if f.name != "backend")
 
 
 class Submitted(BaseModel):
