@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import signal
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,10 +16,17 @@ import pytest
 from PIL import Image
 
 from stablenew.app.config import load_config, service_config
-from stablenew.app.live_progress import PREVIEW_SIDE
+from stablenew.app.live_progress import PREVIEW_SIDE, ProgressSharer
+from stablenew.app.previews import PreviewBoard
 from stablenew.app.services import Role, Services
 from stablenew.jobs.spec import JobSpec
-from stablenew.observe.events import EventKind, JobLifecycleLogEvent, ProgressData
+from stablenew.observe.events import (
+    EventBus,
+    EventKind,
+    JobLifecycleLogEvent,
+    JobStartedData,
+    ProgressData,
+)
 from stablenew.queue.store import JobStore
 from stablenew.webui.process import reference_backend_command
 from tests.helpers import Waiter, start_worker
@@ -69,6 +77,7 @@ def test_a_client_shows_the_owners_step_progress_and_live_preview(tmp_path: Path
         )
         # A client that attaches mid-stage shows the current step at once.
         late = Services(service_config(tmp_path, load_config(tmp_path)))
+        late_heard = Waiter(late.jobs)
         late.attach()
         active = late.state.active
         assert active is not None and active.job_id == job_id, active
@@ -93,6 +102,7 @@ def test_a_client_shows_the_owners_step_progress_and_live_preview(tmp_path: Path
         finally:
             store.close()
         assert client.previews.latest(job_id) is None
+        late_heard.wait(EventKind.JOB_COMPLETED, job_id, timeout=30)
         assert late.previews.latest(job_id) is None
     finally:
         if late is not None:
@@ -100,3 +110,38 @@ def test_a_client_shows_the_owners_step_progress_and_live_preview(tmp_path: Path
         client.close()
         worker.proc.send_signal(signal.SIGTERM)
         worker.proc.wait(60)
+
+
+def test_a_locked_store_delays_the_shared_progress_and_is_said_once(tmp_path: Path) -> None:
+    """Another process holds the store's write lock past the busy timeout: the sharer warns
+    once, the runner's side goes on, and the row ends on the latest step once the lock goes."""
+    store = JobStore(tmp_path / "jobs.db")
+    bus, board = EventBus(), PreviewBoard()
+    waiter = Waiter(bus)
+    sharer = ProgressSharer(store, bus, board)
+    bus.subscribe(sharer.on_event)
+    sharer.start()
+    other = sqlite3.connect(tmp_path / "jobs.db", isolation_level=None)
+    try:
+        started = JobStartedData(1, ("txt2img",))
+        bus.emit(EventKind.JOB_STARTED, "", source="runner", job_id="job", data=started)
+        other.execute("BEGIN EXCLUSIVE")
+        for step in range(1, 4):
+            bus.emit(EventKind.PROGRESS, "", job_id="job", stage="txt2img", image_index=1,
+                     total=1, data=ProgressData(step, 10))  # fmt: skip
+        waiter.wait(EventKind.WARNING, timeout=60)
+        bus.emit(EventKind.PROGRESS, "", job_id="job", stage="txt2img", image_index=1, total=1,
+                 data=ProgressData(4, 10))  # fmt: skip
+        other.execute("ROLLBACK")
+        wait_for(
+            lambda: [r.progress.step for r in store.shared_progress()] == [4], 60, "step 4 shared"
+        )
+        warnings = [e for e in waiter.events if e.kind == EventKind.WARNING]
+        assert len(warnings) == 1 and "not shared with clients" in warnings[0].message
+        bus.emit(EventKind.JOB_COMPLETED, "", source="runner", job_id="job")
+        sharer.stop()
+        assert store.shared_progress() == []
+    finally:
+        other.close()
+        sharer.stop()
+        store.close()
