@@ -26,6 +26,7 @@ BENCHMARKS = (
     "api_submit.py",
     "api_sse.py",
     "web_ui.py",
+    "live_progress.py",
 )
 
 

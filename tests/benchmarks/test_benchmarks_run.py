@@ -52,6 +52,7 @@ def figure(report: dict[str, Any], dotted: str) -> float:
         "api_submit.py",
         "api_sse.py",
         "web_ui.py",
+        "live_progress.py",
     ],
 )
 def test_benchmark_reports_every_targeted_figure(script: str, tmp_path: Path) -> None:
@@ -81,6 +82,8 @@ def test_benchmark_reports_every_targeted_figure(script: str, tmp_path: Path) ->
         for view in ("compose", "backend"):
             assert report["main_thread"][view]["status"] == "COMPLETED"
             assert report["main_thread"][view]["lifecycle_events"] > report["main_thread"]["images"]
+    if script == "live_progress.py":  # the flood ended on its last step, in the store
+        assert report["rate"]["ended_on_last"] is True
     if script == "api_sse.py":  # every client got every lifecycle event of the job
         assert report["lag_ms"]["frames"] == report["clients"] * sum(
             report["events_per_client_per_job"]

@@ -155,6 +155,46 @@ def test_a_window_on_an_owned_home_attaches_and_starts_no_backend(make_gui, tmp_
         worker.proc.wait(60)
 
 
+def test_a_window_on_an_owned_home_shows_the_owners_steps_and_live_preview(
+    make_gui, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    command = reference_backend_command(0, "--step-ms", "100")
+    (tmp_path / "config.toml").write_text(
+        f"[backend]\ncommand = {json.dumps(command)}\ndiscover = false\n", encoding="utf-8"
+    )
+    worker = start_worker(tmp_path)
+    try:
+        gui = make_gui(home=tmp_path)
+        window = gui.window
+        gui.pump_until(lambda: "Attached to the owner" in window.message.full_text, 30)
+        window.compose.restore({**FAST_JOB, "steps": "40"})
+        gui.type(window.compose.prompt, "a slow sunrise, run by the owner")
+        gui.key("ctrl+Return")
+        running = window.running
+        steps: list[int] = []
+
+        def stepping() -> bool:
+            value = float(running.progress.cget("value"))
+            if value and running.eta.full_text.startswith("step "):
+                steps.append(int(value))
+            return len(set(steps)) >= 2
+
+        gui.pump_until(stepping, 60, "the owner's steps shown here")
+        assert steps == sorted(steps), steps
+        assert float(running.progress.cget("maximum")) == 40
+        gui.pump_until(lambda: running.live_number >= 1, 30, "the owner's live preview")
+        assert running.preview.cget("image"), "shown in the running panel"
+        first = running.live_number
+        gui.pump_until(lambda: running.live_number > first, 30, "a newer live preview")
+        gui.pump_until(lambda: running.outcome.full_text.startswith("✓"), 60, "the job's end")
+        gui.pump_until(lambda: running.live_number == 0, 10, "the finished image shown instead")
+        window.close()  # before the owner goes: this window would take the home over
+        gui.pump_until(lambda: window.destroyed, 30, "the window to close")
+    finally:
+        worker.proc.send_signal(signal.SIGTERM)
+        worker.proc.wait(60)
+
+
 def test_sigterm_closes_the_window_like_its_close_button(display: str, tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text("[backend]\ndiscover = false\n", encoding="utf-8")
     gui = spawn_gui(tmp_path, display)

@@ -1,8 +1,9 @@
 """The latest live preview of each running job, in memory only (never written to a run folder).
 
-The pipeline hands over what the backend shows mid-sampling; doors (the API, the GUI) ask for
-the latest one when a progress event says a new one exists. One image per running job is kept,
-and a job's image is dropped when it ends.
+The pipeline hands over what the backend shows mid-sampling (in a client, the follower hands over
+what the owner shares, app/live_progress.py); doors (the API, the GUI) ask for the latest one
+when a progress event says a new one exists. One image per running job is kept, and a job's
+image is dropped when it ends.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ class PreviewBoard:
             number = self._latest[job_id].number + 1 if job_id in self._latest else 1
             self._latest[job_id] = Preview(number, image)
             return number
+
+    def keep(self, job_id: str, preview: Preview) -> None:
+        """A client's board: the owner's preview, under the owner's number."""
+        with self._lock:
+            self._latest[job_id] = preview
 
     def latest(self, job_id: str) -> Preview | None:
         with self._lock:

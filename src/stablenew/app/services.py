@@ -28,6 +28,7 @@ from stablenew.app.controllers import (
     PipelineController,
 )
 from stablenew.app.intents import Intents
+from stablenew.app.live_progress import ProgressFollower, ProgressSharer
 from stablenew.app.placement import PoolPolicy
 from stablenew.app.pool import BackendConfig, BackendPool, Member
 from stablenew.app.previews import PreviewBoard
@@ -53,7 +54,8 @@ from stablenew.webui.client import Health, Timeouts, WebUIClient
 from stablenew.webui.process import LaunchConfig, WebUIProcessManager
 from stablenew.webui.recovery import RecoveryPolicy
 
-# Kinds that stay in this process: live progress, the app's own lifecycle, the GUI's draft.
+# Kinds that stay in this process: live progress (shared with clients another way, see
+# app/live_progress.py), the app's own lifecycle, the GUI's draft.
 LOCAL_ONLY = {
     EventKind.PROGRESS,
     EventKind.LIFECYCLE,
@@ -139,6 +141,8 @@ class Services:
         )
         self.previews = PreviewBoard()
         self._bus.subscribe(self.previews.on_event)
+        self._sharer: ProgressSharer | None = None  # while this process runs the queue
+        self._progress_in = ProgressFollower(self._store, self._bus, self.previews)
         self.jobs.validate = self.catalog.check
         self.jobs.inputs = self.intents.inputs
 
@@ -422,6 +426,10 @@ class Services:
             )
 
     def _run_queue(self) -> None:
+        if self._sharer is None:
+            self._sharer = ProgressSharer(self._store, self._bus, self.previews)
+            self._bus.subscribe(self._sharer.on_event)
+            self._sharer.start()
         runners = self._pool.run(
             self._store, self._bus, self.config.pipeline, self.config.policy, self.previews.put
         )
@@ -457,8 +465,13 @@ class Services:
             if self.role != Role.NONE:
                 return
             self.role = Role.CLIENT
+        self._bus.subscribe(self._progress_in.on_event)
         seen = self._store.last_seq()
         self._replay_current()
+        try:  # the running job's current step at once, not at the follower's first turn
+            self._progress_in.turn()
+        except StableNewError as exc:
+            self._bus.emit(EventKind.WARNING, f"reading the owner's progress: {exc}", source="app")
         self._follower = threading.Thread(
             target=self._follow, args=(seen,), name="owner-follower", daemon=True
         )
@@ -475,7 +488,7 @@ class Services:
 
     def _replay_current(self) -> None:
         """What a client that attaches mid-job needs to show: the backend's state, the running
-        job's trail so far."""
+        job's trail so far (its current step follows from the owner's shared progress)."""
         backend = [
             e
             for e in self._store.events_since(max(0, self._store.last_seq() - 2000))
@@ -499,6 +512,8 @@ class Services:
                     seen = event.store_seq or seen
                     if event.pid != PID:
                         self._bus.publish(event)
+                if take_over:  # a client: the owner's running jobs' steps and previews
+                    self._progress_in.turn()
                 if take_over and self._home.try_acquire():
                     self._take_over()
                     return
@@ -535,6 +550,8 @@ class Services:
         self._closing.set()
         for runner in self.jobs.runners:
             runner.stop(timeout=self.config.policy.cancel_grace + grace + 10)
+        if self._sharer is not None:  # after the runners: the jobs they gave back end here
+            self._sharer.stop()
 
     def close(self, grace: float = 5.0) -> None:
         """Stop the runners (a running job is re-queued to resume), then the backends."""

@@ -167,7 +167,19 @@ def _v6(c: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
+def _v7(c: sqlite3.Connection) -> None:
+    # Each running job's latest step and live preview, for clients to show: the owner keeps
+    # them out of the event log (many a second), so it replaces one row per job instead.
+    c.execute(
+        "CREATE TABLE live_progress (job_id TEXT PRIMARY KEY, version INTEGER NOT NULL,"
+        " pid INTEGER NOT NULL, stage TEXT, image_index INTEGER, total INTEGER,"
+        " message TEXT NOT NULL, step INTEGER NOT NULL, steps INTEGER NOT NULL,"
+        " eta REAL NOT NULL, fraction REAL NOT NULL, preview_number INTEGER NOT NULL,"
+        " preview BLOB)"
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 VERSION = len(MIGRATIONS)
 
 

@@ -23,7 +23,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,7 +40,12 @@ from stablenew.jobs.outcome import Checkpoint, ErrorEnvelope, ImageRecord, JobOu
 from stablenew.jobs.spec import JobSpec
 from stablenew.jobs.status import BackendState, JobStatus
 from stablenew.observe import lifecycle
-from stablenew.observe.events import EventKind, JobLifecycleLogEvent, data_from_fields
+from stablenew.observe.events import (
+    EventKind,
+    JobLifecycleLogEvent,
+    ProgressData,
+    data_from_fields,
+)
 from stablenew.queue.dbfile import create_database, store_error
 from stablenew.queue.schema import migrate
 
@@ -110,6 +115,21 @@ class BackendReport:
     current_job: str | None
     held: str | None  # set aside: why
     restarts: int
+
+
+@dataclass(frozen=True)
+class LiveProgress:
+    """A running job's latest step, as its owner shares it with clients (`progress.preview`:
+    the number of the live preview shared with it, 0 for none)."""
+
+    job_id: str
+    pid: int  # the owner that runs it
+    stage: str | None
+    image_index: int | None
+    total: int | None
+    message: str
+    progress: ProgressData
+    version: int = 0  # as read: changes with every write of the row (ignored when writing)
 
 
 @dataclass(frozen=True)
@@ -705,6 +725,88 @@ class JobStore:
             )
             for row in rows
         }
+
+    # -- running jobs' live progress (the owner's, for clients) ---------------------------------
+
+    def share_progress(
+        self,
+        rows: Sequence[LiveProgress],
+        previews: Mapping[str, bytes] | None = None,
+        ended: Collection[str] = (),
+    ) -> None:
+        """In one transaction: replace these jobs' rows (a row keeps its preview unless a new
+        one is given) and delete the rows of jobs that `ended`."""
+        with self._tx() as c:
+            c.executemany(
+                "INSERT INTO live_progress (job_id, version, pid, stage, image_index, total,"
+                " message, step, steps, eta, fraction, preview_number)"
+                " VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(job_id) DO UPDATE SET version = live_progress.version + 1,"
+                " pid = excluded.pid, stage = excluded.stage, image_index = excluded.image_index,"
+                " total = excluded.total, message = excluded.message, step = excluded.step,"
+                " steps = excluded.steps, eta = excluded.eta, fraction = excluded.fraction,"
+                " preview_number = excluded.preview_number",
+                [
+                    (
+                        r.job_id,
+                        r.pid,
+                        r.stage,
+                        r.image_index,
+                        r.total,
+                        redact.text(r.message),
+                        r.progress.step,
+                        r.progress.steps,
+                        r.progress.eta,
+                        r.progress.fraction,
+                        r.progress.preview,
+                    )
+                    for r in rows
+                ],
+            )
+            c.executemany(
+                "UPDATE live_progress SET preview = ? WHERE job_id = ?",
+                [(image, job_id) for job_id, image in (previews or {}).items()],
+            )
+            c.executemany("DELETE FROM live_progress WHERE job_id = ?", [(j,) for j in ended])
+
+    def clear_shared_progress(self) -> None:
+        """A new owner's start: what a previous one shared is over."""
+        with self._tx() as c:
+            c.execute("DELETE FROM live_progress")
+
+    def shared_progress(self) -> list[LiveProgress]:
+        """Every running job's latest shared step (without the preview's bytes)."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT job_id, version, pid, stage, image_index, total, message, step, steps,"
+                " eta, fraction, preview_number FROM live_progress"
+            ).fetchall()
+        return [
+            LiveProgress(
+                job_id=row["job_id"],
+                pid=int(row["pid"]),
+                stage=row["stage"],
+                image_index=row["image_index"],
+                total=row["total"],
+                message=row["message"],
+                progress=ProgressData(
+                    int(row["step"]),
+                    int(row["steps"]),
+                    float(row["eta"]),
+                    float(row["fraction"]),
+                    int(row["preview_number"]),
+                ),
+                version=int(row["version"]),
+            )
+            for row in rows
+        ]
+
+    def shared_preview(self, job_id: str) -> bytes | None:
+        with self._read() as db:
+            row = db.execute(
+                "SELECT preview FROM live_progress WHERE job_id = ?", (job_id,)
+            ).fetchone()
+        return bytes(row["preview"]) if row and row["preview"] is not None else None
 
     # -- the webhook outbox ----------------------------------------------------------------------
 
