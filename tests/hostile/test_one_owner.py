@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 
 import psutil
 
 from stablenew.app.config import load_config, service_config
-from stablenew.app.services import Services
+from stablenew.app.services import Role, Services
 from stablenew.jobs.spec import JobSpec
 from stablenew.jobs.status import JobStatus
 from stablenew.observe.events import EventKind
@@ -243,3 +244,42 @@ def test_the_owner_hears_what_its_clients_do_to_the_queue(tmp_path: Path) -> Non
         assert owner.jobs.paused() == "from a shell"
     finally:
         owner.close(grace=3)
+
+
+def test_closing_a_client_while_it_takes_over_leaves_no_runner_or_backend(
+    tmp_path: Path, start_sim, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Found by a helper: a window closed while taking over a stopped worker's home started its
+    runners after close() had closed the store and the backend clients (a runner thread died
+    with "the client has been closed"), and could leave the backend it was starting behind."""
+    sim = start_sim()
+    slow_start = [sys.executable, "-c", "import time; time.sleep(120)", "--port", "1"]
+    write_config(
+        tmp_path,
+        f"[backend]\ncommand = {json.dumps(slow_start)}\nstartup_timeout = 8\ndiscover = false\n",
+    )
+    crashed: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: crashed.append(args.exc_value))
+    worker = start_worker(tmp_path, "--backend", sim.manager.url)
+    client = Services(service_config(tmp_path, load_config(tmp_path)))
+    try:
+        assert client.open() == Role.CLIENT
+        heard = Waiter(client.jobs)
+        worker.proc.send_signal(signal.SIGTERM)
+        assert worker.proc.wait(30) == 0
+        heard.wait(EventKind.WARNING, timeout=30, where=lambda e: "owner is gone" in e.message)
+    finally:
+        client.close()  # while the take-over still waits for its backend to start
+    # close() returns once the take-over is over: nothing of this Services runs on after it
+    # (the take-over went on, starting runners on a closed store and closed backend clients).
+    left_running = [t.name for t in threading.enumerate() if t.name in ("owner-follower",)]
+    late = [e for e in heard.events if e.kind == EventKind.WARNING and "closed" in e.message]
+    assert left_running == [] and late == [], (left_running, late)
+    assert crashed == [], crashed
+    assert not any(r.alive for r in client.jobs.runners)
+    left = [
+        p
+        for p in psutil.Process().children(recursive=True)
+        if "time.sleep(120)" in " ".join(p.cmdline())
+    ]
+    assert left == [], "the backend the take-over started is left behind"

@@ -540,7 +540,8 @@ class Services:
             self._start_backends()
         except BackendStartError as exc:
             self._bus.emit(EventKind.WARNING, f"the backend did not start: {exc}", source="app")
-        self._run_queue()
+        if not self._closing.is_set():  # closing meanwhile: close() stops what was started
+            self._run_queue()
 
     # -- stopping ------------------------------------------------------------------------------
 
@@ -555,6 +556,15 @@ class Services:
 
     def close(self, grace: float = 5.0) -> None:
         """Stop the runners (a running job is re-queued to resume), then the backends."""
+        self._closing.set()
+        follower = self._follower
+        if follower is not None:
+            # A client's follower may be taking over the home: starting its backends (bounded
+            # by their start-up timeout). Let it end first, or it would start runners on the
+            # store and backend clients closed below, and leave its backend running.
+            follower.join(
+                timeout=max(m.manager.config.startup_timeout for m in self._pool.members) + 10
+            )
         self.stop_runners(grace)
         if self._follower is not None:
             self._follower.join(timeout=5)
