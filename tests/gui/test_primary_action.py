@@ -83,6 +83,40 @@ def test_run_now_runs_the_composed_prompt_ahead_of_the_queue_and_resumes_it(make
     assert [s.prompt for s in window.jobs.draft] == ["in the draft"]  # the draft stays a draft
 
 
+def test_ctrl_shift_enter_in_the_prompt_boxes_runs_now(make_gui) -> None:  # type: ignore[no-untyped-def]
+    """A tester saw Ctrl+Shift+Enter in the prompt box queue at the back of a paused queue (and,
+    with a draft, queue the draft): the box's Ctrl+Enter binding took it."""
+    gui = make_gui()
+    window = gui.window
+    window.compose.restore(FAST_JOB)
+    window.tabs.select(window.queue)
+    gui.click(gui.window.queue.auto_run_button)
+    gui.pump_until(lambda: window.state.paused is not None, 10, "the queue to pause")
+    gui.type_prompt("waiting")
+    gui.key("ctrl+Return")
+    gui.pump_until(lambda: "waiting" in statuses(gui), 10, "queued")
+    gui.type_prompt("in the draft")
+    gui.click("Add to Job")
+    gui.pump_until(lambda: len(window.jobs.draft) == 1, 10, "the draft")
+
+    gui.type_prompt("run from the prompt box")
+    gui.click(window.compose.prompt)
+    gui.key("ctrl+shift+Return")
+    gui.pump_until(lambda: statuses(gui).get("run from the prompt box") == JobStatus.COMPLETED, 60)
+    assert window.compose.prompt.get("1.0", "end-1c") == "run from the prompt box"  # no newline
+    assert window.state.paused is None  # Run Now resumes the queue
+    started = sorted(window.jobs.list_jobs(), key=lambda j: j.started_at or j.created_at)
+    assert started[0].spec.prompt == "run from the prompt box"
+    assert [s.prompt for s in window.jobs.draft] == ["in the draft"]  # the draft stays a draft
+
+    gui.type_prompt("run from the negative box")
+    gui.click(window.compose.negative)
+    gui.key("ctrl+shift+KP_Enter")
+    gui.pump_until(
+        lambda: statuses(gui).get("run from the negative box") == JobStatus.COMPLETED, 60
+    )
+
+
 def test_the_draft_is_queued_when_the_user_built_one(make_gui) -> None:  # type: ignore[no-untyped-def]
     gui = make_gui()
     window = gui.window

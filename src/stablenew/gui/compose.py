@@ -526,16 +526,20 @@ class ComposePanel(ttk.Frame):
 
     # -- behaviour -----------------------------------------------------------------------------
 
-    def bind_submit(self, submit: Callable[[], None]) -> None:
-        """Ctrl+Enter submits from the prompt boxes too; "break" keeps the newline out."""
+    def bind_submit(self, submit: Callable[[], None], run_now: Callable[[], None]) -> None:
+        """Ctrl+Enter submits and Ctrl+Shift+Enter runs now from the prompt boxes too; "break"
+        keeps the newline out. Both are bound here: a box's Ctrl+Enter alone would also take
+        Ctrl+Shift+Enter (Tk matches the closest binding) and stop it reaching the window's.
+        """
 
-        def handler(_event: tk.Event[Any]) -> str:
-            submit()
+        def handler(action: Callable[[], None], _event: tk.Event[Any]) -> str:
+            action()
             return "break"
 
         for widget in (self.prompt, self.negative, self.pack_entry):
-            for sequence in ("<Control-Return>", "<Control-KP_Enter>"):
-                widget.bind(sequence, handler)
+            for key in ("Return", "KP_Enter"):
+                widget.bind(f"<Control-{key}>", partial(handler, submit))
+                widget.bind(f"<Control-Shift-{key}>", partial(handler, run_now))
 
     def browse_pack(self) -> None:
         path = filedialog.askopenfilename(

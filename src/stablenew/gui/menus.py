@@ -162,6 +162,7 @@ class Menus:
             "<F1>": self.shortcuts,
         }
         actions["<Control-KP_Enter>"] = w.primary_action
+        actions["<Control-Shift-KP_Enter>"] = w.run_now
         for n, title in enumerate(w.tab_titles, start=1):
             actions[f"<Control-Key-{n}>"] = partial(w.show_tab, title)
         for sequence, action in actions.items():

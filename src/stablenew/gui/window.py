@@ -154,7 +154,7 @@ class MainWindow:
         # Backend states are rare and each matters (a crash must show): never coalesced.
         self.state.subscribe("backend", self._backend_changed)
         self._unsubscribe = self.jobs.subscribe(self._hear)
-        self.compose.bind_submit(self.primary_action)
+        self.compose.bind_submit(self.primary_action, self.run_now)
         self.compose.stop_editing.configure(command=self.stop_editing)
         self.compose.lora_button.configure(command=lambda: self.pick_token("lora"))
         self.compose.embedding_button.configure(command=lambda: self.pick_token("embedding"))
