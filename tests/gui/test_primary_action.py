@@ -3,8 +3,11 @@ prompt box without adding a newline, Run Now runs what is composed ahead of the 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from stablenew.gui.compose import NO_PACK
 from stablenew.jobs.status import JobStatus
 from tests.gui.conftest import Gui
 
@@ -147,3 +150,35 @@ def test_an_invalid_compose_says_why_and_queues_nothing(make_gui) -> None:  # ty
     gui.pump_until(  # the trail says it too
         lambda: [r[2] for r in window.debug_log.rows()].count("add_to_queue_failed") == 2, 10
     )
+
+
+def test_a_typed_pack_path_is_read_as_typed_and_the_hint_is_what_gets_queued(  # type: ignore[no-untyped-def]
+    make_gui, tmp_path: Path
+) -> None:
+    """A tester typed a pack's path (no Return): the hint kept saying "no pack: the prompt above
+    is what gets queued" and Ctrl+Enter queued the pack. A pack that cannot be read showed its
+    long path, the reason cut off behind it."""
+    pack = tmp_path / "two.txt"
+    pack.write_text("pack row A\n\npack row B\n", encoding="utf-8")
+    gui = make_gui()
+    window = gui.window
+    compose = window.compose
+    compose.restore(FAST_JOB)
+    gui.type(compose.prompt, "prompt text")
+    gui.type(compose.pack_entry, str(pack))
+    gui.click(compose.prompt)
+    gui.pump_until(lambda: "queued instead of the prompt" in compose.pack_preview.full_text, 10)
+    gui.key("ctrl+Return")
+    gui.pump_until(lambda: set(statuses(gui)) == {"pack row A", "pack row B"}, 30, "the pack")
+
+    deep = tmp_path / ("a_very_long_folder_name_for_testing_clipping_" * 3) / "latin1.txt"
+    deep.parent.mkdir()
+    deep.write_bytes(b"caf\xe9\n")
+    gui.retype(compose.pack_entry, str(deep))
+    gui.pump_until(lambda: compose.pack_preview.full_text.startswith("error:"), 10, "the error")
+    gui.settle()
+    assert "UTF-8" in str(compose.pack_preview.cget("text")), compose.pack_preview.full_text
+
+    gui.key("ctrl+slash")  # select all, then erase: no pack any more
+    gui.key("BackSpace")
+    gui.pump_until(lambda: compose.pack_preview.full_text == NO_PACK, 10, "no pack")

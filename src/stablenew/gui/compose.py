@@ -192,6 +192,7 @@ SIZES = (
     "896x1152",
     "1152x896",
 )
+PACK_READ_DELAY_MS = 500  # after the last key typed into the pack entry
 NEW_JOB = "New job"  # the form's title when it edits or retries nothing
 NO_PACK = "no pack: the prompt above is what gets queued"
 NUMBER_WIDTH = 6  # characters an entry shows (a seed scrolls)
@@ -246,7 +247,7 @@ class ComposePanel(ttk.Frame):
         self,
         master: tk.Misc,
         theme: Theme,
-        on_pack_chosen: Callable[[str], None],
+        on_pack_chosen: Callable[[str, bool], None],  # (path, chosen: not just typed)
         on_changed: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(master, padding=theme.px(6))
@@ -306,7 +307,11 @@ class ComposePanel(ttk.Frame):
         self.pack_path = tk.StringVar()
         self.pack_entry = ttk.Entry(pack, textvariable=self.pack_path, width=8)
         self.pack_entry.grid(row=0, column=1, sticky="ew", padx=px(4))
-        self.pack_entry.bind("<Return>", lambda _e: self.on_pack_chosen(self.pack_path.get()))
+        self.pack_entry.bind("<Return>", lambda _e: self.choose_pack(self.pack_path.get()))
+        # What is typed counts as it is typed: the hint under it never speaks of another pack
+        # (or of none) while Ctrl+Enter would queue what the entry names.
+        self._pack_pending: str | None = None
+        self.pack_path.trace_add("write", self._pack_typed)
         tip(self.pack_entry, "A prompt pack (.txt or .json): its jobs are queued instead")
         ttk.Button(pack, text="Browse…", command=self.browse_pack).grid(row=0, column=2)
         ttk.Button(pack, text="Clear", command=self.clear_pack).grid(
@@ -552,11 +557,29 @@ class ComposePanel(ttk.Frame):
 
     def choose_pack(self, path: str) -> None:
         self.pack_path.set(path)
-        self.on_pack_chosen(path)
+        self._cancel_pack_read()
+        self.on_pack_chosen(path, True)
 
     def clear_pack(self) -> None:
         self.pack_path.set("")
-        self.pack_preview.set(NO_PACK)
+
+    def _pack_typed(self, *_args: object) -> None:
+        self._cancel_pack_read()
+        path = self.pack_chosen()
+        if not path:
+            self.pack_preview.set(NO_PACK)
+            return
+        self.pack_preview.set(f"{Path(path).name}: read when you stop typing…")
+        self._pack_pending = self.after(PACK_READ_DELAY_MS, self._read_typed_pack)
+
+    def _read_typed_pack(self) -> None:
+        self._pack_pending = None
+        self.on_pack_chosen(self.pack_chosen(), False)
+
+    def _cancel_pack_read(self) -> None:
+        if self._pack_pending is not None:
+            self.after_cancel(self._pack_pending)
+            self._pack_pending = None
 
     def pack_chosen(self) -> str:
         return self.pack_path.get().strip()

@@ -974,21 +974,34 @@ class MainWindow:
     def refresh_pool(self) -> None:
         self.ui.run(lambda: [b.status() for b in self.services.backends], self.backend.show_pool)
 
-    def preview_pack(self, path: str) -> None:
-        self.say(f"Reading {Path(path).name}…")
+    def preview_pack(self, path: str, chosen: bool = True) -> None:
+        """What the pack in the entry would queue, under it; `chosen` (Return, Browse…) also
+        says so in the status line, what is being typed only updates the hint."""
+        if chosen:
+            self.say(f"Reading {Path(path).name}…")
+
+        def current() -> bool:  # the entry may name another pack by the time this is read
+            return self.compose.pack_chosen() == path.strip()
 
         def done(preview: dict[str, Any]) -> None:
+            if not current():
+                return
             self.compose.pack_preview.set(
                 f"{preview['pack']}: {preview['rows']} rows, {preview['jobs']} jobs, "
                 f"{preview['images']} images"
                 + (" (warnings)" if preview["warnings"] else "")
                 + ": queued instead of the prompt"
             )
-            self.say("Pack read: Ctrl+Enter queues all its jobs.")
+            if chosen:
+                self.say("Pack read: Ctrl+Enter queues all its jobs.")
 
         def failed(error: BaseException) -> None:
-            self.compose.pack_preview.set(f"error: {error}")
-            self.say("The pack has an error; nothing from it can be queued.")
+            if not current():
+                return
+            reason = short_paths(str(error), Path(path))
+            self.compose.pack_preview.set(f"error: {reason}")
+            if chosen:
+                self.say(f"The pack has an error; nothing from it can be queued: {reason}")
 
         self.ui.run(lambda: self.services.intents.pack(Path(path)).preview(), done, failed)
 
@@ -1230,6 +1243,15 @@ class MainWindow:
     def run(self) -> None:
         self.start()
         self.root.mainloop()
+
+
+def short_paths(message: str, path: Path) -> str:
+    """`message` with the pack's full path shortened to its name: in a one-line hint the
+    path came first and pushed the reason out of sight."""
+    for spelled in {str(path), str(path.expanduser()), str(path.expanduser().resolve())}:
+        if len(spelled) > len(path.name):
+            message = message.replace(spelled, path.name)
+    return message
 
 
 def lifecycle_text(lifecycle: Lifecycle, paused: str | None) -> str:
