@@ -26,7 +26,7 @@ import pytest
 from devtools.xvfb import start_xvfb
 
 from stablenew.app import discovery
-from stablenew.app.services import Services
+from stablenew.app.services import ServiceConfig, Services
 from stablenew.gui.prefs import Prefs
 from stablenew.gui.window import MainWindow
 from tests.helpers import ROOT
@@ -269,9 +269,10 @@ def make_gui(display: str, tmp_path: Path) -> Iterator[Callable[..., Gui]]:
         scaling: float | None = None,
         home: Path | None = None,
         ready: bool = True,
+        config: ServiceConfig | None = None,  # instead of the reference backend with `flags`
     ) -> Gui:
         home = home or tmp_path
-        services = Services(service_config(home, *flags))
+        services = Services(config or service_config(home, *flags))
         root = tk.Tk(screenName=screen or display)
         if scaling is not None:
             root.tk.call("tk", "scaling", scaling)

@@ -6,6 +6,7 @@ import httpx
 import psutil
 import pytest
 
+from stablenew.app.config import load_config, service_config
 from tests.gui.conftest import Gui
 
 pytestmark = pytest.mark.integration
@@ -104,6 +105,32 @@ def test_the_top_bar_says_paused_while_the_queue_is_paused(make_gui) -> None:  #
     gui.pump_until(lambda: window.lifecycle.cget("text") == "PAUSED", 10, "PAUSED in the top bar")
     gui.click(window.queue.auto_run_button)
     gui.pump_until(lambda: window.lifecycle.cget("text") == "IDLE", 10, "IDLE again")
+
+
+def test_a_job_queued_while_the_backend_failed_to_start_says_why_it_waits(  # type: ignore[no-untyped-def]
+    make_gui, tmp_path
+) -> None:
+    """A tester's backend (the README's example, on a machine without that folder) failed to
+    start; Ctrl+Enter then said only "Queued job X." and the job waited with no reason."""
+    (tmp_path / "config.toml").write_text(
+        '[backend]\ncommand = ["python", "launch.py", "--api", "--port", "7999"]\n'
+        'cwd = "/opt/no-such-webui"\nurl = "http://127.0.0.1:7999"\ndiscover = false\n',
+        encoding="utf-8",
+    )
+    config = service_config(tmp_path, load_config(tmp_path))
+    gui = make_gui(home=tmp_path, config=config, ready=False)
+    window = gui.window
+    gui.pump_until(lambda: window.indicator.state == "FAILED", 30, "the failed start")
+    window.compose.restore({"steps": "2", "width": "64", "height": "64"})
+    gui.type_prompt("waits for a backend")
+    gui.key("ctrl+Return")
+    gui.pump_until(lambda: "it waits" in window.message.full_text, 10, "why it waits")
+    assert "the backend did not start" in window.message.full_text
+    assert "/opt/no-such-webui" in window.message.full_text, window.message.full_text
+    window.tabs.select(window.queue)
+    gui.pump_until(
+        lambda: "waiting: the backend did not start" in window.queue.paused.full_text, 10
+    )
 
 
 def test_a_backend_crash_shows_in_the_indicator_and_recovers(make_gui) -> None:  # type: ignore[no-untyped-def]

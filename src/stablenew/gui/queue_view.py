@@ -130,7 +130,8 @@ class QueuePanel(ttk.Frame):
         if selected:
             self.act(op, selected[0])
 
-    def show(self, jobs: list[Job], paused: str | None, waiting: int) -> None:
+    def show(self, jobs: list[Job], paused: str | None, waiting: int, blocked: str = "") -> None:
+        """`blocked`: why queued jobs cannot run though the queue is not paused (the backend)."""
         selected = set(self.tree.selection())
         self.tree.clear()
         for n, job in enumerate(jobs, start=1):
@@ -150,5 +151,6 @@ class QueuePanel(ttk.Frame):
             self.tree.selection_set(keep)
         shown = sum(1 for j in jobs if j.status == JobStatus.QUEUED)
         more = f"{waiting - shown} more queued · " if waiting > shown else ""
-        self.paused.set(more + (f"paused: {paused}" if paused else ""))
+        why = f"paused: {paused}" if paused else (f"waiting: {blocked}" if blocked else "")
+        self.paused.set(more + why)
         self.auto_run.set(paused is None)

@@ -40,7 +40,7 @@ from stablenew.app.events import (
     StageFinishedData,
 )
 from stablenew.app.intents import Overrides
-from stablenew.app.services import Services
+from stablenew.app.services import Role, Services
 from stablenew.app.state import Lifecycle
 from stablenew.errors import QueueError, SpecError, StableNewError
 from stablenew.gui import theme as themes
@@ -62,7 +62,7 @@ from stablenew.gui.viewer import Viewer
 from stablenew.gui.widgets import FitLabel, tip
 from stablenew.jobs.job import Job
 from stablenew.jobs.spec import JobSpec, build_spec
-from stablenew.jobs.status import JobStatus
+from stablenew.jobs.status import BackendState, JobStatus
 
 AUTO_RUN_OFF = "auto-run is off"
 PRIMARY = "Add to Queue (Ctrl+Enter)"
@@ -489,7 +489,8 @@ class MainWindow:
             running = self.state.lifecycle in (Lifecycle.RUNNING, Lifecycle.STOPPING)
             self.say(f"Queued {which} to run {'next' if running else 'now'}, ahead of the queue.")
         else:
-            self.say(f"Queued {which}.")
+            blocked = self.blocked()
+            self.say(f"Queued {which}" + (f"; it waits: {blocked}." if blocked else "."))
 
     def _show_draft(self, draft: list[JobSpec]) -> None:
         self.draft.show(draft)
@@ -1162,8 +1163,20 @@ class MainWindow:
         self.running.show(self.state.active, self.state.lifecycle.value)
 
     def _show_queue(self) -> None:
-        self.queue.show(self.state.queue, self.state.paused, self.state.waiting)
+        self.queue.show(self.state.queue, self.state.paused, self.state.waiting, self.blocked())
         self._show_lifecycle()
+
+    def blocked(self) -> str:
+        """Why queued jobs cannot run now though the queue is not paused: this window's backend
+        failed to start (its reason, and the way out), else ""."""
+        if self.services.role == Role.CLIENT or self.state.backend != BackendState.FAILED:
+            return ""
+        detail = self.state.backend_detail
+        return (
+            "the backend did not start"
+            + (f" ({detail})" if detail else "")
+            + "; Start it in the Backend tab, or change it in Settings…"
+        )
 
     def _show_lifecycle(self) -> None:
         self.lifecycle.configure(text=lifecycle_text(self.state.lifecycle, self.state.paused))
@@ -1176,6 +1189,7 @@ class MainWindow:
         self.indicator.show(state)
         self.backend.indicator.show(state)
         self.refresh_pool()
+        self._show_queue()  # whether the queue waits for the backend
         if state == "READY":
             self.ui.run(self.backend_actions.read_facts, self.backend_actions.show_facts)
             if not self._choices_loaded:
