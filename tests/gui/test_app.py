@@ -121,6 +121,7 @@ def test_a_job_queued_while_the_backend_failed_to_start_says_why_it_waits(  # ty
     gui = make_gui(home=tmp_path, config=config, ready=False)
     window = gui.window
     gui.pump_until(lambda: window.indicator.state == "FAILED", 30, "the failed start")
+    gui.pump_until(lambda: "127.0.0.1:7999" in window.backend_text.full_text, 10, "named")
     window.compose.restore({"steps": "2", "width": "64", "height": "64"})
     gui.type_prompt("waits for a backend")
     gui.key("ctrl+Return")

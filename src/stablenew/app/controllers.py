@@ -548,6 +548,13 @@ class BackendController:
         return redact.text(self.url) if self.url else None
 
     @property
+    def meant_url(self) -> str | None:
+        """Where the backend is meant to answer, up or not (masked): a door names it when
+        it did not start."""
+        url = self._manager.known_url or self._manager.config.url
+        return redact.text(url) if url else None
+
+    @property
     def managed(self) -> bool:
         return self._manager.managed
 

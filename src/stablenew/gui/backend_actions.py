@@ -28,7 +28,11 @@ class BackendActions:
     def start(self) -> None:
         """Own the home (the runner and the backend), or attach to its owner, off the Tk thread."""
         self.w.say(STARTING)
-        self.w.ui.run(self.w.services.open, self._opened, self.w.failed("Backend start"))
+        self.w.ui.run(self.w.services.open, self._opened, self._not_started)
+
+    def _not_started(self, error: BaseException) -> None:
+        self.w.failed("Backend start")(error)
+        self.w.ui.run(self.read_facts, self.show_facts)  # the top bar still names it
 
     def _opened(self, role: Role) -> None:
         if role == Role.CLIENT:
@@ -136,7 +140,7 @@ class BackendActions:
         """Off the Tk thread: what the backend is, asked of it."""
         backend = self.w.services.backend
         owner = backend.owner() if self.w.services.role == Role.CLIENT else None
-        url = owner.backend_url if owner is not None else backend.url
+        url = owner.backend_url if owner is not None else (backend.shown_url or backend.meant_url)
         try:
             reference: bool | None = backend.reference_version() is not None
         except StableNewError:  # the owner has not published its backend yet

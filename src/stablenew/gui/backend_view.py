@@ -39,6 +39,8 @@ class BackendFacts:
             parts.append(REFERENCE_TEXT)
         elif self.reference is False:
             parts.append("A1111-compatible API" + (f" at {self.url}" if self.url else ""))
+        elif self.url:  # not asked (it does not answer): where it is meant to be, at least
+            parts.append(f"backend at {self.url}")
         if self.owner_pid is not None:
             parts.append(f"attached to the owner pid {self.owner_pid}")
         elif self.reference is not None and not self.managed:
