@@ -148,6 +148,34 @@ def test_a_backend_crash_shows_in_the_indicator_and_recovers(make_gui) -> None: 
     assert shown.index("CRASHED") < shown.index("RESTARTING") < len(shown) - 1
 
 
+def test_the_step_bar_says_the_backend_restarts_instead_of_the_dead_attempts_step(  # type: ignore[no-untyped-def]
+    make_gui,
+) -> None:
+    """A tester saw "step 9/20 · ETA 2s" of the crashed attempt stay through the restart (on a
+    real A1111, minutes): the running panel now says what happens instead."""
+    gui = make_gui("--step-ms", "40")
+    window = gui.window
+    running = window.running
+    seen: list[tuple[str, str, float]] = []  # (backend state, step text, bar) at each redraw
+    original = running.show
+
+    def show(active, lifecycle):  # type: ignore[no-untyped-def]
+        original(active, lifecycle)
+        value = float(running.progress.cget("value"))
+        seen.append((window.indicator.state, running.eta.full_text, value))
+
+    running.show = show  # type: ignore[method-assign]
+    httpx.post(f"{window.services.backend.url}/sim/faults", json={"crash": {"stage": "txt2img"}})
+    compose(gui, "a crash midway", images="1", steps="20")
+    gui.click("Run Now")
+    gui.pump_until(lambda: history_statuses(gui) == ["COMPLETED"], 90)
+    down = [s for s in seen if s[0] in ("CRASHED", "RESTARTING", "STARTING")]
+    assert down, seen
+    assert not any(text.startswith("step ") or bar > 0 for _state, text, bar in down), down
+    assert any("restarting the backend" in text for _state, text, _bar in seen), seen
+    assert any(text.startswith("step ") for state, text, _bar in seen if state == "READY")
+
+
 def test_closing_the_window_stops_the_backend(make_gui) -> None:  # type: ignore[no-untyped-def]
     gui = make_gui()
     pidfile = gui.window.services.config.launch.pidfile

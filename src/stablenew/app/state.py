@@ -21,6 +21,7 @@ from stablenew.observe.events import (
     EventKind,
     JobLifecycleLogEvent,
     ProgressData,
+    RecoveryData,
 )
 
 log = logging.getLogger("stablenew.app")
@@ -44,6 +45,17 @@ class ActiveStage:
     step: int = 0
     steps: int = 0
     eta: float = 0.0
+    note: str = ""  # what happens instead of sampling (the backend restarting): no steps then
+
+
+# What a recovery step means for the running job, while it lasts (until its next step).
+RECOVERY_NOTES = {
+    "crash_detected": "the backend crashed",
+    "artifacts_written": "the backend crashed: its logs are saved",
+    "restart": "restarting the backend…",
+    "retry": "retrying after a restart…",
+    "gave_up": "giving up",
+}
 
 
 @dataclass(frozen=True)
@@ -110,6 +122,15 @@ class AppState:
             self._notify("backend")
         elif event.kind == EventKind.STAGE_STARTED and event.job_id and event.stage != "setup":
             self.active = ActiveStage(event.job_id, event.stage, event.image_index, event.total)
+            self._notify("active")
+        elif isinstance(event.data, RecoveryData) and event.job_id:
+            # The steps counted so far were the dead attempt's: not shown as if still running.
+            r = event.data
+            note = RECOVERY_NOTES.get(r.step, r.step.replace("_", " "))
+            note += f" (attempt {r.attempt})" if r.attempt else ""
+            self.active = ActiveStage(
+                event.job_id, event.stage, event.image_index, event.total, note=note
+            )
             self._notify("active")
         elif isinstance(event.data, ProgressData) and event.job_id:
             p = event.data

@@ -39,6 +39,8 @@ STYLES = {
 
 def step_text(active: ActiveStage) -> str:
     """Steps as "step s/S" only while a count is meaningful: never 0/0 or 0/1 between images."""
+    if active.note:
+        return active.note
     if active.stage is None:
         return "starting…"
     if active.steps > 1 and 1 <= active.step <= active.steps:
