@@ -13,6 +13,7 @@ import httpx
 import pytest
 from PIL import Image, PngImagePlugin
 
+from stablenew.gui.compose import NEW_JOB
 from stablenew.jobs.status import JobStatus
 from tests.gui.conftest import Gui
 
@@ -220,15 +221,25 @@ def test_edit_a_queued_job_in_place(make_gui) -> None:  # type: ignore[no-untype
     )
     assert window.jobs.count() == 1  # changed in place, nothing new queued
 
-    # Once it runs, it can no longer be changed: said, and the edit mode stays.
+    # Once it runs, it can no longer be changed: the edit ends there and says so (a tester saw
+    # the banner promise a save to a job that had already completed); the changes stay.
     window.edit_queued(job_id)
     gui.pump_until(lambda: window.mode == ("edit", job_id), 10)
+    window.compose.set_prompt("a tin robot, too late")
+    said: list[str] = []
+    say = window.say
+    window.say = lambda text: (said.append(text), say(text))  # type: ignore[method-assign,func-returns-value]
     gui.click(window.queue.auto_run_button)
     completed(gui, 1)
-    gui.key("ctrl+Return")
-    gui.pump_until(lambda: "can no longer be changed" in window.message.full_text, 10)
-    gui.click("Stop editing")
+    gui.pump_until(lambda: window.mode is None, 10, "the edit to end")
+    assert any("started before your changes were saved" in text for text in said), said
+    assert window.compose.banner_text.full_text == NEW_JOB
+    assert not window.compose.stop_editing.winfo_ismapped()
     assert window.primary.cget("text") == "Add to Queue (Ctrl+Enter)"
+    assert window.compose.prompt_text() == "a tin robot, too late"
+    gui.key("ctrl+Return")  # the changes, as a new job
+    completed(gui, 2)
+    assert window.jobs.get_job(job_id).spec.prompt == "a tin robot, rusty"
 
 
 def test_retry_a_failed_job_with_changes(make_gui) -> None:  # type: ignore[no-untyped-def]

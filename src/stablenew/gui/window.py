@@ -1044,6 +1044,16 @@ class MainWindow:
             self._preview_file = ""
             self._preview_number = 0
             self.say(f"Running job {job_id[:8]}: {' → '.join(stages)}.")
+            if self.mode == ("edit", job_id):
+                # It can no longer be changed: the banner would promise a save that will not
+                # happen. The changes stay in the form, to queue as a new job.
+                self.mode = None
+                self.compose.show_mode(None)
+                self._primary_text()
+                self.say(
+                    f"Job {job_id[:8]} started before your changes were saved: they stay in "
+                    "the form, and Ctrl+Enter queues them as a new job."
+                )
             if self.current_tab() == str(self.backend):
                 self.refresh_pool()
         elif event.kind == EventKind.STAGE_STARTED and job_id and event.stage:
