@@ -76,6 +76,7 @@ def test_a_failed_job_says_why_at_1366x768_and_leaves_nothing_stale(make_gui) ->
     assert window.lifecycle.cget("text") == "IDLE · last job failed"
     gui.pump_until(lambda: window.history.tree.exists(job_id), 10, "the history row")
     assert window.history.tree.rows[job_id][4] == reason  # the reason column
+    assert window.history.tree.rows[job_id][3] == "0/1"  # made of asked
 
     # Nothing stale: no ▶ marker, the failed stage marked, no step count, no older image.
     labels = {s: str(w.cget("text")) for s, w in window.running.stage_labels.items()}

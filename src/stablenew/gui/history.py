@@ -44,12 +44,19 @@ def reason(job: Job) -> str:
     return ""
 
 
+def images(job: Job) -> str:
+    """Made of asked ("1/4" for a job that failed after its first image), or just the count
+    when all were made: the CLI's column is the asked count, which alone read as a mismatch."""
+    made, asked = len(job.result.images), job.spec.images
+    return str(made) if made == asked else f"{made}/{asked}"
+
+
 class HistoryPanel(ttk.Frame):
     COLUMNS = (
         Column("job", "job", SHORT_ID),
         Column("status", "status", STATUSES),
         Column("finished", "finished", ("12-30 23:59", "23:59:59")),
-        Column("images", "images", ("9999",)),
+        Column("images", "images", ("999/999",)),
         Column("reason", "reason", weight=3),
         Column("prompt", "prompt", weight=2),
     )
@@ -176,7 +183,7 @@ class HistoryPanel(ttk.Frame):
                     job.short_id,
                     job.status.value,
                     when(job.finished_at),
-                    len(job.result.images),
+                    images(job),
                     reason(job),
                     job.spec.prompt,
                 ),
