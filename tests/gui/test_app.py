@@ -249,3 +249,38 @@ def test_debug_log_autoscroll_pauses_when_scrolled_up(display: str) -> None:
         assert [r[3] for r in panel.rows()] == ["bbbbbbbb"] * 5
     finally:
         root.destroy()
+
+
+def test_the_debug_log_puts_a_late_read_event_where_its_time_is(display: str) -> None:
+    """A tester saw a job queued from a shell logged after its own job_started: the owner
+    reads another process's events from the home's log a turn later than its own."""
+    import tkinter as tk
+    from datetime import timedelta
+
+    from stablenew.gui import theme
+    from stablenew.gui.debug_log import DebugLogPanel
+    from stablenew.observe.events import EventKind, JobLifecycleLogEvent
+
+    root = tk.Tk()
+    try:
+        panel = DebugLogPanel(root, theme.apply(root), max_rows=3)
+        panel.pack(fill="both", expand=True)
+        queued = JobLifecycleLogEvent(EventKind.JOB_QUEUED, "queued", source="cli", job_id="a" * 8)
+        at = queued.ts
+        started = JobLifecycleLogEvent(
+            EventKind.JOB_STARTED, "started", job_id="a" * 8, ts=at + timedelta(milliseconds=30)
+        )
+        panel.add([started])
+        panel.add([queued])  # read later, happened first
+        assert [r[2] for r in panel.rows()] == ["job_queued", "job_started"]
+        later = JobLifecycleLogEvent(
+            EventKind.JOB_COMPLETED, "done", job_id="a" * 8, ts=at + timedelta(seconds=1)
+        )
+        panel.add([later])
+        older = JobLifecycleLogEvent(EventKind.WARNING, "old news", ts=at - timedelta(seconds=1))
+        panel.add([older])  # at most 3 rows: the oldest goes
+        assert [r[2] for r in panel.rows()] == ["job_queued", "job_started", "job_completed"]
+        panel.rebuild()
+        assert [r[2] for r in panel.rows()] == ["job_queued", "job_started", "job_completed"]
+    finally:
+        root.destroy()

@@ -1,13 +1,18 @@
 """The debug log panel: the lifecycle trail as a table (most recent 500), filterable by job.
 
-Autoscroll follows new rows unless the user has scrolled up to read. Every event name fits its
-column; a long message is shortened in its row and shown whole below the table when selected.
+Rows are in the order things happened (an event read later from another process's log, such
+as a `queue add` from a shell, goes where its time puts it). Autoscroll follows new rows unless
+the user has scrolled up to read. Every event name fits its column; a long message is shortened
+in its row and shown whole below the table when selected.
 """
 
 from __future__ import annotations
 
+import bisect
 import tkinter as tk
+from datetime import datetime
 from tkinter import ttk
+from typing import Literal
 
 from stablenew.app.events import EventKind, JobLifecycleLogEvent
 from stablenew.gui.queue_view import SHORT_ID
@@ -62,7 +67,8 @@ class DebugLogPanel(ttk.Frame):
         self.following = True
         self.tree.bind("<Map>", lambda _e: self._catch_up(), add="+")
         self._count = 0
-        self._events: list[JobLifecycleLogEvent] = []
+        self._events: list[JobLifecycleLogEvent] = []  # in time order
+        self._shown: list[datetime] = []  # the shown rows' times, in the table's order
         self._messages: dict[str, str] = {}
         self._jobs: list[str] = []
 
@@ -74,7 +80,9 @@ class DebugLogPanel(ttk.Frame):
         fresh = [e for e in events if e.kind != EventKind.PROGRESS]
         if not fresh:
             return
-        self._events = (self._events + fresh)[-self.max_rows :]
+        for event in fresh:
+            bisect.insort(self._events, event, key=lambda e: e.ts)
+        del self._events[: -self.max_rows]
         for event in fresh:
             if event.job_id and event.job_id[:8] not in self._jobs:
                 self._jobs.append(event.job_id[:8])
@@ -88,6 +96,7 @@ class DebugLogPanel(ttk.Frame):
         if len(children) > self.max_rows:
             old = children[: len(children) - self.max_rows]
             self.tree.delete(*old)
+            del self._shown[: len(old)]
             for iid in old:
                 self.tree.rows.pop(iid, None)
                 self._messages.pop(iid, None)
@@ -103,7 +112,10 @@ class DebugLogPanel(ttk.Frame):
         self._count += 1
         iid = f"e{self._count}"
         self._messages[iid] = event.message
-        self.tree.set_row(iid, (when, event.source, event.kind.value, job, event.message))
+        at = bisect.bisect_right(self._shown, event.ts)
+        self._shown.insert(at, event.ts)
+        index: int | Literal["end"] = "end" if at == len(self._shown) - 1 else at
+        self.tree.set_row(iid, (when, event.source, event.kind.value, job, event.message), index)
 
     def _catch_up(self) -> None:
         """Shown again (its tab chosen): the newest rows, unless the reader had scrolled up."""
@@ -125,6 +137,7 @@ class DebugLogPanel(ttk.Frame):
     def rebuild(self) -> None:
         self.tree.clear()
         self._messages.clear()
+        self._shown.clear()
         for event in self._events:
             self._insert(event)
         if self.tree.get_children():

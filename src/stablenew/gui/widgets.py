@@ -126,13 +126,16 @@ class FitTree(ttk.Treeview):
         total = int(self.column("#0", "width")) if "tree" in str(self.cget("show")) else 0
         return total + sum(int(self.column(c.name, "minwidth")) for c in self.fit_columns)
 
-    def set_row(self, iid: str, values: Sequence[Any], **kw: Any) -> None:
+    def set_row(
+        self, iid: str, values: Sequence[Any], index: int | Literal["end"] = "end", **kw: Any
+    ) -> None:
+        """A row's values (shortened to fit); a new row goes at `index`."""
         self.rows[iid] = tuple(values)
         shown = self._fitted(self.rows[iid])
         if self.exists(iid):
             self.item(iid, values=shown, **kw)
         else:
-            self.insert("", "end", iid=iid, values=shown, **kw)
+            self.insert("", index, iid=iid, values=shown, **kw)
 
     def clear(self) -> None:
         self.delete(*self.get_children())
