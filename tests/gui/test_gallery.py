@@ -144,6 +144,29 @@ def test_captions_stay_inside_their_cells(make_gui, tmp_path: Path) -> None:  # 
         )
 
 
+def test_a_failed_jobs_card_says_why_and_opens_its_error(make_gui, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A tester saw a failed job's card say only "failed": the reason is on the bar when it is
+    selected, and View (Enter) on a job with no image opens its error."""
+    from stablenew.gui.failure_view import JobDetails
+
+    store = JobStore(tmp_path / "jobs.db")
+    job_id = store.submit(JobSpec(prompt="too big"))
+    assert store.claim_next("tests") is not None
+    envelope = ErrorEnvelope(
+        type="BackendError", message="CUDA out of memory", stage="txt2img", image_index=1
+    )
+    store.finish(job_id, "tests", JobOutcome.failed(envelope))
+    store.close()
+    gui: Gui = make_gui(home=tmp_path)
+    gallery = gui.window.gallery
+    gui.click_tab(gui.window.tabs, "Gallery")
+    gui.pump_until(lambda: len(gallery.items) == 1, 30, "the card")
+    gui.click_at(gallery.canvas, 10, 10)
+    assert gallery.count.full_text.startswith(f"✗ job {job_id[:8]} failed: txt2img image 1")
+    gui.key("Return")
+    gui.pump_until(lambda: any(isinstance(w, JobDetails) for w in gui.toplevels()), 10)
+
+
 def test_a_fit_still_scaling_when_the_user_picks_1_to_1_does_not_replace_it(
     make_gui, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]

@@ -25,6 +25,7 @@ from typing import Any
 from PIL import Image, ImageTk
 
 from stablenew.gui.dispatcher import UiDispatcher
+from stablenew.gui.failure_view import short_reason
 from stablenew.gui.theme import Theme
 from stablenew.gui.widgets import FitLabel, fit_text
 from stablenew.jobs.job import Job
@@ -46,6 +47,7 @@ class Item:
     status: str  # the job's status; "RUNNING" for an image of the running job
     prompt: str = ""
     images: int = 0  # how many images the job has
+    reason: str = ""  # why the job failed, in one line
 
     @property
     def key(self) -> str:
@@ -54,10 +56,11 @@ class Item:
 
 def items_of(job: Job) -> list[Item]:
     files = job.result.images
+    why = short_reason(job.error) if job.error is not None else ""
     if not files:
-        return [Item(job.id, None, 0, job.status.value, job.spec.prompt, 0)]
+        return [Item(job.id, None, 0, job.status.value, job.spec.prompt, 0, why)]
     return [
-        Item(job.id, f, n, job.status.value, job.spec.prompt, len(files))
+        Item(job.id, f, n, job.status.value, job.spec.prompt, len(files), why)
         for n, f in enumerate(files, start=1)
     ]
 
@@ -293,13 +296,6 @@ class GalleryPanel(ttk.Frame):
         self._count()
         self.redraw_soon()
 
-    def _count(self) -> None:
-        shown = len(self.all_items)
-        self.count.set(
-            f"{self.total_jobs} finished job(s) · {shown} image(s) shown"
-            + (" · scroll for more" if self.more else "")
-        )
-
     def selected_item(self) -> Item | None:
         items = self.all_items
         return items[self.selected] if 0 <= self.selected < len(items) else None
@@ -454,6 +450,19 @@ class GalleryPanel(ttk.Frame):
         self.selected = max(0, min(n, len(items) - 1))
         self.see(self.selected)
         self.redraw_soon()
+        self._count()
+
+    def _count(self) -> None:
+        """The bar: a selected failed job's reason (its cell has no room for it), else counts."""
+        item = self.selected_item()
+        if item is not None and item.reason:
+            self.count.set(f"✗ job {item.job_id[:8]} {item.status.lower()}: {item.reason}")
+            return
+        shown = len(self.all_items)
+        self.count.set(
+            f"{self.total_jobs} finished job(s) · {shown} image(s) shown"
+            + (" · scroll for more" if self.more else "")
+        )
 
     def move(self, how: int | str) -> str:
         columns = self.columns()

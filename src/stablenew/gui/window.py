@@ -910,7 +910,9 @@ class MainWindow:
 
     def gallery_act(self, op: str, item: Item) -> None:
         """What the gallery, its menu and the viewer ask for one image."""
-        if op == "view":
+        if op == "view" and item.file is None and item.reason:
+            self.show_details(item.job_id)  # nothing to view: why it made nothing
+        elif op == "view":
             self.open_viewer(self.gallery.all_items.index(item))
         elif op in ("load", "reroll"):
             keep = op == "load"
