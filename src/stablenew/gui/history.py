@@ -56,7 +56,7 @@ class HistoryPanel(ttk.Frame):
         Column("job", "job", SHORT_ID),
         Column("status", "status", STATUSES),
         Column("finished", "finished", ("12-30 23:59", "23:59:59")),
-        Column("images", "images", ("999/999",)),
+        Column("images", "images", ("99/99",)),
         Column("reason", "reason", weight=3),
         Column("prompt", "prompt", weight=2),
     )
