@@ -85,7 +85,7 @@ def problems(top: tk.Misc) -> Iterator[str]:
                 yield f"{w} {text!r}: asked {asked}, got {width}x{height}"
             # A fixed -width can ask for less than the text: then measure the text itself.
             fixed = "width" in options(w) and str(w.cget("width")) not in ("", "0")
-            indicator = 24 if isinstance(w, ttk.Checkbutton | ttk.Radiobutton) else 0  # image px
+            indicator = px(w, 24) if isinstance(w, ttk.Checkbutton | ttk.Radiobutton) else 0
             wraps = "wraplength" in options(w) and str(w.cget("wraplength")) not in ("", "0")
             if fixed and not wraps and widget_font(w).measure(text) + indicator > width:
                 yield f"{w}: {text!r} needs {widget_font(w).measure(text)}, it is {width} wide"

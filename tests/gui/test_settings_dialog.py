@@ -1,13 +1,16 @@
 """The Settings dialog at the screen sizes the app supports: nothing of the form is cut (the
 form scrolls when the dialog cannot grow), a result or error that wraps does not move the
-fields under the pointer."""
+fields under the pointer, and the check and radio indicators follow the display's scaling."""
 
 from __future__ import annotations
 
+from tkinter import ttk
+
 import pytest
 
+from tests.gui.conftest import walk
 from tests.gui.test_backend import settings_dialog
-from tests.gui.test_layout import problems
+from tests.gui.test_layout import problems, widget_font
 
 pytestmark = pytest.mark.integration
 
@@ -69,3 +72,20 @@ def test_a_two_line_connection_result_does_not_move_the_fields(make_gui, start_s
     assert not list(problems(dialog)), "\n".join(problems(dialog))
     gui.click(password)
     gui.pump_until(lambda: gui.root.focus_get() is password, 10, "Password focused")
+
+
+def test_the_settings_check_and_radio_indicators_follow_2x(  # type: ignore[no-untyped-def]
+    make_gui, hidpi_display: str
+) -> None:
+    """At 2x the text was twice as large and the indicators next to it stayed 1x size."""
+    gui = make_gui(screen=hidpi_display, scaling=2 * 96 / 72)
+    px = gui.window.theme.px
+    dialog = settings_dialog(gui)
+    gui.settle()
+    indicators = [w for w in walk(dialog) if isinstance(w, ttk.Checkbutton | ttk.Radiobutton)]
+    assert len(indicators) == 3
+    for w in indicators:
+        beside = w.winfo_reqwidth() - widget_font(w).measure(str(w.cget("text")))
+        assert beside >= px(20 + 2 * 4), f"{w} {w.cget('text')!r}: {beside} px beside its text"
+        assert w.winfo_reqheight() >= px(20 + 2 * 4), f"{w}: {w.winfo_reqheight()} px tall"
+    assert not list(problems(dialog)), "\n".join(problems(dialog))
