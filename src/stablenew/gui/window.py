@@ -24,7 +24,6 @@ from pathlib import Path
 from tkinter import filedialog, ttk
 from typing import Any, Literal
 
-import click
 from PIL import Image
 
 from stablenew import private_files
@@ -42,7 +41,8 @@ from stablenew.app.events import (
 from stablenew.app.intents import Overrides
 from stablenew.app.services import Services
 from stablenew.app.state import Lifecycle
-from stablenew.errors import QueueError, SpecError, StableNewError
+from stablenew.errors import FolderNotOpened, QueueError, SpecError, StableNewError
+from stablenew.gui import opener
 from stablenew.gui import theme as themes
 from stablenew.gui.backend_actions import BackendActions
 from stablenew.gui.backend_view import BackendFacts, BackendIndicator, BackendPanel
@@ -952,11 +952,16 @@ class MainWindow:
         """In the platform's file manager (Explorer, Finder, or the desktop's own)."""
         self.say(f"Opening {folder}…")
 
-        def opened(code: int) -> None:
-            if code:
-                self.say(f"No file manager could open {folder}: open it by hand.")
+        def not_opened(error: BaseException) -> None:
+            if not isinstance(error, FolderNotOpened):
+                self.failed("Open folder")(error)
+                return
+            self.say(str(error))
+            self.ui.run(lambda: self.jobs.report(str(error)))
 
-        self.ui.run(lambda: click.launch(folder, locate=False), opened, self.failed("Open"))
+        self.ui.run(
+            lambda: opener.open_folder(folder), lambda _r: self.say(f"Opened {folder}"), not_opened
+        )
 
     def open_logs(self) -> None:
         folder = self.services.config.log_dir
