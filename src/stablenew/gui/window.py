@@ -74,6 +74,7 @@ IMAGE_FILES = (".png", ".jpg", ".jpeg", ".webp")
 VALIDATE_MS = 200  # the form is checked this long after the last keystroke
 NOTHING_ADDED = "Nothing added"
 MARGIN = 32  # pixels at 1x the window's least width keeps beyond what its parts ask for
+PANE_UNITS = "1x"  # gui.json's marker: divider positions independent of the scaling
 HEARD = 1000  # started jobs remembered, so a late "Queued" never hides their news
 
 
@@ -306,10 +307,15 @@ class MainWindow:
 
     def _restore_panes(self, saved: Any) -> None:
         """The dividers where the user left them, once the window has its size, as far as the
-        panes' minimums allow (a position saved at another scaling may be below them)."""
+        panes' minimums allow (a position saved at another scaling may be below them).
+        Positions are saved in 1x units; a gui.json without that marker (written before it)
+        holds device pixels, taken as this display's."""
         if not isinstance(saved, dict):
             return
-        wanted = {k: v for k, v in saved.items() if k in ("h", "v") and isinstance(v, int)}
+        scale = self.theme.scale if saved.get("units") == PANE_UNITS else 1
+        wanted = {
+            k: round(v * scale) for k, v in saved.items() if k in ("h", "v") and isinstance(v, int)
+        }
         self._panes_wanted = wanted
         tried: set[tuple[int, int]] = set()
 
@@ -1203,7 +1209,9 @@ class MainWindow:
         self.prefs.set("geometry", self.root.geometry())
         self.prefs.set("compose", self.compose.settings())
         with contextlib.suppress(tk.TclError):
-            self.prefs.set("panes", self.pane_positions())
+            # In 1x units: device pixels saved at 2x put a 1x window's dividers twice as far.
+            at_1x = {k: int(v / self.theme.scale) for k, v in self.pane_positions().items()}
+            self.prefs.set("panes", {**at_1x, "units": PANE_UNITS})
 
         def shutdown() -> None:
             self._unsubscribe()
