@@ -8,6 +8,7 @@
     ├── QueueError                    a queue operation that does not apply (unknown job, status)
     ├── StoreError                    jobs.db cannot be used: corrupt, not a database, disk full
     ├── HomeOwnedError                another process owns this home (runner + backend)
+    ├── FolderNotOpened               the platform's file manager did not open a folder
     ├── PipelineError                 running one job
     │   ├── StageCancelled            the job's CancelToken stopped a stage
     │   ├── StageFailed               a stage could not be completed; carries the ErrorEnvelope
@@ -70,6 +71,15 @@ class StoreError(StableNewError):
 
 class HomeOwnedError(StableNewError):
     """Another StableNew process owns this home: it runs the jobs and the backend."""
+
+
+class FolderNotOpened(StableNewError, OSError):
+    """The platform's file manager did not open a folder; names the folder and why."""
+
+    def __init__(self, folder: str, reason: str) -> None:
+        super().__init__(f"Could not open {folder}: {reason}")
+        self.folder = folder
+        self.reason = reason
 
 
 # -- running a job ----------------------------------------------------------------------------

@@ -3,6 +3,7 @@ and when a job ends, nothing of it is left looking as if it still ran."""
 
 from __future__ import annotations
 
+import os
 import re
 import tkinter as tk
 from pathlib import Path
@@ -173,7 +174,7 @@ def test_a_cancelled_job_leaves_no_marker(make_gui) -> None:  # type: ignore[no-
 def test_open_folder_asks_the_platform_through_a_library_call(make_gui, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     opened: list[tuple[str, bool]] = []
     monkeypatch.setattr(
-        "stablenew.gui.window.click.launch",
+        "stablenew.gui.opener.click.launch",
         lambda url, wait=False, locate=False: opened.append((url, locate)) or 0,
     )
     gui = make_gui()
@@ -188,3 +189,42 @@ def test_open_folder_asks_the_platform_through_a_library_call(make_gui, monkeypa
     gui.click("Open folder", within=window.history)
     gui.pump_until(lambda: bool(opened), 10, "the folder to be opened")
     assert opened == [(run_dir, False)]
+
+
+def test_open_folder_says_whether_the_file_manager_opened_it(  # type: ignore[no-untyped-def]
+    make_gui, monkeypatch, tmp_path: Path
+) -> None:
+    """A tester on a machine without a file manager: the status line stayed "Opening …" while
+    xdg-open wrote "no method available" to the app's stderr (click.launch answered 0 before
+    xdg-open had tried)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    opener = bin_dir / "xdg-open"
+    asked = tmp_path / "asked.txt"
+    opener.write_text(
+        "#!/bin/sh\necho \"xdg-open: no method available for opening '$1'\" >&2\nexit 3\n",
+        encoding="utf-8",
+    )
+    opener.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    gui = make_gui()
+    window = gui.window
+    window.compose.restore(FAST_JOB)
+    job_id = run_and_wait(gui, "a folder to open", JobStatus.COMPLETED)
+    run_dir = window.jobs.get_job(job_id).result.run_dir
+    assert run_dir
+    window.tabs.select(window.history)
+    gui.pump_until(lambda: window.history.tree.exists(job_id), 10, "the history row")
+    gui.click_row(window.history.tree, job_id, "status")
+    gui.click("Open folder", within=window.history)
+    gui.pump_until(lambda: "Opening" not in window.message.full_text, 30, "the opener's answer")
+    said = window.message.full_text
+    assert run_dir in said and "\n" not in said
+    assert "Could not open" in said and "exited with code 3" in said, said
+
+    # A machine where the opener works: said so, and it was asked for that folder.
+    opener.write_text(f'#!/bin/sh\nprintf %s "$1" > "{asked}"\n', encoding="utf-8")
+    gui.click("Open folder", within=window.history)
+    gui.pump_until(lambda: window.message.full_text.startswith("Opened"), 30, "the answer")
+    assert window.message.full_text == f"Opened {run_dir}"
+    assert asked.read_text(encoding="utf-8") == run_dir

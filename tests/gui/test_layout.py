@@ -85,7 +85,7 @@ def problems(top: tk.Misc) -> Iterator[str]:
                 yield f"{w} {text!r}: asked {asked}, got {width}x{height}"
             # A fixed -width can ask for less than the text: then measure the text itself.
             fixed = "width" in options(w) and str(w.cget("width")) not in ("", "0")
-            indicator = 24 if isinstance(w, ttk.Checkbutton | ttk.Radiobutton) else 0  # image px
+            indicator = px(w, 24) if isinstance(w, ttk.Checkbutton | ttk.Radiobutton) else 0
             wraps = "wraplength" in options(w) and str(w.cget("wraplength")) not in ("", "0")
             if fixed and not wraps and widget_font(w).measure(text) + indicator > width:
                 yield f"{w}: {text!r} needs {widget_font(w).measure(text)}, it is {width} wide"
@@ -240,7 +240,9 @@ def test_the_app_at_2x_with_a_saved_form_and_dividers_saved_at_1x_starts_and_ans
         again = json.loads((tmp_path / "gui.json").read_text(encoding="utf-8"))
         assert again["compose"]["prompt"] == LONG
         assert again["compose"]["steps"] == FAST_JOB["steps"]
-        assert again["panes"]["h"] > saved["panes"]["h"]  # the 2x form's minimum, not 451
+        # Saved in 1x units: the 2x form's minimum (in device pixels, more than the old 451).
+        assert again["panes"]["units"] == "1x"
+        assert again["panes"]["h"] * 2 > saved["panes"]["h"]
     finally:
         if gui.poll() is None:
             gui.kill()
@@ -259,3 +261,50 @@ def test_a_saved_size_below_the_layout_minimum_opens_at_the_minimum(  # type: ig
     least = root.minsize()
     assert root.winfo_width() >= least[0] and root.winfo_height() >= least[1]
     assert not list(problems(root)), "\n".join(problems(root))
+
+
+def test_dividers_moved_at_2x_open_at_1x_where_they_were(  # type: ignore[no-untyped-def]
+    make_gui, hidpi_display: str, tmp_path: Path
+) -> None:
+    """A 2x window saved its dividers in device pixels ({'h': 831, 'v': 353}): the next 1x
+    window opened with a 650 px compose column and a 350 px running panel, and saved that."""
+    gui = make_gui(screen=hidpi_display, scaling=2 * 96 / 72, ready=False)
+    window = gui.window
+    gui.settle()
+    least = window.pane_positions()  # where the layout puts them: at their minimums
+    window.panes.sash_place(0, least["h"] + 80, 1)
+    window.right_panes.sash_place(0, 1, least["v"] + 40)
+    gui.settle()
+    moved = window.pane_positions()
+    assert moved == {"h": least["h"] + 80, "v": least["v"] + 40}
+    window.close()
+    gui.pump_until(lambda: window.destroyed, 30, "the window to close")
+    saved = json.loads((tmp_path / "gui.json").read_text(encoding="utf-8"))["panes"]
+    at_1x = {"h": moved["h"] // 2, "v": moved["v"] // 2}
+    assert saved == {**at_1x, "units": "1x"}
+
+    again = make_gui(ready=False)
+    again.pump_until(lambda: again.window.pane_positions() == at_1x, 10, f"dividers at {at_1x}")
+    again.window.close()
+    again.pump_until(lambda: again.window.destroyed, 30, "the window to close")
+    saved = json.loads((tmp_path / "gui.json").read_text(encoding="utf-8"))["panes"]
+    assert saved == {**at_1x, "units": "1x"}  # and so on, at any scaling
+
+
+def test_dividers_from_an_older_gui_json_open_within_the_layout(make_gui, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Device pixels without the 1x marker (written before it): taken as this display's,
+    within what the layout allows; saved in 1x units from then on."""
+    panes = {"h": 99999, "v": 1}
+    (tmp_path / "gui.json").write_text(json.dumps({"panes": panes}), encoding="utf-8")
+    gui = make_gui(ready=False)
+    window = gui.window
+    gui.settle()
+    allowed = lambda: {k: window._sash_range(k, v) for k, v in panes.items()}  # noqa: E731
+    gui.pump_until(lambda: window.pane_positions() == allowed(), 10, "the dividers placed")
+    gui.settle()
+    assert not list(problems(window.root)), "\n".join(problems(window.root))
+    placed = window.pane_positions()
+    window.close()
+    gui.pump_until(lambda: window.destroyed, 30, "the window to close")
+    saved = json.loads((tmp_path / "gui.json").read_text(encoding="utf-8"))["panes"]
+    assert saved == {**placed, "units": "1x"}

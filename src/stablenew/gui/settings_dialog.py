@@ -22,6 +22,7 @@ from stablenew.app.config import Config
 from stablenew.app.discovery import Probe
 from stablenew.gui.dispatcher import UiDispatcher
 from stablenew.gui.theme import Theme
+from stablenew.gui.widgets import ScrollFrame
 
 WIDTH = 720  # pixels at 1x; the height is what the form needs
 APPLIES = "Changes apply the next time StableNew starts."
@@ -61,10 +62,12 @@ class SettingsDialog(tk.Toplevel):
         self._wrap = width - px(40)
         b = config.backend
         # The footer (errors, Cancel, Save) is packed first: when the screen is short it is the
-        # form that gives way, never the buttons.
+        # form that gives way, never the buttons; and it scrolls then, so no field is cut.
         footer = ttk.Frame(self, padding=(px(10), 0, px(10), px(10)))
         footer.pack(side="bottom", fill="x")
-        body = ttk.Frame(self, padding=px(10))
+        self.form_view = ScrollFrame(self)
+        self.form_view.pack(fill="both", expand=True)
+        body = ttk.Frame(self.form_view.interior, padding=px(10))
         body.pack(fill="both", expand=True)
         body.columnconfigure(0, weight=1)
 
@@ -115,10 +118,13 @@ class SettingsDialog(tk.Toplevel):
         test = ttk.Frame(backend)
         test.grid(row=11, column=0, columnspan=3, sticky="ew", pady=(px(4), 0))
         test.columnconfigure(1, weight=1)
+        # Room for a two-line result from the start: a result that wrapped used to grow the
+        # dialog and move the fields under the user's pointer.
+        test.rowconfigure(0, minsize=2 * theme.body.metrics("linespace"))
         self.test_button = ttk.Button(test, text="Test connection", command=self.test_connection)
         self.test_button.grid(row=0, column=0, sticky="nw")
         self.test_result = ttk.Label(test, text="", wraplength=self._wrap - px(160))
-        self.test_result.grid(row=0, column=1, sticky="w", padx=(px(8), 0))
+        self.test_result.grid(row=0, column=1, sticky="nw", padx=(px(8), 0))
 
         output = ttk.LabelFrame(body, text="Output", padding=px(8))
         output.grid(row=1, column=0, sticky="ew", pady=(px(6), 0))
@@ -150,7 +156,10 @@ class SettingsDialog(tk.Toplevel):
         self._entry(limits, 1, "Tile size from", "limits.tile_min", str(lim.tile_min), width=8)
         ttk.Label(limits, text="to").grid(row=1, column=2, sticky="w", padx=(px(12), 0))
         self.vars["limits.tile_max"] = tk.StringVar(value=str(lim.tile_max))
-        ttk.Entry(limits, textvariable=self.vars["limits.tile_max"], width=8).grid(
+        self.entries["limits.tile_max"] = ttk.Entry(
+            limits, textvariable=self.vars["limits.tile_max"], width=8
+        )
+        self.entries["limits.tile_max"].grid(
             row=1, column=3, sticky="w", padx=(px(4), 0), pady=px(1)
         )
 
@@ -180,21 +189,23 @@ class SettingsDialog(tk.Toplevel):
         self.save_button.grid(row=2, column=2, sticky="e", padx=(px(4), 0))
         self._mode_changed()
         self.update_idletasks()
+        # The dialog asks for the whole form; a screen too short for it gets a scrolling form.
+        self.form_view.canvas.configure(height=self.form_view.interior.winfo_reqheight())
+        self.update_idletasks()
         width, height = theme.fit(max(width, self.winfo_reqwidth()), self.winfo_reqheight())
         top = max(0, min(px(44), self.winfo_screenheight() - height))  # below the top bar
         self.geometry(f"{width}x{height}+{px(60)}+{top}")
 
     def _show(self, label: ttk.Label, text: str, style: str = "Failed.TLabel") -> None:
-        """A message under the form; the dialog grows to show it, within the screen (moving up
-        when it would pass the bottom edge)."""
+        """A message in the dialog; it grows downwards to show it, as far as the screen allows
+        (then the form scrolls). Never upwards: the fields must stay under the user's pointer."""
         label.configure(text=text, style=style)
         self.update_idletasks()
-        width, height = self.winfo_width(), self.winfo_height()
-        wanted = self.theme.fit(width, max(height, self.winfo_reqheight()))[1]
-        if wanted == height:
-            return
-        y = min(self.winfo_y(), max(0, self.winfo_screenheight() - wanted))
-        self.geometry(f"{width}x{wanted}+{self.winfo_x()}+{y}")
+        width, height, top = self.winfo_width(), self.winfo_height(), self.winfo_y()
+        room = self.winfo_screenheight() - top
+        wanted = max(height, min(self.winfo_reqheight(), room))
+        if wanted != height:
+            self.geometry(f"{width}x{wanted}+{self.winfo_x()}+{top}")
 
     # -- the form ------------------------------------------------------------------------------
 

@@ -21,6 +21,8 @@ from tkinter import ttk
 
 import sv_ttk
 
+from stablenew.gui import indicators
+
 BASE_SCALING = 96 / 72  # Tk's pixels per point on a 96 dpi screen: what the theme is drawn for
 DEFAULT_SIZE = (1366, 768)  # the window at 1x; scaled with the display
 MIN_SIZE = (1100, 640)
@@ -209,4 +211,5 @@ def apply(root: tk.Tk, name: str = "light", scale: str = "auto") -> Theme:
     style.configure("Tip.TLabel", background=colours["tip"], padding=theme.px(4))
     style.configure("Section.TButton", font="StableNewStrong", anchor="w")
     style.configure("Small.TButton", padding=(theme.px(6), theme.px(1)))
+    indicators.scale(root, theme.scale, theme.px)
     return theme

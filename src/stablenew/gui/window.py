@@ -24,7 +24,6 @@ from pathlib import Path
 from tkinter import filedialog, ttk
 from typing import Any, Literal
 
-import click
 from PIL import Image
 
 from stablenew import private_files
@@ -42,7 +41,8 @@ from stablenew.app.events import (
 from stablenew.app.intents import Overrides
 from stablenew.app.services import Role, Services
 from stablenew.app.state import Lifecycle
-from stablenew.errors import QueueError, SpecError, StableNewError
+from stablenew.errors import FolderNotOpened, QueueError, SpecError, StableNewError
+from stablenew.gui import opener
 from stablenew.gui import theme as themes
 from stablenew.gui.backend_actions import BackendActions
 from stablenew.gui.backend_view import BackendFacts, BackendIndicator, BackendPanel
@@ -74,6 +74,7 @@ IMAGE_FILES = (".png", ".jpg", ".jpeg", ".webp")
 VALIDATE_MS = 200  # the form is checked this long after the last keystroke
 NOTHING_ADDED = "Nothing added"
 MARGIN = 32  # pixels at 1x the window's least width keeps beyond what its parts ask for
+PANE_UNITS = "1x"  # gui.json's marker: divider positions independent of the scaling
 HEARD = 1000  # started jobs remembered, so a late "Queued" never hides their news
 
 
@@ -306,10 +307,15 @@ class MainWindow:
 
     def _restore_panes(self, saved: Any) -> None:
         """The dividers where the user left them, once the window has its size, as far as the
-        panes' minimums allow (a position saved at another scaling may be below them)."""
+        panes' minimums allow (a position saved at another scaling may be below them).
+        Positions are saved in 1x units; a gui.json without that marker (written before it)
+        holds device pixels, taken as this display's."""
         if not isinstance(saved, dict):
             return
-        wanted = {k: v for k, v in saved.items() if k in ("h", "v") and isinstance(v, int)}
+        scale = self.theme.scale if saved.get("units") == PANE_UNITS else 1
+        wanted = {
+            k: round(v * scale) for k, v in saved.items() if k in ("h", "v") and isinstance(v, int)
+        }
         self._panes_wanted = wanted
         tried: set[tuple[int, int]] = set()
 
@@ -955,11 +961,16 @@ class MainWindow:
         """In the platform's file manager (Explorer, Finder, or the desktop's own)."""
         self.say(f"Opening {folder}…")
 
-        def opened(code: int) -> None:
-            if code:
-                self.say(f"No file manager could open {folder}: open it by hand.")
+        def not_opened(error: BaseException) -> None:
+            if not isinstance(error, FolderNotOpened):
+                self.failed("Open folder")(error)
+                return
+            self.say(str(error))
+            self.ui.run(lambda: self.jobs.report(str(error)))
 
-        self.ui.run(lambda: click.launch(folder, locate=False), opened, self.failed("Open"))
+        self.ui.run(
+            lambda: opener.open_folder(folder), lambda _r: self.say(f"Opened {folder}"), not_opened
+        )
 
     def open_logs(self) -> None:
         folder = self.services.config.log_dir
@@ -1237,7 +1248,9 @@ class MainWindow:
         self.prefs.set("geometry", self.root.geometry())
         self.prefs.set("compose", self.compose.settings())
         with contextlib.suppress(tk.TclError):
-            self.prefs.set("panes", self.pane_positions())
+            # In 1x units: device pixels saved at 2x put a 1x window's dividers twice as far.
+            at_1x = {k: int(v / self.theme.scale) for k, v in self.pane_positions().items()}
+            self.prefs.set("panes", {**at_1x, "units": PANE_UNITS})
 
         def shutdown() -> None:
             self._unsubscribe()
