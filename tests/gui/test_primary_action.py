@@ -182,3 +182,34 @@ def test_a_typed_pack_path_is_read_as_typed_and_the_hint_is_what_gets_queued(  #
     gui.key("ctrl+slash")  # select all, then erase: no pack any more
     gui.key("BackSpace")
     gui.pump_until(lambda: compose.pack_preview.full_text == NO_PACK, 10, "no pack")
+
+
+def test_ctrl_enter_in_the_gallery_or_history_only_queues(make_gui) -> None:  # type: ignore[no-untyped-def]
+    """A tester saw Ctrl+Enter with the gallery (or history) focused queue the job and also
+    open the viewer (or the job's details): their Enter binding matched Ctrl+Enter too."""
+    from stablenew.gui.failure_view import JobDetails
+    from stablenew.gui.viewer import Viewer
+
+    gui = make_gui()
+    window = gui.window
+    window.compose.restore(FAST_JOB)
+    gui.type_prompt("first")
+    gui.key("ctrl+Return")
+    gui.pump_until(lambda: statuses(gui).get("first") == JobStatus.COMPLETED, 60)
+    gallery = window.gallery
+    gui.click_tab(window.tabs, "Gallery")
+    gui.pump_until(lambda: bool(gallery.all_items), 10, "the image")
+    gui.click_at(gallery.canvas, 10, 10)
+    gui.key("ctrl+Return")
+    gui.pump_until(lambda: len(window.jobs.list_jobs()) == 2, 10, "a second job")
+    gui.click_tab(window.tabs, "History")
+    tree = window.history.tree
+    gui.pump_until(lambda: bool(tree.get_children()), 10, "a history row")
+    gui.click_row(tree, tree.get_children()[-1], "job")
+    gui.key("ctrl+Return")
+    gui.pump_until(lambda: len(window.jobs.list_jobs()) == 3, 10, "a third job")
+    gui.settle()
+    opened = [w for w in gui.toplevels() if isinstance(w, Viewer | JobDetails)]
+    assert opened == [], opened
+    gui.key("Return")  # Enter alone still opens the selected job's details
+    gui.pump_until(lambda: any(isinstance(w, JobDetails) for w in gui.toplevels()), 10)

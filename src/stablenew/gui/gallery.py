@@ -27,7 +27,7 @@ from PIL import Image, ImageTk
 from stablenew.gui.dispatcher import UiDispatcher
 from stablenew.gui.failure_view import short_reason
 from stablenew.gui.theme import Theme
-from stablenew.gui.widgets import FitLabel, fit_text
+from stablenew.gui.widgets import FitLabel, fit_text, on_enter
 from stablenew.jobs.job import Job
 from stablenew.jobs.status import JobStatus
 
@@ -230,7 +230,7 @@ class GalleryPanel(ttk.Frame):
         }
         for sequence, move in keys.items():
             self.canvas.bind(sequence, partial(self._key_move, move))
-        self.canvas.bind("<Return>", lambda _e: self._act("view"))
+        on_enter(self.canvas, lambda: self._act("view"))
         self.menu = tk.Menu(self, tearoff=False)
         for label, op in (
             ("View", "view"),

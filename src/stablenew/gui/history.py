@@ -17,7 +17,7 @@ from PIL import Image, ImageTk
 from stablenew.gui.failure_view import short_reason
 from stablenew.gui.queue_view import SHORT_ID, STATUSES
 from stablenew.gui.theme import Theme
-from stablenew.gui.widgets import Column, FitLabel, FitTree
+from stablenew.gui.widgets import Column, FitLabel, FitTree, on_enter
 from stablenew.jobs.job import Job
 from stablenew.jobs.status import JobStatus
 
@@ -87,7 +87,7 @@ class HistoryPanel(ttk.Frame):
         self.search = tk.StringVar()
         entry = ttk.Entry(bar, textvariable=self.search, width=12)
         entry.grid(row=0, column=1, sticky="ew", padx=px(4))
-        entry.bind("<Return>", lambda _e: refresh())
+        on_enter(entry, refresh)
         bar.columnconfigure(1, weight=1)
         ttk.Button(bar, text="Search", command=refresh).grid(row=0, column=2, padx=(0, px(12)))
         style = ttk.Style(self)
@@ -134,7 +134,7 @@ class HistoryPanel(ttk.Frame):
             ).grid(row=0, column=i, padx=(px(2) if i > 3 else px(12), 0))
         self.offset = 0
         self.total = 0
-        self.tree.bind("<Return>", lambda _e: self._selected("error"))
+        on_enter(self.tree, lambda: self._selected("error"))
         self.thumbs: dict[str, ImageTk.PhotoImage] = {}
         self.jobs: dict[str, Job] = {}
 

@@ -170,6 +170,14 @@ class FitTree(ttk.Treeview):
                 self.item(iid, values=self._fitted(values))
 
 
+def on_enter(widget: tk.Misc, action: Callable[[], object]) -> None:
+    """Enter in `widget` runs `action`. Ctrl+Enter and Ctrl+Shift+Enter go on to the window's
+    shortcuts only: a plain <Return> binding also matched them, so Ctrl+Enter in the gallery
+    queued the job and opened the viewer too."""
+    widget.bind("<Return>", lambda _e: action())
+    widget.bind("<Control-Return>", lambda _e: None)  # more specific: <Return> stays out
+
+
 class Tooltip:
     """A short explanation that appears when the pointer rests on a widget (and goes when it
     leaves, clicks or types). The text is kept on the widget for tests and the help."""
