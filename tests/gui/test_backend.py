@@ -195,6 +195,46 @@ def test_a_window_on_an_owned_home_shows_the_owners_steps_and_live_preview(
         worker.proc.wait(60)
 
 
+def test_a_window_taking_over_a_dead_owner_shows_no_stale_step_nor_a_wrong_backend(
+    make_gui, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """A tester killed the worker mid-job: while the window took over (its backend starting),
+    the running panel kept the dead owner's "step 30/60 · ETA 3s" and the top bar called the
+    reference backend "A1111-compatible API"."""
+    command = reference_backend_command(0, "--step-ms", "100", "--slow-start", "3")
+    (tmp_path / "config.toml").write_text(
+        f"[backend]\ncommand = {json.dumps(command)}\ndiscover = false\n", encoding="utf-8"
+    )
+    worker = start_worker(tmp_path)
+    try:
+        gui = make_gui(home=tmp_path)
+        window = gui.window
+        running = window.running
+        gui.pump_until(lambda: "Attached to the owner" in window.message.full_text, 30)
+        window.compose.restore({**FAST_JOB, "steps": "60", "images": "2"})
+        gui.type(window.compose.prompt, "outlives its owner")
+        gui.key("ctrl+Return")
+        gui.pump_until(lambda: running.eta.full_text.startswith("step "), 60, "the owner's steps")
+        seen: list[tuple[str, str, str]] = []
+
+        def taken_over() -> bool:
+            state = window.indicator.state
+            seen.append((state, running.eta.full_text, window.backend_text.full_text))
+            return state == "READY" and any(s[0] == "STARTING" for s in seen)
+
+        worker.proc.kill()
+        worker.proc.wait(10)
+        gui.pump_until(taken_over, 60, "the take-over's backend READY")
+        starting = [s for s in seen if s[0] == "STARTING"]
+        assert not any(eta.startswith("step ") for _state, eta, _text in starting), starting
+        assert not any("A1111-compatible" in text for _s, _e, text in seen), seen
+        gui.pump_until(lambda: running.outcome.full_text.startswith("✓"), 90, "the job's end")
+    finally:
+        if worker.proc.poll() is None:
+            worker.proc.kill()
+            worker.proc.wait(10)
+
+
 def test_sigterm_closes_the_window_like_its_close_button(display: str, tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text("[backend]\ndiscover = false\n", encoding="utf-8")
     gui = spawn_gui(tmp_path, display)

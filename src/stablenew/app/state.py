@@ -20,6 +20,7 @@ from stablenew.observe.events import (
     BackendData,
     EventKind,
     JobLifecycleLogEvent,
+    JobStartedData,
     ProgressData,
     RecoveryData,
 )
@@ -58,6 +59,16 @@ RECOVERY_NOTES = {
 }
 
 
+# The running job's note while its backend is down (until its next step).
+BACKEND_DOWN = {
+    BackendState.STARTING: "waiting for the backend to start…",
+    BackendState.CRASHED: "the backend crashed",
+    BackendState.RESTARTING: "restarting the backend…",
+    BackendState.STOPPED: "the backend stopped",
+    BackendState.FAILED: "the backend failed",
+}
+
+
 @dataclass(frozen=True)
 class Failure:
     """The last job that failed, and why, in one line."""
@@ -79,6 +90,7 @@ class AppState:
         self.backend = BackendState.STOPPED
         self.backend_detail = ""
         self.failure: Failure | None = None
+        self._running_on: dict[str, str] = {}  # job -> the backend of the pool it runs on
 
     @property
     def max_events(self) -> int:
@@ -116,10 +128,32 @@ class AppState:
             self._events.append(event)
         self._notify("events")
         state = STATE_OF_BACKEND_KIND.get(event.kind)
+        if isinstance(event.data, JobStartedData) and event.job_id:
+            self._running_on[event.job_id] = event.data.backend
+            while len(self._running_on) > 100:  # the jobs of a pool's backends, and no more
+                del self._running_on[next(iter(self._running_on))]
         if state is not None:
             self.backend = state
             self.backend_detail = event.data.detail if isinstance(event.data, BackendData) else ""
             self._notify("backend")
+            active = self.active
+            on = event.data.backend if isinstance(event.data, BackendData) else "default"
+            if (
+                active is not None
+                and state in BACKEND_DOWN
+                and not active.note
+                and self._running_on.get(active.job_id, "default") == on
+            ):
+                # Its steps so far were counted by a backend that is not there any more (a
+                # crash, or an owner that died and is being taken over).
+                self.active = ActiveStage(
+                    active.job_id,
+                    active.stage,
+                    active.image_index,
+                    active.total,
+                    note=BACKEND_DOWN[state],
+                )
+                self._notify("active")
         elif event.kind == EventKind.STAGE_STARTED and event.job_id and event.stage != "setup":
             self.active = ActiveStage(event.job_id, event.stage, event.image_index, event.total)
             self._notify("active")

@@ -14,6 +14,7 @@ from stablenew.app.services import Role
 from stablenew.errors import StableNewError
 from stablenew.gui.backend_view import BackendFacts
 from stablenew.gui.settings_dialog import APPLIES, SettingsDialog
+from stablenew.jobs.status import BackendState
 
 if TYPE_CHECKING:
     from stablenew.gui.window import MainWindow
@@ -141,10 +142,14 @@ class BackendActions:
         backend = self.w.services.backend
         owner = backend.owner() if self.w.services.role == Role.CLIENT else None
         url = owner.backend_url if owner is not None else (backend.shown_url or backend.meant_url)
-        try:
-            reference: bool | None = backend.reference_version() is not None
-        except StableNewError:  # the owner has not published its backend yet
-            reference = None
+        reference: bool | None = None
+        # Only what answers can say what it is: a backend still starting (a take-over) answers
+        # nothing, which read as "not the reference backend".
+        if owner is not None or backend.state == BackendState.READY:
+            try:
+                reference = backend.reference_version() is not None
+            except StableNewError:  # the owner has not published its backend yet
+                reference = None
         return BackendFacts(reference, url, backend.managed, owner.pid if owner else None)
 
     def show_facts(self, facts: BackendFacts) -> None:
