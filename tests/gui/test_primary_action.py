@@ -213,3 +213,34 @@ def test_ctrl_enter_in_the_gallery_or_history_only_queues(make_gui) -> None:  # 
     assert opened == [], opened
     gui.key("Return")  # Enter alone still opens the selected job's details
     gui.pump_until(lambda: any(isinstance(w, JobDetails) for w in gui.toplevels()), 10)
+
+
+def test_tab_leaves_the_prompt_and_the_focused_field_is_always_in_view(make_gui) -> None:  # type: ignore[no-untyped-def]
+    """A tester's Tab in the prompt box typed a tab into the prompt (and it was sent); tabbing
+    on through the form, the focused field went out of view."""
+    gui = make_gui()
+    window = gui.window
+    compose = window.compose
+    window.open_sections(True)  # the form at its tallest: it scrolls
+    gui.type(compose.prompt, "no tab in here")
+    gui.key("Tab")
+    assert window.root.focus_get() is compose.negative
+    gui.key("shift+Tab")
+    assert window.root.focus_get() is compose.prompt
+    assert compose.prompt.get("1.0", "end-1c") == "no tab in here"
+
+    canvas = compose.scroll.canvas
+    interior = str(compose.scroll.interior)
+    checked = 0
+    for _ in range(60):
+        gui.key("Tab")
+        focused = window.root.focus_get()
+        if focused is None or not str(focused).startswith(interior):
+            continue
+        checked += 1
+        top, bottom = focused.winfo_rooty(), focused.winfo_rooty() + focused.winfo_height()
+        view_top = canvas.winfo_rooty()
+        assert view_top <= top and bottom <= view_top + canvas.winfo_height(), (
+            f"{focused} at {top}..{bottom} is outside the form's view"
+        )
+    assert checked > 20

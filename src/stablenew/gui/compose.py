@@ -26,7 +26,7 @@ from typing import Any, Literal
 from stablenew.app.studio import PickerLists
 from stablenew.errors import SpecError
 from stablenew.gui.theme import Theme
-from stablenew.gui.widgets import FitLabel, ScrollFrame, Section, tip
+from stablenew.gui.widgets import FitLabel, ScrollFrame, Section, tab_moves_focus, tip
 from stablenew.jobs.presets import AD_DEFAULT_MODELS
 from stablenew.jobs.spec import (
     ADetailerPass,
@@ -299,6 +299,7 @@ class ComposePanel(ttk.Frame):
         self.negative.grid(row=4, column=0, sticky="ew")
         for text in (self.prompt, self.negative):
             text.bind("<<Modified>>", self._text_modified, add="+")
+            tab_moves_focus(text)
 
         pack = ttk.Frame(self)
         pack.grid(row=5, column=0, sticky="ew", pady=(px(4), 0))
@@ -338,6 +339,7 @@ class ComposePanel(ttk.Frame):
         self.problem.grid(row=7, column=0, sticky="ew", pady=(px(2), 0))
         self.problem_fields: set[str] = set()
         self._align_columns()
+        self.scroll.follow_focus()
         for var in self.vars.values():
             var.trace_add("write", lambda *_a: self._changed())
         self._summaries()

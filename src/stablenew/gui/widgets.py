@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import tkinter as tk
 import tkinter.font as tkfont
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from tkinter import ttk
 from typing import Any, Literal
 
@@ -170,6 +171,28 @@ class FitTree(ttk.Treeview):
                 self.item(iid, values=self._fitted(values))
 
 
+def walk(widget: tk.Misc) -> Iterator[tk.Misc]:
+    """`widget` and every widget inside it."""
+    yield widget
+    for child in widget.winfo_children():
+        yield from walk(child)
+
+
+def tab_moves_focus(text: tk.Text) -> None:
+    """Tab and Shift+Tab leave a text box, as in every other field, instead of typing a tab
+    into the prompt (a keyboard-only user could not get out, and the tab was sent)."""
+
+    def move(forward: bool, _event: object) -> str:
+        target = text.tk_focusNext() if forward else text.tk_focusPrev()
+        if target is not None:
+            target.focus_set()
+        return "break"
+
+    text.bind("<Tab>", partial(move, True))
+    for sequence in ("<Shift-Tab>", "<ISO_Left_Tab>"):
+        text.bind(sequence, partial(move, False))
+
+
 def on_enter(widget: tk.Misc, action: Callable[[], object]) -> None:
     """Enter in `widget` runs `action`. Ctrl+Enter and Ctrl+Shift+Enter go on to the window's
     shortcuts only: a plain <Return> binding also matched them, so Ctrl+Enter in the gallery
@@ -291,6 +314,13 @@ class ScrollFrame(ttk.Frame):
             return
         step = -1 if getattr(event, "num", 0) == 4 or getattr(event, "delta", 0) > 0 else 1
         self.canvas.yview_scroll(step * 3, "units")
+
+    def follow_focus(self) -> None:
+        """Keyboard focus moving (Tab) to a field out of view scrolls it into view: a user who
+        tabs through the form sees where they are. Call once the interior is built."""
+        for widget in walk(self.interior):
+            if str(widget.cget("takefocus")) != "0" and not isinstance(widget, ttk.Frame):
+                widget.bind("<FocusIn>", lambda e: self.see(e.widget), add="+")
 
     def see(self, widget: tk.Misc) -> None:
         """Scroll so `widget` (inside the interior) is in view."""
