@@ -102,17 +102,27 @@ def test_the_backend_output_wraps_long_lines(make_gui) -> None:  # type: ignore[
     assert tail.xview() == (0.0, 1.0), "the line's end is beyond the box's right edge"
 
 
-def test_a_window_on_an_owned_home_attaches_and_starts_no_backend(make_gui, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_window_on_an_owned_home_attaches_and_starts_no_backend(  # type: ignore[no-untyped-def]
+    make_gui, tmp_path, monkeypatch
+) -> None:
+    from stablenew.gui.window import MainWindow
+
     command = reference_backend_command(0, "--step-ms", "40")
     (tmp_path / "config.toml").write_text(
         f"[backend]\ncommand = {json.dumps(command)}\ndiscover = false\n", encoding="utf-8"
     )
+    said: list[str] = []
+    say = MainWindow.say
+    monkeypatch.setattr(MainWindow, "say", lambda w, text: (said.append(text), say(w, text)))
     worker = start_worker(tmp_path)
     try:
         gui = make_gui(home=tmp_path)
         window = gui.window
         owner = f"attached to the owner pid {worker.proc.pid}"
         gui.pump_until(lambda: owner in window.backend_text.full_text, 30, "the owner named")
+        # A tester saw "Starting the backend…" for seconds in a window that starts none.
+        assert f"Attaching to the owner pid {worker.proc.pid}…" in said, said
+        assert not any(text.startswith("Starting the backend") for text in said), said
         gui.pump_until(lambda: REFERENCE in window.backend_text.full_text, 30, "what it runs")
         gui.pump_until(lambda: "Attached to the owner" in window.message.full_text, 30)
         gui.settle()  # the top bar shows it whole at the default size, not cut at "simulated imag…"

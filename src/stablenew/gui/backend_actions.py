@@ -28,7 +28,16 @@ class BackendActions:
 
     def start(self) -> None:
         """Own the home (the runner and the backend), or attach to its owner, off the Tk thread."""
-        self.w.say(STARTING)
+        self.w.ui.run(self._owner_pid, self._open)
+
+    def _owner_pid(self) -> int | None:
+        owner = self.w.services.owner()
+        return owner.pid if owner is not None else None
+
+    def _open(self, owner_pid: int | None) -> None:
+        # Said before opening, which takes a while either way: a window that will attach to
+        # another process starts no backend and must not say it does.
+        self.w.say(STARTING if owner_pid is None else f"Attaching to the owner pid {owner_pid}…")
         self.w.ui.run(self.w.services.open, self._opened, self._not_started)
 
     def _not_started(self, error: BaseException) -> None:
