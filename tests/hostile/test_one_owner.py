@@ -283,3 +283,35 @@ def test_closing_a_client_while_it_takes_over_leaves_no_runner_or_backend(
         if "time.sleep(120)" in " ".join(p.cmdline())
     ]
     assert left == [], "the backend the take-over started is left behind"
+
+
+def test_a_client_closed_while_taking_over_from_a_killed_owner_requeues_its_job(
+    tmp_path: Path, start_sim
+) -> None:  # type: ignore[no-untyped-def]
+    """A tester closed the window during the take-over of a killed worker: the worker's job
+    stayed RUNNING with no owner until the next start."""
+    sim = start_sim("--step-ms", "100")
+    slow_start = [sys.executable, "-c", "import time; time.sleep(120)", "--port", "1"]
+    write_config(
+        tmp_path,
+        f"[backend]\ncommand = {json.dumps(slow_start)}\nstartup_timeout = 8\ndiscover = false\n",
+    )
+    worker = start_worker(tmp_path, "--backend", sim.manager.url)
+    client = Services(service_config(tmp_path, load_config(tmp_path)))
+    try:
+        assert client.open() == Role.CLIENT
+        heard = Waiter(client.jobs)
+        job_id = client.jobs.submit_pipeline_run(
+            JobSpec(prompt="outlives its owner", steps=40, width=64, height=64), source="test"
+        )
+        heard.wait(EventKind.STAGE_STARTED, job_id, timeout=60)
+        worker.proc.kill()
+        worker.proc.wait(10)
+        heard.wait(EventKind.WARNING, timeout=30, where=lambda e: "owner is gone" in e.message)
+    finally:
+        client.close()
+    store = JobStore(tmp_path / "jobs.db")
+    try:
+        assert store.get(job_id).status == JobStatus.QUEUED
+    finally:
+        store.close()

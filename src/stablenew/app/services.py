@@ -540,8 +540,13 @@ class Services:
             self._start_backends()
         except BackendStartError as exc:
             self._bus.emit(EventKind.WARNING, f"the backend did not start: {exc}", source="app")
-        if not self._closing.is_set():  # closing meanwhile: close() stops what was started
+        if not self._closing.is_set():
             self._run_queue()
+            return
+        # Closing meanwhile: close() stops what was started. The dead owner's running jobs
+        # go back to the queue now, as its runners would have put them (closing re-queues).
+        for event in self._store.recover(self.config.policy.max_attempts):
+            self._bus.publish(event)
 
     # -- stopping ------------------------------------------------------------------------------
 
