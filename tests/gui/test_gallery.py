@@ -313,3 +313,29 @@ def test_the_window_remembers_its_size_panes_and_the_last_form(make_gui, tmp_pat
     assert compose.vars["steps"].get() == "33" and compose.vars["sampler"].get() == "Euler"
     assert compose.vars["txt2img.enable_hr"].get() is True
     assert compose.sections["Hires fix"].opened
+
+
+def test_the_file_dialogs_list_is_readable_in_the_dark_theme(display: str) -> None:
+    """A tester's folder chooser in the dark theme drew white names on its white list."""
+    import tkinter as tk
+
+    from stablenew.gui import theme
+
+    root = tk.Tk()
+    try:
+        from tkinter import ttk
+
+        ttk.Label(root, text="a window with something in it").pack()
+        theme.apply(root, "dark")
+        root.tk.call("event", "generate", root, "<<ThemeChanged>>")  # as Tk sends it, later
+        root.update()
+        palette = str(root.tk.call("option", "get", root, "foreground", "Foreground"))
+        assert root.winfo_rgb(palette) == root.winfo_rgb("#fafafa")  # white text elsewhere
+        for dialog in ("TkFDialog", "TkChooseDir"):  # as Tk builds its dialogs' icon list
+            top = tk.Toplevel(root, class_=dialog)
+            canvas = tk.Canvas(tk.Frame(top), background="white")
+            fill = str(root.tk.call("option", "get", canvas, "foreground", "Foreground"))
+            assert root.winfo_rgb(fill) == root.winfo_rgb("#1a1a1a"), (dialog, fill)
+            top.destroy()
+    finally:
+        root.destroy()

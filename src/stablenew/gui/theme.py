@@ -212,4 +212,8 @@ def apply(root: tk.Tk, name: str = "light", scale: str = "auto") -> Theme:
     style.configure("Section.TButton", font="StableNewStrong", anchor="w")
     style.configure("Small.TButton", padding=(theme.px(6), theme.px(1)))
     indicators.scale(root, theme.scale, theme.px)
+    # Tk's own file and folder dialogs draw their list on a canvas that is always white, with
+    # the palette's text colour: white on white in the dark theme. Their list text stays dark.
+    for dialog in ("TkFDialog", "TkChooseDir"):
+        root.option_add(f"*{dialog}*Canvas.foreground", "#1a1a1a", "interactive")
     return theme
