@@ -88,6 +88,8 @@ def test_the_backend_output_wraps_long_lines(make_gui) -> None:  # type: ignore[
     gui = make_gui()
     window = gui.window
     window.tabs.select(window.backend)
+    # Opening the tab reads the backend's output: that answer must not replace the one below.
+    gui.pump_until(lambda: bool(window.backend.tail.get("1.0", "end").strip()), 30, "the output")
     line = "RuntimeError: no model at " + "/models/Stable-diffusion/sub" * 12 + "/end.safetensors"
     window.backend.show_tail({"default": f"loading\n{line}\ndone"})
     gui.settle()
@@ -432,3 +434,48 @@ def test_start_and_restart_say_when_the_backend_answers(make_gui) -> None:  # ty
         gui.pump_until(lambda said=said: said in window.message.full_text, 60, said)
         assert window.services.backend.shown_url in window.message.full_text
         gui.pump_until(lambda: window.indicator.state == "READY", 60, "backend READY")
+
+
+def test_after_a_restart_the_loaded_model_shows_in_the_tab_and_in_backend_list(  # type: ignore[no-untyped-def]
+    make_gui, tmp_path: Path
+) -> None:
+    """Found by a tester: after Restart the Backend tab's row and `backend list` lost the loaded
+    model (asked only when the runner picks a job, so never while the queue is paused or
+    idle), and the tab's output pane stayed empty until Refresh output was clicked."""
+    gui: Gui = make_gui("--step-ms", "100")
+    window = gui.window
+    panel = window.backend
+    url = window.services.backend.url
+    assert url is not None
+    model = httpx.get(f"{url}/sdapi/v1/options", timeout=5).json()["sd_model_checkpoint"]
+    window.services.jobs.pause("the user paused it", source="gui")
+
+    def row() -> tuple[str, ...]:
+        children = panel.pool.get_children()
+        return tuple(panel.pool.item(children[0], "values")) if children else ()
+
+    def output() -> str:
+        return panel.tail.get("1.0", "end").strip()
+
+    gui.key("ctrl+6")
+    gui.pump_until(lambda: window.current_tab() == str(panel), 10, "the Backend tab")
+    gui.pump_until(lambda: bool(output()), 30, "the backend's output, without Refresh output")
+    gui.pump_until(lambda: len(row()) > 2 and row()[2] == model, 30, "the loaded model")
+    before = output()
+    gui.click("Restart", within=panel)
+    gui.pump_until(lambda: "Backend restarted" in window.message.full_text, 60, "the restart")
+    gui.pump_until(lambda: "1 restart(s)" in row(), 30, "the restart counted")
+    assert row()[2] == model, row()
+    gui.pump_until(lambda: output() != before, 30, "the new process's output")
+
+    def listed() -> str:  # another process: what the owner published (at most every 0.5 s)
+        return subprocess.run(
+            [sys.executable, "-m", "stablenew", "--home", str(tmp_path), "backend", "list"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+
+    wait_for(lambda: model in listed(), 30, "`backend list` to name the loaded model")

@@ -146,6 +146,8 @@ class BackendPool:
         for member in self.members:
             client = member.controller.client()
             member.recovering = RecoveringBackend(client, member.manager, recovery)
+            if member.manager.state == BackendState.READY:  # its READY was told before this
+                member.recovering.read_loaded_model()
             member.pipeline = PipelineRunner(
                 member.recovering,
                 bus,

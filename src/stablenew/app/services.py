@@ -205,6 +205,11 @@ class Services:
     def _on_backend_state(self, backend: BackendConfig, state: BackendState, detail: str) -> None:
         which = "" if self._pool_of_one else f" {backend.name}"
         message = f"backend{which} {state.value.lower()}" + (f": {detail}" if detail else "")
+        member = next(m for m in self._pool.members if m.name == backend.name)
+        if state == BackendState.READY and member.recovering is not None:
+            # Read before READY is told: every door showing the pool then shows the model the
+            # new process loaded (the runner asks only when it picks, not while paused or idle).
+            member.recovering.read_loaded_model()
         job_id, stage = self._job_on(backend)
         self._bus.emit(
             BACKEND_KIND[state],

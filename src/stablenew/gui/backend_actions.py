@@ -50,6 +50,7 @@ class BackendActions:
         else:
             if self.w.message.full_text == STARTING:  # a click's answer since then stays
                 self.w.say("Backend ready. Write a prompt, then Ctrl+Enter queues it.")
+            self.w.refresh_pool()  # the loaded model is known only once the pool runs
             if self.w.discover:
                 self.w.ui.run(self._discover, self._found)
 
@@ -139,6 +140,9 @@ class BackendActions:
     def _answering(self, how: str) -> None:
         """The end of a Start or Restart click: its "…" line must not stay for good."""
         self.w.say(f"Backend {how}: it answers at {self.w.services.backend.shown_url}.")
+        # Its restart count is known only now, after READY was shown; its output is new.
+        self.w.refresh_pool()
+        self.refresh_tail()
 
     def refresh_tail(self) -> None:
         if self.w.services.role == Role.CLIENT:

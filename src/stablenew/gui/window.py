@@ -377,6 +377,7 @@ class MainWindow:
     def _tab_changed(self) -> None:
         if self.current_tab() == str(self.backend):
             self.refresh_pool()
+            self.backend_actions.refresh_tail()
 
     def open_sections(self, opened: bool) -> None:
         for section in self.compose.sections.values():
@@ -986,7 +987,7 @@ class MainWindow:
         self.gallery.reset()
 
     def refresh_pool(self) -> None:
-        self.ui.run(lambda: [b.status() for b in self.services.backends], self.backend.show_pool)
+        self.ui.run(self.services.backend_statuses, self.backend.show_pool)
 
     def preview_pack(self, path: str, chosen: bool = True) -> None:
         """What the pack in the entry would queue, under it; `chosen` (Return, Browse…) also

@@ -414,12 +414,19 @@ class RecoveringBackend:
         if self._lists is None or self._lists[0] != self.manager.launches or stale:
             self._lists = (self.manager.launches, fetch_lists(self.client))
             self._lists_at = time.monotonic()
-            try:
-                loaded = self.client.get_options().get("sd_model_checkpoint")
-            except BackendError:
-                loaded = None
-            self._loaded = (self.manager.launches, str(loaded) if loaded else None)
+            self.read_loaded_model()
         return self._lists[1]
+
+    def read_loaded_model(self) -> str | None:
+        """Ask the running backend which checkpoint it has loaded: after every start, since a
+        new process loads its own default whatever the last one had (None: it does not say)."""
+        launches = self.manager.launches
+        try:
+            loaded = self.client.get_options().get("sd_model_checkpoint")
+        except BackendError:
+            loaded = None
+        self._loaded = (launches, str(loaded) if loaded else None)
+        return self._loaded[1]
 
     def known_lists(self) -> BackendLists | None:
         """The lists as last asked (no call): for placement decisions made elsewhere."""
