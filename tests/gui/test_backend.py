@@ -23,9 +23,10 @@ import psutil
 import pytest
 
 from stablenew.app import discovery
-from stablenew.app.config import load_config
+from stablenew.app.config import load_config, service_config
 from stablenew.gui.settings_dialog import SettingsDialog
 from stablenew.gui.stopping import Terminator
+from stablenew.jobs.spec import JobSpec
 from stablenew.jobs.status import JobStatus
 from stablenew.queue.store import JobStore
 from stablenew.webui.process import reference_backend_command
@@ -245,6 +246,48 @@ def test_a_window_taking_over_a_dead_owner_shows_no_stale_step_nor_a_wrong_backe
         if worker.proc.poll() is None:
             worker.proc.kill()
             worker.proc.wait(10)
+
+
+def test_in_a_pool_cancel_stops_the_job_the_panel_shows_and_the_other_runs_on(  # type: ignore[no-untyped-def]
+    make_gui, tmp_path
+) -> None:
+    """A tester ran two jobs on a pool of two: the panel flipped between them, Cancel (Esc)
+    stopped the job it was not showing, and the app then said IDLE while the other ran."""
+    config = "".join(
+        f'[[backends]]\nname = "{name}"\n'
+        f"command = {json.dumps(reference_backend_command(0, '--step-ms', '60'))}\n"
+        "discover = false\n"
+        for name in ("alpha", "beta")
+    )
+    (tmp_path / "config.toml").write_text(config, encoding="utf-8")
+    gui = make_gui(home=tmp_path, config=service_config(tmp_path, load_config(tmp_path)))
+    window = gui.window
+    running = window.running
+    jobs = window.jobs
+    first = jobs.submit_pipeline_run(
+        JobSpec(prompt="on beta", steps=150, width=64, height=64, backend="beta"), source="test"
+    )
+    gui.pump_until(lambda: running.current == first, 60, "the first job in the panel")
+    second = jobs.submit_pipeline_run(
+        JobSpec(prompt="on alpha", steps=150, width=64, height=64, backend="alpha"), source="test"
+    )
+    gui.pump_until(lambda: jobs.get_job(second).status == JobStatus.RUNNING, 60, "both running")
+    shown: set[str | None] = set()
+    gui.pump_until(
+        lambda: shown.add(running.current) or running.eta.full_text.startswith("step "), 30
+    )
+    for _ in range(10):  # the other job's steps arrive too: the panel stays on its job
+        gui.settle()
+        shown.add(running.current)
+    assert shown == {first}, shown
+    gui.key("Escape")
+    gui.pump_until(lambda: jobs.get_job(first).status == JobStatus.CANCELLED, 30, "cancelled")
+    assert jobs.get_job(second).status == JobStatus.RUNNING  # the one not shown runs on
+    gui.pump_until(lambda: running.current == second, 30, "the panel on the job still running")
+    assert window.lifecycle.cget("text") == "RUNNING"
+    gui.key("Escape")
+    gui.pump_until(lambda: jobs.get_job(second).status == JobStatus.CANCELLED, 30)
+    gui.pump_until(lambda: window.lifecycle.cget("text") == "IDLE", 30)
 
 
 def test_sigterm_closes_the_window_like_its_close_button(display: str, tmp_path: Path) -> None:

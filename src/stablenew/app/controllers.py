@@ -406,7 +406,10 @@ class PipelineController:
         self.state = state
         self.bus = bus
         self.jobs = jobs
+        # The job the doors show as running. In a pool several run at once: the first one
+        # started stays the active one until it ends, then the next still running takes over.
         self.active_job_id: str | None = None
+        self._running: dict[str, None] = {}  # jobs running now, in the order they started
         bus.subscribe(self._on_event)
 
     @property
@@ -437,22 +440,42 @@ class PipelineController:
     def on_job_status(self, job_id: str, status: JobStatus, reason: str | None = None) -> None:
         target = LIFECYCLE_OF_STATUS[status]
         if status == JobStatus.RUNNING:
+            self._running[job_id] = None
+            if self.active_job_id is not None and self.active_job_id in self._running:
+                return  # another backend's job: the active one is still shown
             self.active_job_id = job_id
             if self.state.lifecycle == Lifecycle.ERROR:
                 self.transition(Lifecycle.IDLE)  # a new job: the last one's error is behind us
-        elif job_id != self.active_job_id:
+        elif job_id not in self._running and job_id != self.active_job_id:
             return  # a queued job cancelled: the app's lifecycle is not about it
+        else:
+            self._running.pop(job_id, None)
         if status == JobStatus.FAILED:
             self.state.set_error(job_id, reason)
         elif status == JobStatus.RUNNING:
             self.state.set_error(None, None)
+        if job_id != self.active_job_id:
+            return  # another backend's job ended: the active one runs on
+        if status != JobStatus.RUNNING and self._running:
+            # The active one ended while another runs: that one is shown now.
+            self.active_job_id = next(iter(self._running))
+            self.state.set_lifecycle(Lifecycle.RUNNING, self.active_job_id)
+            return
         if self.transition(target) and status.finished:
             self.active_job_id = None
 
-    def request_stop(self) -> bool:
-        """Stop: cancel the active job; the lifecycle goes RUNNING -> STOPPING -> IDLE."""
-        job_id = self.active_job_id
-        if job_id is None or not self.transition(Lifecycle.STOPPING):
+    @property
+    def running_jobs(self) -> tuple[str, ...]:
+        """Every job running now (several in a pool), in the order they started."""
+        return tuple(self._running)
+
+    def request_stop(self, job_id: str | None = None) -> bool:
+        """Stop: cancel `job_id` (the one a door shows), else the active job; stopping the
+        active job takes the lifecycle RUNNING -> STOPPING -> IDLE."""
+        job_id = job_id or self.active_job_id
+        if job_id is None or job_id not in {*self._running, self.active_job_id}:
+            return False
+        if job_id == self.active_job_id and not self.transition(Lifecycle.STOPPING):
             return False
         self.jobs.cancel_job(job_id, source="gui")
         return True

@@ -91,6 +91,9 @@ class AppState:
         self.backend_detail = ""
         self.failure: Failure | None = None
         self._running_on: dict[str, str] = {}  # job -> the backend of the pool it runs on
+        # The job `active` follows (the lifecycle's): in a pool another job's steps must not
+        # take the running panel over (it flipped between jobs, and Cancel hit the other one).
+        self._focus: str | None = None
 
     @property
     def max_events(self) -> int:
@@ -154,6 +157,8 @@ class AppState:
                     note=BACKEND_DOWN[state],
                 )
                 self._notify("active")
+        elif self._focus is not None and event.job_id != self._focus:
+            return
         elif event.kind == EventKind.STAGE_STARTED and event.job_id and event.stage != "setup":
             self.active = ActiveStage(event.job_id, event.stage, event.image_index, event.total)
             self._notify("active")
@@ -175,6 +180,7 @@ class AppState:
 
     def set_lifecycle(self, lifecycle: Lifecycle, active_job: str | None) -> None:
         self.lifecycle = lifecycle
+        self._focus = active_job
         if active_job is None:
             self.active = None
         elif self.active is None or self.active.job_id != active_job:

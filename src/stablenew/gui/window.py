@@ -137,6 +137,7 @@ class MainWindow:
         self.viewers: list[Viewer] = []
         self._inbox: queue.SimpleQueue[JobLifecycleLogEvent] = queue.SimpleQueue()
         self._heard: dict[str, None] = {}  # jobs whose start was shown (insertion-ordered)
+        self._stages_of: dict[str, list[str]] = {}  # started jobs' stage chains (as _heard)
         self.menus = Menus(self)
         self._build()
         self.root.update_idletasks()
@@ -574,8 +575,9 @@ class MainWindow:
         if self.state.lifecycle != Lifecycle.RUNNING:
             self.say("Nothing is running.")
             return
-        self.say("Cancelling…")
-        self.ui.run(self.services.pipeline_controller.request_stop)
+        job_id = self.running.current  # the job this window shows, not another of the pool's
+        self.say(f"Cancelling job {job_id[:8]}…" if job_id else "Cancelling…")
+        self.ui.run(lambda: self.services.pipeline_controller.request_stop(job_id))
 
     # -- validation as the user types ----------------------------------------------------------
 
@@ -1052,11 +1054,17 @@ class MainWindow:
         if event.kind == EventKind.JOB_STARTED and job_id:
             self._heard[job_id] = None
             while len(self._heard) > HEARD:
-                del self._heard[next(iter(self._heard))]
+                gone = next(iter(self._heard))
+                del self._heard[gone]
+                self._stages_of.pop(gone, None)
             stages = list(data.stages) if isinstance(data, JobStartedData) else []
-            self.running.job_started(job_id, stages)
-            self._preview_file = ""
-            self._preview_number = 0
+            self._stages_of[job_id] = stages
+            shown = self.running.current
+            if shown is None or shown not in self.services.pipeline_controller.running_jobs:
+                # In a pool, another backend's job starting does not take the panel over.
+                self.running.job_started(job_id, stages)
+                self._preview_file = ""
+                self._preview_number = 0
             self.say(f"Running job {job_id[:8]}: {' → '.join(stages)}.")
             if self.mode == ("edit", job_id):
                 # It can no longer be changed: the banner would promise a save that will not
@@ -1082,7 +1090,9 @@ class MainWindow:
             if self.running.stages and event.stage == self.running.stages[-1]:
                 self.gallery.add_live(job_id, data.file)
         elif event.kind in FINISHED_KINDS and job_id and isinstance(data, JobFinishedData):
-            if job_id == self.running.current or event.source == "runner":
+            shown = self.running.current
+            running = self.services.pipeline_controller.running_jobs
+            if job_id == shown or (event.source == "runner" and shown not in running):
                 self.running.job_finished(job_id, data.status, data.reason, data.images)
                 self.say(self._ended_text(job_id, data))
                 self._finished_since_idle += 1
@@ -1184,7 +1194,14 @@ class MainWindow:
         # between two turns): hear those first, or their job's image and end would be lost.
         self._on_events()
         self._show_lifecycle()
-        self.running.show(self.state.active, self.state.lifecycle.value)
+        active = self.state.active
+        running = self.state.lifecycle in (Lifecycle.RUNNING, Lifecycle.STOPPING)
+        if running and active is not None and active.job_id != self.running.current:
+            # The panel moves to another running job (a pool's, once the shown one ended).
+            self.running.job_started(active.job_id, self._stages_of.get(active.job_id, []))
+            self._preview_file = ""
+            self._preview_number = 0
+        self.running.show(active, self.state.lifecycle.value)
 
     def _show_queue(self) -> None:
         self.queue.show(self.state.queue, self.state.paused, self.state.waiting, self.blocked())
