@@ -38,7 +38,7 @@ def test_compose_add_to_job_add_to_queue_and_see_it_complete(make_gui) -> None: 
     compose(gui, "a paper boat on a pond", **{"upscale.enabled": True, "upscale.factor": "2"})
     gui.click("Add to Job")
     gui.pump_until(lambda: window.draft.count.full_text.startswith("1 job(s) in the draft"))
-    assert window.draft.items.get(0).startswith("2x a paper boat")
+    assert window.draft.table.rows["0"][1:] == ("txt2img,upscale", 2, "", "a paper boat on a pond")
     gui.click("Queue the Draft (Ctrl+Enter)")  # the primary action says what it queues
     gui.pump_until(lambda: window.draft.count.full_text.startswith("Empty"))
     assert window.primary.cget("text") == "Add to Queue (Ctrl+Enter)"

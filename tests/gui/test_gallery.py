@@ -339,3 +339,52 @@ def test_the_file_dialogs_list_is_readable_in_the_dark_theme(display: str) -> No
             top.destroy()
     finally:
         root.destroy()
+
+
+def test_a_stage_siblings_infotext_and_manifest_are_its_own(make_gui) -> None:  # type: ignore[no-untyped-def]
+    """A tester clicked image 2's txt2img sibling: its picture was shown, but the infotext
+    (with img2img's "Denoising strength") and the manifest ("file 2_upscale.png") stayed those
+    of the upscaled file."""
+    from stablenew.jobs.infotext import read_png_metadata
+
+    gui: Gui = make_gui()
+    window = gui.window
+    window.compose.restore(
+        {**FAST, "width": "64", "height": "96", "upscale.enabled": True, "img2img.enabled": True}
+    )
+    gui.type_prompt("viewer test castle")
+    gui.click("Run Now")
+    gui.pump_until(lambda: window.jobs.count([JobStatus.COMPLETED]) == 1, 60)
+    gallery = window.gallery
+    gui.pump_until(lambda: sum(i.status == "COMPLETED" for i in gallery.all_items) == 2, 10)
+    gallery.select(0)
+    gui.click("View", within=gallery)
+    gui.pump_until(lambda: any(isinstance(w, Viewer) for w in gui.toplevels()), 10)
+    viewer = next(w for w in gui.toplevels() if isinstance(w, Viewer))
+    gui.pump_until(lambda: viewer.facts is not None and viewer.facts.number == 1, 15)
+    gui.pump_until(lambda: viewer.focus_get() is not None, 10, "the keyboard focus")
+    gui.key("Right")
+    gui.pump_until(lambda: viewer.facts is not None and viewer.facts.number == 2, 15)
+    siblings = dict(viewer.facts.siblings)  # type: ignore[union-attr]
+
+    def own(file: str) -> str:
+        return read_png_metadata(Path(file).read_bytes(), Path(file).name).parameters or ""
+
+    def shows(file: str) -> bool:
+        return (
+            viewer.file == file
+            and viewer.infotext.get("1.0", "end-1c") == own(file)
+            and f"file {Path(file).name}" in viewer.details.get("1.0", "end")
+        )
+
+    assert "Denoising strength" not in own(siblings["txt2img"])
+    assert "Denoising strength" in own(siblings["upscale"])  # so the two differ
+    gui.pump_until(lambda: bool(viewer._sibling_photos.get("txt2img")), 10)
+    gui.click(viewer.sibling_labels["txt2img"])
+    gui.pump_until(lambda: shows(siblings["txt2img"]), 10, "the txt2img file's own facts")
+    summary = viewer.details.get("1.0", "end")
+    assert "txt2img: 64x96" in summary and "upscale:" not in summary, summary
+    assert viewer.caption.full_text == "txt2img of image 2"
+    gui.click(viewer.sibling_labels["upscale"])
+    gui.pump_until(lambda: shows(siblings["upscale"]), 10, "the upscaled file's own facts again")
+    assert "upscale:" in viewer.details.get("1.0", "end")

@@ -152,7 +152,7 @@ def populate(gui: Gui) -> None:
         gui.pump_until(lambda n=n: len(window.state.queue) == n + 1, 30)
     gui.type_prompt("drafted: " + LONG)
     gui.click("Add to Job")
-    gui.pump_until(lambda: window.draft.items.size() == 1)
+    gui.pump_until(lambda: len(window.draft.table.get_children()) == 1)
     gui.pump_until(lambda: len(window.history.tree.get_children()) == 2)
     gui.pump_until(lambda: bool(window.history.thumbs))
     window.compose.combos["sampler"].set("DPM++ 2M SDE Heun")  # the longest A1111 sampler

@@ -127,7 +127,9 @@ def test_the_draft_is_queued_when_the_user_built_one(make_gui) -> None:  # type:
     for prompt in ("draft one", "draft two"):
         gui.type_prompt(prompt)
         gui.click("Add to Job")
-        gui.pump_until(lambda p=prompt: p in " ".join(window.draft.items.get(0, "end")), 10)
+        gui.pump_until(
+            lambda p=prompt: any(p in row for row in window.draft.table.rows.values()), 10
+        )
     assert window.primary.cget("text") == "Queue the Draft (Ctrl+Enter)"
     assert window.tabs.tab(window.draft, "text") == "Draft (2)"
     gui.type_prompt("not in the draft")

@@ -20,7 +20,23 @@ STATUSES = tuple(s.value for s in JobStatus)
 LONGEST_CHAIN = ",".join(STAGES)
 
 
+def inputs_text(spec: JobSpec) -> str:
+    """The input images a job starts from, by name ("": it starts from its prompt)."""
+    names = [i.name for i in spec.inputs]
+    return names[0] + (f" +{len(names) - 1}" if len(names) > 1 else "") if names else ""
+
+
 class DraftPanel(ttk.Frame):
+    # Jobs made together (a folder of images, a pack's variants) share their prompt: the row
+    # leads with what tells them apart.
+    COLUMNS = (
+        Column("pos", "#", ("9999",)),
+        Column("stages", "stages", (LONGEST_CHAIN,)),
+        Column("images", "images", ("9999",)),
+        Column("input", "input image"),
+        Column("prompt", "prompt", weight=2),
+    )
+
     def __init__(
         self,
         master: tk.Misc,
@@ -38,8 +54,11 @@ class DraftPanel(ttk.Frame):
             row=0, column=1, padx=px(2)
         )
         ttk.Button(self, text="Clear", command=on_clear).grid(row=0, column=2)
-        self.items = tk.Listbox(self, height=4, activestyle="none")
-        self.items.grid(row=1, column=0, columnspan=3, sticky="nsew", pady=(px(4), 0))
+        self.table = FitTree(self, self.COLUMNS, px, height=4, selectmode="browse")
+        scroll = ttk.Scrollbar(self, orient="vertical", command=self.table.yview)
+        self.table.configure(yscrollcommand=scroll.set)
+        self.table.grid(row=1, column=0, columnspan=3, sticky="nsew", pady=(px(4), 0))
+        scroll.grid(row=1, column=3, sticky="ns", pady=(px(4), 0))
 
     @staticmethod
     def _count_text(n: int) -> str:
@@ -48,16 +67,23 @@ class DraftPanel(ttk.Frame):
         return f"{n} job(s) in the draft: Ctrl+Enter queues them all; Clear to queue directly."
 
     def _remove(self, on_remove: Callable[[int], None]) -> None:
-        selected: tuple[int, ...] = self.items.curselection()  # type: ignore[no-untyped-call]
+        selected = self.table.selection()
         if selected:
             on_remove(int(selected[0]))
 
     def show(self, draft: list[JobSpec]) -> None:
-        self.items.delete(0, "end")
-        for spec in draft:
+        self.table.clear()
+        for n, spec in enumerate(draft):
             variant = spec.provenance.variant_label()
-            self.items.insert(
-                "end", f"{spec.images}x {spec.prompt[:200]}" + (f"  [{variant}]" if variant else "")
+            self.table.set_row(
+                str(n),  # the job's index in the draft, what Remove takes
+                (
+                    n + 1,
+                    ",".join(spec.stages()),
+                    spec.images,
+                    inputs_text(spec),
+                    (f"[{variant}] " if variant else "") + spec.prompt,
+                ),
             )
         self.count.set(self._count_text(len(draft)))
 

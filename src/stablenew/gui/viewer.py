@@ -43,7 +43,8 @@ class ImageFacts:
     number: int  # the image's number in its job (1-based; 0: unknown)
     siblings: dict[str, str] = field(default_factory=dict)  # stage -> its file of this image
     infotext: str = ""
-    manifest: dict[str, Any] | None = None
+    manifest: dict[str, Any] | None = None  # the image's: one per image, of its furthest file
+    stage: str = ""  # the stage that made `file` ("": unknown)
 
     def summary(self) -> str:
         lines: list[str] = []
@@ -61,9 +62,12 @@ class ImageFacts:
             lines.append(f"seed {seed}")
         if m.get("model"):
             lines.append(f"model {m['model']}")
+        after = STAGES[STAGES.index(self.stage) + 1 :] if self.stage in STAGES else ()
         for stage in m.get("stages", []):
             if not isinstance(stage, dict):
                 continue
+            if stage.get("stage") in after:
+                break  # the manifest is the image's; the file shown was made before this stage
             size = stage.get("size") or ["?", "?"]
             backend = stage.get("backend") or {}
             lines.append(
@@ -77,17 +81,20 @@ class ImageFacts:
         return "\n".join(lines)
 
 
-def read_facts(jobs: JobExecutionController, item: Item) -> ImageFacts:
-    """An image's job, siblings, infotext and manifest (call off the Tk thread)."""
+def read_facts(jobs: JobExecutionController, item: Item, file: str | None = None) -> ImageFacts:
+    """The facts of `file` (the item's own file unless a stage sibling is named): its job,
+    siblings, infotext and its image's manifest (call off the Tk thread)."""
     job: Job | None
     try:
         job = jobs.get_job(item.job_id)
     except StableNewError:
         job = None
-    file = item.file or ""
+    file = file or item.file or ""
     number = item.number
     siblings: dict[str, str] = {}
+    made_by = ""
     if job is not None and file:
+        made_by = next((s for s in STAGES if file in job.result.stages.get(s, [])), "")
         for files in [job.result.images, *job.result.stages.values()]:
             if file in files:
                 number = files.index(file) + 1
@@ -112,7 +119,7 @@ def read_facts(jobs: JobExecutionController, item: Item) -> ImageFacts:
             manifest = loaded if isinstance(loaded, dict) else None
         except (OSError, ValueError):
             manifest = None
-    return ImageFacts(job, file, number, siblings, infotext, manifest)
+    return ImageFacts(job, file, number, siblings, infotext, manifest, made_by)
 
 
 def _call(command: Callable[[], object], _event: object) -> None:
@@ -152,6 +159,7 @@ class Viewer(tk.Toplevel):
         self.mode = "fit"
         self.full: Image.Image | None = None
         self.facts: ImageFacts | None = None
+        self.wanted = ""  # the file last asked for: what is read or decoded for another is stale
         self._photo: ImageTk.PhotoImage | None = None
         self._sibling_photos: dict[str, ImageTk.PhotoImage] = {}
         self._fit_pending: str | None = None
@@ -254,23 +262,29 @@ class Viewer(tk.Toplevel):
         if item is None:
             return
         self.caption.set(f"job {item.job_id[:8]} · image {item.number or '-'} · {item.prompt}")
+        self.wanted = item.file or ""
         self.ui.run(lambda: read_facts(self.jobs, item), self._facts)
         if item.file:
             self.open_file(item.file)
 
     def open_file(self, file: str) -> None:
+        self.wanted = file
+
         def load() -> Image.Image:
             with Image.open(file) as image:
                 return image.convert("RGB")
 
-        self.ui.run(load, lambda image: self._loaded(file, image), self._unreadable)
+        self.ui.run(load, partial(self._loaded, file), partial(self._unreadable, file))
 
-    def _unreadable(self, error: BaseException) -> None:
+    def _unreadable(self, file: str, error: BaseException) -> None:
+        if not self.winfo_exists() or file != self.wanted:
+            return
+        self.full = None
         self.canvas.delete("all")
         self.canvas.create_text(10, 10, anchor="nw", text=f"cannot show it: {error}")
 
     def _loaded(self, file: str, image: Image.Image) -> None:
-        if not self.winfo_exists():
+        if not self.winfo_exists() or file != self.wanted:
             return
         self.full = image
         self.file = file
@@ -278,8 +292,9 @@ class Viewer(tk.Toplevel):
         self._refit()
 
     def _facts(self, facts: ImageFacts) -> None:
-        if not self.winfo_exists():
+        if not self.winfo_exists() or facts.file != self.wanted:
             return
+        same_strip = self.facts is not None and self.facts.siblings == facts.siblings
         self.facts = facts
         texts = ((self.infotext, facts.infotext or "(none)"), (self.details, facts.summary()))
         for box, text in texts:
@@ -287,6 +302,8 @@ class Viewer(tk.Toplevel):
             box.delete("1.0", "end")
             box.insert("1.0", text)
             box.configure(state="disabled")
+        if same_strip:
+            return  # a sibling of the same image: its thumbnails are already there
         size = self.theme.px(SIBLING)
         self._sibling_photos.clear()
         for stage, label in self.sibling_labels.items():
@@ -305,9 +322,13 @@ class Viewer(tk.Toplevel):
         self.show_sibling(stage)
 
     def show_sibling(self, stage: str) -> None:
-        if self.facts is not None and stage in self.facts.siblings:
-            self.open_file(self.facts.siblings[stage])
-            self.caption.set(f"{stage} of image {self.facts.number}")
+        item = self.item()
+        if item is None or self.facts is None or stage not in self.facts.siblings:
+            return
+        file = self.facts.siblings[stage]
+        self.open_file(file)
+        self.caption.set(f"{stage} of image {self.facts.number}")
+        self.ui.run(lambda: read_facts(self.jobs, item, file), self._facts)
 
     # -- drawing -------------------------------------------------------------------------------
 
