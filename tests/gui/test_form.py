@@ -362,3 +362,25 @@ def test_global_prompts_are_shown_and_edited_in_settings(make_gui, tmp_path: Pat
     gui.pump_until(lambda: not dialog.winfo_exists(), 10)
     config = settings_file.read(window.home)
     assert config.prompts.global_positive == "masterpiece"
+
+
+def test_the_wheel_over_a_dropdown_scrolls_the_form_and_changes_nothing(make_gui) -> None:  # type: ignore[no-untyped-def]
+    """A tester scrolled the form with the wheel: the Sampler under the pointer went from
+    "Euler a" to "Euler", and that was queued."""
+    gui: Gui = make_gui()
+    window = gui.window
+    window.open_sections(True)  # tall: the form scrolls
+    gui.settle()
+    combo = window.compose.combos["sampler"]
+    before = combo.get()
+    canvas = window.compose.scroll.canvas
+    x, y = combo.winfo_rootx() + 10, combo.winfo_rooty() + combo.winfo_height() // 2
+    top = canvas.yview()[0]
+    gui.xdo("mousemove", str(x), str(y))
+    gui.settle()
+    assert str(gui.root.winfo_containing(x, y)) == str(combo), "the pointer is over it"
+    for _ in range(3):
+        gui.xdo("click", "5")  # the wheel, down
+        gui.settle()
+        assert combo.get() == before
+    assert canvas.yview()[0] > top, "the form scrolled"

@@ -323,6 +323,10 @@ class ComposePanel(ttk.Frame):
 
         self.scroll = ScrollFrame(self)
         self.scroll.grid(row=6, column=0, sticky="nsew", pady=(px(4), 0))
+        # The wheel scrolls the form; over a dropdown Tk's own binding also changed its value
+        # (silently, and that value was queued). Dropdowns change by click or keys only.
+        for sequence in ("<MouseWheel>", "<Button-4>", "<Button-5>"):
+            self.bind_class("TCombobox", sequence, "")
         form = self.scroll.interior
         form.columnconfigure(0, weight=1)
         for row, ((title, opened), fields) in enumerate(SECTIONS.items()):
