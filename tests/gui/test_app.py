@@ -210,6 +210,11 @@ def test_history_filter_and_search(make_gui) -> None:  # type: ignore[no-untyped
     window.history.search.set("lantern")
     gui.click("Search")
     gui.pump_until(lambda: history_statuses(gui) == ["COMPLETED"])
+    assert window.history.page_text.full_text == "jobs 1-1 of 1"
+    window.history.search.set("no such words")
+    gui.click("Search")
+    gui.pump_until(lambda: history_statuses(gui) == [])
+    assert window.history.page_text.full_text == "no jobs match"  # not "jobs 0-0 of 0"
 
 
 def test_debug_log_autoscroll_pauses_when_scrolled_up(display: str) -> None:

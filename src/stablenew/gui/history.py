@@ -168,7 +168,7 @@ class HistoryPanel(ttk.Frame):
         self.offset, self.total = offset, total
         self.show(jobs)
         last = offset + len(jobs)
-        self.page_text.set(f"jobs {offset + 1 if jobs else 0}-{last} of {total}")
+        self.page_text.set(f"jobs {offset + 1}-{last} of {total}" if jobs else "no jobs match")
         self.newer.configure(state="normal" if offset > 0 else "disabled")
         self.older.configure(state="normal" if last < total else "disabled")
 
