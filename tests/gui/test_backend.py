@@ -71,6 +71,14 @@ def fake_a1111() -> Iterator[str]:
     server.server_close()
 
 
+def reference_home(home: Path, *flags: str) -> None:
+    """A home whose managed backend is the reference backend with `flags`, no discovery."""
+    command = reference_backend_command(0, *flags)
+    (home / "config.toml").write_text(
+        f"[backend]\ncommand = {json.dumps(command)}\ndiscover = false\n", encoding="utf-8"
+    )
+
+
 def port(url: str) -> int:
     return int(url.rsplit(":", 1)[1])
 
@@ -110,10 +118,7 @@ def test_a_window_on_an_owned_home_attaches_and_starts_no_backend(  # type: igno
 ) -> None:
     from stablenew.gui.window import MainWindow
 
-    command = reference_backend_command(0, "--step-ms", "40")
-    (tmp_path / "config.toml").write_text(
-        f"[backend]\ncommand = {json.dumps(command)}\ndiscover = false\n", encoding="utf-8"
-    )
+    reference_home(tmp_path, "--step-ms", "40")
     said: list[str] = []
     say = MainWindow.say
     monkeypatch.setattr(MainWindow, "say", lambda w, text: (said.append(text), say(w, text)))
@@ -171,10 +176,7 @@ def test_a_window_on_an_owned_home_attaches_and_starts_no_backend(  # type: igno
 def test_a_window_on_an_owned_home_shows_the_owners_steps_and_live_preview(
     make_gui, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
-    command = reference_backend_command(0, "--step-ms", "100")
-    (tmp_path / "config.toml").write_text(
-        f"[backend]\ncommand = {json.dumps(command)}\ndiscover = false\n", encoding="utf-8"
-    )
+    reference_home(tmp_path, "--step-ms", "100")
     worker = start_worker(tmp_path)
     try:
         gui = make_gui(home=tmp_path)
@@ -214,10 +216,7 @@ def test_a_window_taking_over_a_dead_owner_shows_no_stale_step_nor_a_wrong_backe
     """A tester killed the worker mid-job: while the window took over (its backend starting),
     the running panel kept the dead owner's "step 30/60 · ETA 3s" and the top bar called the
     reference backend "A1111-compatible API"."""
-    command = reference_backend_command(0, "--step-ms", "100", "--slow-start", "3")
-    (tmp_path / "config.toml").write_text(
-        f"[backend]\ncommand = {json.dumps(command)}\ndiscover = false\n", encoding="utf-8"
-    )
+    reference_home(tmp_path, "--step-ms", "100", "--slow-start", "3")
     worker = start_worker(tmp_path)
     try:
         gui = make_gui(home=tmp_path)

@@ -171,13 +171,8 @@ def test_a_cancelled_job_leaves_no_marker(make_gui) -> None:  # type: ignore[no-
     gui.pump_until(lambda: window.running.outcome.full_text.startswith("■"), 30, "cancelled")
 
 
-def test_open_folder_asks_the_platform_through_a_library_call(make_gui, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    opened: list[tuple[str, bool]] = []
-    monkeypatch.setattr(
-        "stablenew.gui.opener.click.launch",
-        lambda url, wait=False, locate=False: opened.append((url, locate)) or 0,
-    )
-    gui = make_gui()
+def open_a_run_folder_from_history(gui: Gui) -> str:
+    """Run a job, select its history row and click Open folder; its run folder."""
     window = gui.window
     window.compose.restore(FAST_JOB)
     job_id = run_and_wait(gui, "a folder to open", JobStatus.COMPLETED)
@@ -187,6 +182,17 @@ def test_open_folder_asks_the_platform_through_a_library_call(make_gui, monkeypa
     gui.pump_until(lambda: window.history.tree.exists(job_id), 10, "the history row")
     gui.click_row(window.history.tree, job_id, "status")  # select the row
     gui.click("Open folder", within=window.history)
+    return run_dir
+
+
+def test_open_folder_asks_the_platform_through_a_library_call(make_gui, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    opened: list[tuple[str, bool]] = []
+    monkeypatch.setattr(
+        "stablenew.gui.opener.click.launch",
+        lambda url, wait=False, locate=False: opened.append((url, locate)) or 0,
+    )
+    gui = make_gui()
+    run_dir = open_a_run_folder_from_history(gui)
     gui.pump_until(lambda: bool(opened), 10, "the folder to be opened")
     assert opened == [(run_dir, False)]
 
@@ -209,14 +215,7 @@ def test_open_folder_says_whether_the_file_manager_opened_it(  # type: ignore[no
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     gui = make_gui()
     window = gui.window
-    window.compose.restore(FAST_JOB)
-    job_id = run_and_wait(gui, "a folder to open", JobStatus.COMPLETED)
-    run_dir = window.jobs.get_job(job_id).result.run_dir
-    assert run_dir
-    window.tabs.select(window.history)
-    gui.pump_until(lambda: window.history.tree.exists(job_id), 10, "the history row")
-    gui.click_row(window.history.tree, job_id, "status")
-    gui.click("Open folder", within=window.history)
+    run_dir = open_a_run_folder_from_history(gui)
     gui.pump_until(lambda: "Opening" not in window.message.full_text, 30, "the opener's answer")
     said = window.message.full_text
     assert run_dir in said and "\n" not in said
