@@ -81,6 +81,12 @@ def test_run_fails_for_its_own_failure_only(tmp_path: Path) -> None:
     assert any("(ahead of yours) COMPLETED" in line for line in lines)
     assert lines[-1] == "0 completed, 1 failed, 0 cancelled"
     assert _jobs(tmp_path) == {"fine": JobStatus.COMPLETED, "mine": JobStatus.FAILED}
+    # The reason in the words every door uses (the desktop app, the web UI), not the backend's
+    # raw "HTTP 500: OutOfMemoryError: CUDA out of memory. Tried to allocate…".
+    reason = "upscale image 1: the backend ran out of memory"
+    assert any(line.startswith("job ") and reason in line for line in lines), lines
+    history = cli(tmp_path, "history", "--status", "failed")
+    assert reason in history.stdout and "Tried to allocate" not in history.stdout, history.stdout
 
 
 def test_run_as_a_client_of_a_worker_follows_its_jobs_to_the_end(tmp_path: Path) -> None:

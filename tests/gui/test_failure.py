@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stablenew.gui.failure_view import JobDetails, short_reason
+from stablenew.gui.failure_view import JobDetails
 from stablenew.gui.running import MARKS, NO_IMAGE
 from stablenew.jobs.status import JobStatus
 from tests.gui.conftest import Gui
@@ -63,7 +63,7 @@ def test_a_failed_job_says_why_at_1366x768_and_leaves_nothing_stale(make_gui) ->
     gui.pump_until(lambda: window.running.outcome_job == job_id, 10, "the running panel")
     job = window.jobs.get_job(job_id)
     assert job.error is not None
-    reason = short_reason(job.error)
+    reason = job.error.reason_line()
     assert reason == "txt2img image 1: the backend ran out of memory"
     # The event's reason first, then StableNew's words once the job's record is read.
     gui.pump_until(lambda: reason in window.running.outcome.full_text, 10, "why")

@@ -118,7 +118,7 @@ def test_a_failures_reason_inline_and_its_envelope_one_click_away(
     card = f"#g-grid li[data-job-id='{failed}']"
     ui.wait_for(lambda: ui.els(card), "its card")
     reason = ui.text(f"{card} .reason")
-    # the desktop app's words (gui.failure_view.short_reason): where, then the reason in words
+    # the desktop app's words (ErrorEnvelope.reason_line): where, then the reason in words
     assert reason == f"txt2img image 1: {REASON_TEXT[FailureReason.OUT_OF_MEMORY]}", reason
     ui.choose("g-status", "FAILED")
     ui.wait_for(lambda: ui.job_ids("#g-grid li") == [failed], "failed only")

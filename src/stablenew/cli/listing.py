@@ -115,7 +115,7 @@ def footer(page: Page) -> str:
 
 
 def _row(n: int, job: Job) -> list[Part]:
-    note = job.error.one_line() if job.error else job.note or job.result.run_dir or ""
+    note = job.error.reason_line() if job.error else job.note or job.result.run_dir or ""
     if not note and job.spec.backend is not None and job.status == JobStatus.QUEUED:
         note = f"on {job.spec.backend}"  # pinned, and nothing stops it
     return [

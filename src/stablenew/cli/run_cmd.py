@@ -296,7 +296,7 @@ def _detail(job: Job) -> str:
     """A failed job's reason (and where its run folder is), else the full run folder."""
     if job.status == JobStatus.FAILED and job.error is not None:
         folder = f" (run folder {job.result.run_dir})" if job.result.run_dir else ""
-        return job.error.one_line() + folder
+        return job.error.reason_line() + folder
     if job.status == JobStatus.QUEUED:
         return "stays queued; it resumes at the next start"
     if job.result.run_dir:

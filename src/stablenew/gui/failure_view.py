@@ -13,25 +13,9 @@ from tkinter import ttk
 
 from stablenew.gui.theme import Theme
 from stablenew.jobs.job import Job
-from stablenew.jobs.outcome import ErrorEnvelope
 from stablenew.jobs.status import REASON_TEXT
 
 SIZE = (860, 560)  # pixels at 1x
-
-
-def short_reason(error: ErrorEnvelope) -> str:
-    """Why, in one short line: where, then the cause in words: StableNew's own words for an
-    environmental reason, else the root cause's first line (the whole chain is in the details).
-    """
-    where = error.stage or ""
-    if error.image_index is not None:
-        where = f"{where} image {error.image_index}".strip()
-    if error.reason is not None:
-        why = REASON_TEXT.get(error.reason, str(error.reason))
-    else:
-        root = error.causes[-1].message if error.causes else error.message
-        why = (root.strip().splitlines() or [error.type])[0]
-    return f"{where}: {why}" if where else why
 
 
 def envelope_text(job: Job) -> str:
@@ -75,7 +59,7 @@ class JobDetails(tk.Toplevel):
         body.columnconfigure(1, weight=1)
         error = job.error
         headline = (
-            f"Failed: {short_reason(error)}"
+            f"Failed: {error.reason_line()}"
             if error is not None
             else f"{job.status.value.capitalize()}: {len(job.result.images)} image(s)"
         )

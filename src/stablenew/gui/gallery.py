@@ -25,7 +25,6 @@ from typing import Any
 from PIL import Image, ImageTk
 
 from stablenew.gui.dispatcher import UiDispatcher
-from stablenew.gui.failure_view import short_reason
 from stablenew.gui.theme import Theme
 from stablenew.gui.widgets import FitLabel, fit_text, on_enter
 from stablenew.jobs.job import Job
@@ -56,7 +55,7 @@ class Item:
 
 def items_of(job: Job) -> list[Item]:
     files = job.result.images
-    why = short_reason(job.error) if job.error is not None else ""
+    why = job.error.reason_line() if job.error is not None else ""
     if not files:
         return [Item(job.id, None, 0, job.status.value, job.spec.prompt, 0, why)]
     return [

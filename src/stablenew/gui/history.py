@@ -14,7 +14,6 @@ from typing import Any
 
 from PIL import Image, ImageTk
 
-from stablenew.gui.failure_view import short_reason
 from stablenew.gui.queue_view import SHORT_ID, STATUSES
 from stablenew.gui.theme import Theme
 from stablenew.gui.widgets import Column, FitLabel, FitTree, on_enter
@@ -38,7 +37,7 @@ def when(moment: datetime | None) -> str:
 def reason(job: Job) -> str:
     """Why it ended as it did, in one line ("" for a job that completed)."""
     if job.status == JobStatus.FAILED:
-        return short_reason(job.error) if job.error is not None else "no reason recorded"
+        return job.error.reason_line() if job.error is not None else "no reason recorded"
     if job.status == JobStatus.CANCELLED:
         return "cancelled"
     return ""

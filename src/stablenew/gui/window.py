@@ -49,7 +49,7 @@ from stablenew.gui.backend_view import BackendFacts, BackendIndicator, BackendPa
 from stablenew.gui.compose import ComposePanel
 from stablenew.gui.debug_log import DebugLogPanel
 from stablenew.gui.dispatcher import UiDispatcher
-from stablenew.gui.failure_view import JobDetails, short_reason
+from stablenew.gui.failure_view import JobDetails
 from stablenew.gui.gallery import GalleryPanel, Item
 from stablenew.gui.history import PAGE as HISTORY_PAGE
 from stablenew.gui.history import HistoryPanel
@@ -1119,7 +1119,7 @@ class MainWindow:
             self.refresh_pool()
         if job.error is None:
             return
-        reason = short_reason(job.error)
+        reason = job.error.reason_line()
         self.running.failure_reason(job.id, reason)
         if self.message.full_text.startswith(f"Job {job.short_id} failed"):  # nothing newer
             self.say(f"Job {job.short_id} failed: {reason}")

@@ -26,7 +26,7 @@ from stablenew.errors import (
     BackendUnavailable,
     OutputError,
 )
-from stablenew.jobs.status import FailureReason, JobStatus
+from stablenew.jobs.status import REASON_TEXT, FailureReason, JobStatus
 
 
 class Stored(BaseModel):
@@ -111,6 +111,20 @@ class ErrorEnvelope(Stored):
             reason=reason_of(exc),
             causes=chain,
         )
+
+    def reason_line(self) -> str:
+        """Why, in one short line, as every door shows it: where, then StableNew's own words
+        for an environmental reason ("the backend ran out of memory"), else the root cause's
+        first line (the whole chain stays in the envelope)."""
+        where = self.stage or ""
+        if self.image_index is not None:
+            where = f"{where} image {self.image_index}".strip()
+        if self.reason is not None:
+            why = REASON_TEXT.get(self.reason, str(self.reason))
+        else:
+            root = self.causes[-1].message if self.causes else self.message
+            why = (root.strip().splitlines() or [self.type])[0]
+        return f"{where}: {why}" if where else why
 
     def one_line(self) -> str:
         """The failure in one line: where, then the first line of the message."""
